@@ -1,0 +1,250 @@
+"""Channel Access message decoding: bytes in a known role -> caproto commands.
+
+``StreamDecoder`` decodes one direction of a TCP circuit from the
+reassembled byte stream; ``decode_datagram`` decodes one UDP datagram.
+Both hand every well-formed message to caproto (validation off: padded
+server replies are normal) and never turn bytes that do not look like CA
+into messages: after a gap or junk they resynchronise on the next plausible
+header.
+"""
+from __future__ import annotations
+
+import struct
+from typing import List, Optional, Tuple, Union
+
+from ._caproto import (
+    CLIENT, EXTENDED_HEADER_SIZE, HEADER_SIZE, SERVER, Commands,
+    EventCancelResponse, ExtendedMessageHeader, MessageHeader,
+)
+
+DEFAULT_MAX_MESSAGE = 64 << 20   # like EPICS_CA_MAX_ARRAY_BYTES, per message
+MAX_DBR_TYPE = 38
+
+_header = struct.Struct(">HHHHII").unpack_from
+_ext = struct.Struct(">II").unpack_from
+
+# Commands whose data_type field is a DBR type and whose payload is data.
+_DATA_COMMANDS = {1, 3, 4, 15, 19}
+
+
+class UnknownCommand:
+    """A well-formed CA message that caproto has no class for in this role
+    (e.g. rsrv's reply to READ_SYNC, command 10). Shown with its header."""
+    __slots__ = ("header", "buffers", "sender_address", "payload_size")
+
+    def __init__(self, header, payload: bytes):
+        self.header = header
+        self.buffers = (payload,)
+        self.sender_address = None
+        self.payload_size = header.payload_size
+
+    def __repr__(self):
+        h = self.header
+        return (f"UnknownCommand(command={h.command}, payload_size={h.payload_size}, "
+                f"data_type={h.data_type}, data_count={h.data_count}, "
+                f"parameter1={h.parameter1}, parameter2={h.parameter2})")
+
+
+class DecodeError(Exception):
+    """A message that caproto could not decode (reported, then skipped)."""
+
+
+def _known(role, command: int) -> bool:
+    return command in Commands[role] or command == 10
+
+
+def plausible(role, command, payload_size, data_type, data_count, max_message) -> bool:
+    """Could a header with these fields start a CA message from ``role``?
+    Strict: used only to find a message boundary after lost or junk bytes."""
+    if not _known(role, command) or payload_size % 8 or payload_size > max_message:
+        return False
+    if command in _DATA_COMMANDS and data_type > MAX_DBR_TYPE:
+        return False
+    sizes = _EMPTY[role]
+    if command in sizes:
+        return payload_size == 0
+    if command in _NONEMPTY[role]:
+        return payload_size > 0
+    return True
+
+
+# Which messages never / always carry a payload, by role (resync checks only).
+_EMPTY = {CLIENT: {0, 2, 12, 15}, SERVER: {0, 12, 18, 19, 22}}
+_NONEMPTY = {CLIENT: {1, 4, 6, 18, 19, 20, 21}, SERVER: {6, 15}}
+
+
+def build(role, command: int, header_bytes: bytearray, payload) -> object:
+    """A caproto command object from one complete message."""
+    if len(header_bytes) == EXTENDED_HEADER_SIZE:
+        header = ExtendedMessageHeader.from_buffer(header_bytes)
+    else:
+        header = MessageHeader.from_buffer(header_bytes)
+    if role is SERVER and command == 1 and header.payload_size == 0:
+        # Servers answer EventCancel with EVENT_ADD and no payload.
+        return EventCancelResponse.from_wire(header, None)
+    cls = Commands[role].get(command)
+    if cls is None:
+        return UnknownCommand(header, bytes(payload))
+    try:
+        return cls.from_wire(header, payload if cls.HAS_PAYLOAD else None)
+    except Exception as exc:  # caproto raises many kinds on bad payloads
+        raise DecodeError(f"{cls.__name__} could not be decoded: {exc}") from None
+
+
+def split_header(buf, pos: int) -> Optional[Tuple[int, int, int, int, int]]:
+    """(command, header_size, payload_size, data_type, data_count) of the
+    message at ``pos``, or None if the header is not complete yet."""
+    if len(buf) - pos < HEADER_SIZE:
+        return None
+    command, size, dtype, count, _p1, _p2 = _header(buf, pos)
+    if size == 0xFFFF and count == 0:
+        if len(buf) - pos < EXTENDED_HEADER_SIZE:
+            return None
+        size, count = _ext(buf, pos + HEADER_SIZE)
+        return command, EXTENDED_HEADER_SIZE, size, dtype, count
+    return command, HEADER_SIZE, size, dtype, count
+
+
+class StreamDecoder:
+    """Decodes one direction of a TCP circuit.
+
+    ``feed(data)`` returns a list whose items are caproto commands or
+    ``str`` problems (one line each). A message larger than ``max_message``
+    is skipped without buffering it.
+    """
+    __slots__ = ("role", "buf", "synced", "skip", "max_message", "junk_reported",
+                 "partial")
+
+    def __init__(self, role, *, synced: bool = True, max_message: int = DEFAULT_MAX_MESSAGE):
+        self.role = role
+        self.buf = bytearray()
+        self.synced = synced
+        self.skip = 0            # payload bytes of an oversized message still to drop
+        self.max_message = max_message
+        self.junk_reported = False
+        self.partial = False     # a message is incomplete (for end-of-capture reports)
+
+    def gap(self) -> None:
+        """Bytes were lost: whatever is buffered can't be trusted."""
+        self.buf.clear()
+        self.skip = 0
+        self.synced = False
+
+    def feed(self, data) -> List[Union[object, str]]:
+        out: List[Union[object, str]] = []
+        if self.skip:
+            n = min(self.skip, len(data))
+            self.skip -= n
+            data = data[n:]
+            if not data:
+                return out
+        buf = self.buf
+        buf += data
+        pos = 0
+        role = self.role
+        max_message = self.max_message
+        n = len(buf)
+        while True:
+            if not self.synced:
+                pos = self._resync(buf, pos, out)
+                if not self.synced:
+                    break
+            head = split_header(buf, pos)
+            if head is None:
+                break
+            command, hsize, size, dtype, count = head
+            if not _known(role, command):
+                out.append(f"bytes that are not CA (command id {command}) "
+                           f"in the {'client' if role is CLIENT else 'server'} stream; "
+                           f"looking for the next message")
+                self.synced = False
+                pos += 1
+                continue
+            total = hsize + size
+            if size > max_message:
+                out.append(f"message (command {command}) claims {size} bytes, over the "
+                           f"{max_message}-byte limit; skipped")
+                take = min(total, n - pos)
+                self.skip = total - take
+                pos += take
+                continue
+            if n - pos < total:
+                break
+            msg = buf[pos:pos + total]
+            pos += total
+            try:
+                out.append(build(role, command, msg[:hsize], memoryview(msg)[hsize:]))
+            except DecodeError as exc:
+                out.append(str(exc))
+        if pos:
+            del buf[:pos]
+        self.partial = bool(buf)
+        return out
+
+    def _resync(self, buf, pos, out) -> int:
+        role = self.role
+        limit = len(buf) - HEADER_SIZE
+        while pos <= limit:
+            command, size, dtype, count, _p1, _p2 = _header(buf, pos)
+            if size == 0xFFFF and count == 0:
+                if len(buf) - pos < EXTENDED_HEADER_SIZE:
+                    return pos
+                size, count = _ext(buf, pos + HEADER_SIZE)
+            if plausible(role, command, size, dtype, count, self.max_message):
+                self.synced = True
+                return pos
+            pos += 1
+        return pos
+
+
+def decode_datagram(payload: bytes, role, sender: str,
+                    max_message: int = DEFAULT_MAX_MESSAGE) -> Tuple[list, Optional[str]]:
+    """All CA messages of one UDP datagram: (commands_or_problems, junk).
+
+    The datagram must be a chain of CA headers that exactly covers it;
+    otherwise nothing is decoded and ``junk`` says why."""
+    buf = bytearray(payload)
+    n = len(buf)
+    pos = 0
+    spans = []
+    while pos < n:
+        head = split_header(buf, pos)
+        if head is None:
+            return [], f"{n - pos} trailing bytes are not a CA header"
+        command, hsize, size, _dtype, _count = head
+        if not _known(role, command):
+            return [], f"command id {command} is not a CA {'request' if role is CLIENT else 'reply'}"
+        if pos + hsize + size > n:
+            return [], f"CA message (command {command}) claims {size} bytes, the datagram has {n - pos - hsize}"
+        spans.append((pos, command, hsize, size))
+        pos += hsize + size
+    out = []
+    for pos, command, hsize, size in spans:
+        msg = buf[pos:pos + hsize + size]
+        try:
+            cmd = build(role, command, msg[:hsize], memoryview(msg)[hsize:])
+        except DecodeError as exc:
+            out.append(str(exc))
+            continue
+        cmd.sender_address = sender     # as caproto's read_datagram does
+        out.append(cmd)
+    return out, None
+
+
+def looks_like_ca(data, role, max_message: int = DEFAULT_MAX_MESSAGE) -> bool:
+    """Do the first bytes of a stream on a port not known as CA look like CA?
+    The first header must be plausible, and so must the next one if the
+    first message ends inside ``data``."""
+    buf = bytes(data)
+    pos = 0
+    for _ in range(2):
+        head = split_header(buf, pos)
+        if head is None:
+            return pos > 0
+        command, hsize, size, dtype, count = head
+        if not plausible(role, command, size, dtype, count, max_message):
+            return False
+        pos += hsize + size
+        if pos >= len(buf):
+            return True
+    return True

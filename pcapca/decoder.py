@@ -1,0 +1,389 @@
+"""The shared CA decoder: packets in, one ``Decoded`` per packet out.
+
+Every reader feeds it and every writer consumes it. It parses link/IP/TCP/UDP
+headers (``link``), reassembles TCP per direction (``tcp_reassembly``),
+tracks circuits and their client/server roles (like Wireshark's
+conversations, keyed by the 4-tuple), and decodes CA in the circuit's role
+(``ca_decode``).
+"""
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, Iterator, Optional, Tuple, Union
+
+from ._caproto import CLIENT, SERVER, Beacon
+from .ca_decode import DEFAULT_MAX_MESSAGE, StreamDecoder, decode_datagram, looks_like_ca
+from .events import Packet, Passthrough, Problem
+from .link import PROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Segment, parse
+from .records import CLIENT_ROLE, SERVER_ROLE, Decoded, Record
+from .tcp_reassembly import HalfStream
+
+CA_SERVER_PORT = 5064
+CA_REPEATER_PORT = 5065
+MAX_CIRCUITS = 50_000            # live TCP circuits kept; the least recent go first
+IDLE_NS = 600 * 10**9            # a circuit silent this long (capture time) is dropped
+DUP_WINDOW_NS = 50 * 10**6       # the same datagram on two interfaces within this
+
+
+@dataclass
+class Stats:
+    packets: int = 0
+    messages: int = 0
+    skipped: Counter = field(default_factory=Counter)   # reason -> packets
+    retransmitted_bytes: int = 0
+    lost_bytes: int = 0
+    gaps: int = 0
+    problems: int = 0          # decode problems (junk, undecodable messages)
+    capture_problems: int = 0  # damage in the capture file
+    duplicates: int = 0        # datagrams seen again on another interface
+    cut_messages: int = 0      # messages cut off by the end of the capture or a close
+
+    def summary(self) -> str:
+        parts = [f"{self.packets} packets", f"{self.messages} CA messages"]
+        if self.problems:
+            parts.append(f"{self.problems} decode problems")
+        if self.capture_problems:
+            parts.append(f"{self.capture_problems} capture problems")
+        if self.gaps:
+            parts.append(f"{self.lost_bytes} TCP bytes missing in {self.gaps} gaps")
+        if self.retransmitted_bytes:
+            parts.append(f"{self.retransmitted_bytes} retransmitted TCP bytes decoded once")
+        if self.cut_messages:
+            parts.append(f"{self.cut_messages} messages incomplete at the end of their stream")
+        if self.duplicates:
+            parts.append(f"{self.duplicates} duplicate datagrams ignored")
+        skipped = sum(self.skipped.values())
+        if skipped:
+            why = ", ".join(f"{n} {reason}" for reason, n in self.skipped.most_common())
+            parts.append(f"{skipped} packets skipped ({why})")
+        return "; ".join(parts)
+
+
+class Circuit:
+    """One TCP connection; ``client`` and ``server`` are (ip, port)."""
+    __slots__ = ("client", "server", "how", "halves", "decoders", "last_ts",
+                 "closing", "reported", "number", "is_ca")
+
+    def __init__(self, client, server, how: str, max_message: int, synced: bool, number: int):
+        self.client = client
+        self.server = server
+        self.how = how                       # how the roles were decided
+        self.halves = (HalfStream(), HalfStream())          # [from client, from server]
+        self.decoders = (StreamDecoder(CLIENT, synced=synced, max_message=max_message),
+                         StreamDecoder(SERVER, synced=synced, max_message=max_message))
+        self.last_ts = 0
+        self.closing = 0                     # FIN/RST seen (count)
+        self.reported = [False, False]       # a problem was reported for this direction
+        self.number = number
+        self.is_ca: Optional[bool] = None    # None: not known yet (unknown server port)
+
+    @property
+    def key(self):
+        return (self.client, self.server)
+
+    def label(self, from_client: bool) -> str:
+        a, b = (self.client, self.server) if from_client else (self.server, self.client)
+        return f"{a[0]}:{a[1]}->{b[0]}:{b[1]}"
+
+
+class Decoder:
+    def __init__(self, *, max_message: int = DEFAULT_MAX_MESSAGE,
+                 server_ports: Iterable[int] = (CA_SERVER_PORT,),
+                 repeater_port: int = CA_REPEATER_PORT):
+        self.max_message = max_message
+        self.server_ports = set(server_ports)        # TCP server / UDP search ports
+        self.udp_ports = set(server_ports)
+        self.repeater_port = repeater_port
+        self.servers = set()                         # (ip, port) learned from replies/beacons
+        self.circuits: Dict[tuple, Circuit] = {}     # (src, sport, dst, dport) -> Circuit
+        self.recent_datagrams: "OrderedDict[tuple, Tuple[int, int]]" = OrderedDict()
+        self.stats = Stats()
+        self._circuit_count = 0
+
+    # ------------------------------------------------------------------ API
+    def run(self, items: Iterable[Union[Packet, Passthrough, Problem]]
+            ) -> Iterator[Union[Decoded, Passthrough, Problem]]:
+        """Decode a stream of reader items; yields one ``Decoded`` per packet
+        (in input order) and passes other items through."""
+        stats = self.stats
+        for item in items:
+            if item.__class__ is not Packet:
+                if item.__class__ is Problem:
+                    stats.capture_problems += 1
+                yield item
+                continue
+            stats.packets += 1
+            decoded, problems = self.packet(item)
+            yield from problems
+            yield decoded
+            if stats.packets % 8192 == 0:
+                self._evict(item.ts)
+        yield from self.finish()
+
+    def packet(self, packet: Packet):
+        seg = parse(packet.interface.linktype, packet.data)
+        if seg.__class__ is str:
+            self.stats.skipped[seg] += 1
+            return Decoded(packet), ()
+        if seg.proto == PROTO_TCP:
+            return self._tcp(packet, seg)
+        return self._udp(packet, seg)
+
+    def finish(self) -> Iterator[Problem]:
+        """End of input: deliver data waiting behind holes, report partial messages."""
+        for circuit in list(self._unique_circuits()):
+            yield from self._close(circuit, final=True)
+
+    # ------------------------------------------------------------------ TCP
+    def _tcp(self, packet: Packet, seg: Segment):
+        flags = seg.flags
+        key = (seg.src, seg.sport, seg.dst, seg.dport)
+        circuit = self.circuits.get(key)
+        if flags & TCP_SYN and circuit is not None and circuit.closing:
+            # the same ports used again: a new connection
+            self._drop(circuit)
+            circuit = None
+        if circuit is None:
+            if flags & TCP_RST or (not seg.payload and not flags & TCP_SYN and seg.wire_len == 0):
+                # a bare ACK/FIN/RST of a connection we never saw data of
+                self.stats.skipped["TCP without CA data"] += 1
+                return Decoded(packet), ()
+            circuit = self._new_circuit(seg)
+        circuit.last_ts = packet.ts
+        from_client = (seg.src, seg.sport) == circuit.client
+        side = 0 if from_client else 1
+        half = circuit.halves[side]
+        records = []
+        notes = []
+        problems = []
+        tag = (packet, seg)
+        if flags & TCP_SYN:
+            half.syn(seg.seq)
+            circuit.decoders[side].synced = True
+        if flags & TCP_ACK and circuit.halves[1 - side].next_seq is not None:
+            released = circuit.halves[1 - side].acked(seg.ack)
+            if released:
+                self._chunks(circuit, not from_client, released, packet, seg, records, notes,
+                             problems, swapped=True)
+        if seg.wire_len:
+            before = half.retransmitted
+            chunks = half.segment(seg.seq, seg.payload, seg.wire_len, tag)
+            self.stats.retransmitted_bytes += half.retransmitted - before
+            if chunks:
+                self._chunks(circuit, from_client, chunks, packet, seg, records, notes, problems)
+        if flags & TCP_FIN:
+            half.fin(seg.seq, seg.wire_len)
+        if flags & (TCP_FIN | TCP_RST):
+            circuit.closing += 1
+            if flags & TCP_RST or circuit.closing >= 2:
+                problems.extend(self._close(circuit))
+        return Decoded(packet, tuple(records), tuple(notes)), problems
+
+    def _new_circuit(self, seg: Segment) -> Circuit:
+        src = (seg.src, seg.sport)
+        dst = (seg.dst, seg.dport)
+        flags = seg.flags
+        if flags & TCP_SYN and not flags & TCP_ACK:
+            client, server, how = src, dst, "syn"
+        elif flags & TCP_SYN:
+            client, server, how = dst, src, "syn-ack"
+        elif dst in self.servers or (src not in self.servers and seg.dport in self.server_ports):
+            client, server, how = src, dst, "server port"
+        elif src in self.servers or seg.sport in self.server_ports:
+            client, server, how = dst, src, "server port"
+        elif seg.dport < seg.sport:
+            client, server, how = src, dst, "lower port"
+        else:
+            client, server, how = dst, src, "lower port"
+        self._circuit_count += 1
+        # Without the SYN the capture may start inside a message: resync first.
+        circuit = Circuit(client, server, how, self.max_message, synced=how.startswith("syn"),
+                          number=self._circuit_count)
+        if server in self.servers or server[1] in self.server_ports:
+            circuit.is_ca = True
+        self.circuits[(client[0], client[1], server[0], server[1])] = circuit
+        self.circuits[(server[0], server[1], client[0], client[1])] = circuit
+        if len(self.circuits) > 2 * MAX_CIRCUITS:
+            self._evict(None, keep=MAX_CIRCUITS // 2)
+        return circuit
+
+    def _chunks(self, circuit: Circuit, from_client: bool, chunks, packet, seg,
+                records, notes, problems, swapped: bool = False) -> None:
+        side = 0 if from_client else 1
+        decoder = circuit.decoders[side]
+        role = CLIENT_ROLE if from_client else SERVER_ROLE
+        if circuit.is_ca is None:
+            # a circuit to a port not known as CA: CA only if its first bytes say so
+            first = next((c[1] for c in chunks if c[1]), None)
+            if first is None:
+                return
+            circuit.is_ca = looks_like_ca(first, decoder.role, self.max_message)
+            if circuit.is_ca:
+                self.servers.add(circuit.server)
+        if not circuit.is_ca:
+            return
+        msg_seg = seg
+        if swapped:
+            msg_seg = seg._replace(src=seg.dst, dst=seg.src, sport=seg.dport, dport=seg.sport)
+        stats = self.stats
+        for missing, data, _tag in chunks:
+            if missing:
+                stats.gaps += 1
+                stats.lost_bytes += missing
+                decoder.gap()
+                text = (f"{missing} bytes of {circuit.label(from_client)} were not captured; "
+                        f"decoding resumes at the next CA header")
+                notes.append("pcapca: " + text)
+                self._report(circuit, side, text, packet, problems)
+            if not data:
+                continue
+            for item in decoder.feed(data):
+                if item.__class__ is str:
+                    notes.append("pcapca: " + item)
+                    self._report(circuit, side, f"{circuit.label(from_client)}: {item}",
+                                 packet, problems)
+                    continue
+                records.append(Record(packet, msg_seg, item, role, circuit.key))
+                stats.messages += 1
+                if not from_client:
+                    self._learn(item, msg_seg)
+
+    def _report(self, circuit: Circuit, side: int, text: str, packet: Packet, problems) -> None:
+        self.stats.problems += 1
+        if not circuit.reported[side]:
+            circuit.reported[side] = True
+            problems.append(Problem(text + " (further problems in this stream are only counted)",
+                                    frame=packet.frame, kind="decode"))
+
+    def _close(self, circuit: Circuit, final: bool = False) -> list:
+        """Deliver what waits behind holes (as late ``Decoded`` items for the
+        packets that carried it), and forget the circuit."""
+        out: list = []
+        for side in (0, 1):
+            half = circuit.halves[side]
+            if half.pending:
+                missing_before = 0
+                for missing, data, tag in half.flush():
+                    missing_before += missing
+                    if tag is None:
+                        continue
+                    packet, seg = tag
+                    records, notes, problems = [], [], []
+                    self._chunks(circuit, side == 0, [(missing_before, data, tag)], packet, seg,
+                                 records, notes, problems)
+                    missing_before = 0
+                    out.extend(problems)
+                    out.append(Decoded(packet, tuple(records), tuple(notes), late=True))
+            if circuit.decoders[side].partial:
+                self.stats.cut_messages += 1
+        self._drop(circuit)
+        return out
+
+    def _drop(self, circuit: Circuit) -> None:
+        (c_ip, c_port), (s_ip, s_port) = circuit.client, circuit.server
+        self.circuits.pop((c_ip, c_port, s_ip, s_port), None)
+        self.circuits.pop((s_ip, s_port, c_ip, c_port), None)
+
+    def _unique_circuits(self):
+        seen = set()
+        for c in self.circuits.values():
+            if id(c) not in seen:
+                seen.add(id(c))
+                yield c
+
+    def _evict(self, now: Optional[int], keep: Optional[int] = None) -> None:
+        circuits = list(self._unique_circuits())
+        if keep is not None and len(circuits) > keep:
+            circuits.sort(key=lambda c: c.last_ts)
+            for c in circuits[:len(circuits) - keep]:
+                self._drop(c)
+        elif now is not None:
+            for c in circuits:
+                if now - c.last_ts > IDLE_NS:
+                    self._drop(c)
+
+    # ------------------------------------------------------------------ UDP
+    def _udp(self, packet: Packet, seg: Segment):
+        role = self._udp_role(seg)
+        if role is None:
+            self.stats.skipped["UDP not CA"] += 1
+            return Decoded(packet), ()
+        if self._duplicate(packet, seg):
+            self.stats.duplicates += 1
+            return Decoded(packet), ()
+        commands, junk = decode_datagram(seg.payload, role, seg.src, self.max_message)
+        problems = []
+        notes = []
+        label = f"{seg.src}:{seg.sport}->{seg.dst}:{seg.dport}"
+        if junk:
+            if role == "probe":
+                self.stats.skipped["UDP not CA"] += 1
+                return Decoded(packet), ()
+            self.stats.problems += 1
+            text = f"UDP datagram {label} is not CA: {junk}"
+            notes.append("pcapca: " + text)
+            problems.append(Problem(text, frame=packet.frame, kind="decode"))
+            return Decoded(packet, (), tuple(notes)), problems
+        role_name = CLIENT_ROLE if role is CLIENT else SERVER_ROLE
+        records = []
+        for cmd in commands:
+            if cmd.__class__ is str:
+                self.stats.problems += 1
+                notes.append("pcapca: " + cmd)
+                problems.append(Problem(f"UDP datagram {label}: {cmd}", frame=packet.frame,
+                                        kind="decode"))
+                continue
+            # beacons are sent by servers, also when the repeater forwards them
+            records.append(Record(packet, seg, cmd,
+                                  SERVER_ROLE if cmd.__class__ is Beacon else role_name,
+                                  (seg.src, seg.sport)))
+            if role is SERVER or cmd.__class__ is Beacon:
+                self._learn(cmd, seg)
+        self.stats.messages += len(records)
+        return Decoded(packet, tuple(records), tuple(notes)), problems
+
+    def _udp_role(self, seg: Segment):
+        sport, dport = seg.sport, seg.dport
+        if dport in self.udp_ports:
+            return CLIENT
+        if sport in self.udp_ports:
+            return SERVER
+        if dport == self.repeater_port:
+            return CLIENT
+        if sport == self.repeater_port:
+            return SERVER
+        # A search sent to a port we did not know yet (e.g. a server on 5066
+        # named in EPICS_CA_ADDR_LIST) starts with a version request.
+        p = seg.payload
+        if len(p) >= 32 and p[0:2] == b"\x00\x00" and p[2:4] == b"\x00\x00" and p[16:18] == b"\x00\x06":
+            commands, junk = decode_datagram(p, CLIENT, seg.src, self.max_message)
+            if not junk:
+                self.udp_ports.add(dport)
+                return CLIENT
+        return None
+
+    def _duplicate(self, packet: Packet, seg: Segment) -> bool:
+        """The same datagram captured again on another interface."""
+        key = (seg.src, seg.sport, seg.dst, seg.dport, seg.ip_id, bytes(seg.payload))
+        seen = self.recent_datagrams.get(key)
+        self.recent_datagrams[key] = (packet.ts, id(packet.interface))
+        if len(self.recent_datagrams) > 256:
+            self.recent_datagrams.popitem(last=False)
+        return (seen is not None and seen[1] != id(packet.interface)
+                and abs(packet.ts - seen[0]) <= DUP_WINDOW_NS)
+
+    # ------------------------------------------------------------------ learning
+    def _learn(self, cmd, seg: Segment) -> None:
+        """Server addresses announced by search replies and beacons."""
+        name = cmd.__class__.__name__
+        if name == "SearchResponse":
+            ip = cmd.ip
+            if ip in ("255.255.255.255", "0.0.0.0"):
+                ip = seg.src
+            self.servers.add((ip, cmd.port))
+        elif name == "Beacon":
+            ip = cmd.address
+            if ip in ("255.255.255.255", "0.0.0.0"):
+                ip = seg.src
+            self.servers.add((ip, cmd.server_port))

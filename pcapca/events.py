@@ -1,0 +1,78 @@
+"""The small immutable records that flow between pcapca's pipeline stages.
+
+capture readers -> ``Packet`` / ``Passthrough`` / ``Problem``
+decoder         -> ``Message`` (see ``pcapca.records``) / ``Problem``
+
+Every stage is a generator that consumes the previous stage's items and
+passes along the ones it does not handle, so that data flows one way and
+memory does not grow with the length of the capture.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+
+@dataclass(frozen=True, slots=True)
+class Interface:
+    """A capture interface: what is needed to read and to re-write packets.
+
+    For legacy pcap there is one interface per file; for pcapng one per
+    Interface Description Block of the current section.
+    """
+    linktype: int
+    snaplen: int = 0
+    tsresol: int = 1_000_000        # ticks per second (pcap µs: 10**6, ns: 10**9)
+    name: Optional[str] = None
+    # pcapng: the IDB's raw bytes (for lossless copying), else None
+    raw: Optional[bytes] = None
+
+
+@dataclass(frozen=True, slots=True)
+class Packet:
+    """One captured packet, exactly as it is in the file."""
+    frame: int                # 1-based, across the whole file (Wireshark's numbering)
+    ts: int                   # nanoseconds since the epoch, exact integer
+    data: bytes               # the captured bytes
+    orig_len: int             # the packet's length on the wire
+    interface: Interface
+    interface_id: int = 0     # index of the interface in its section (pcapng)
+    offset: int = 0           # byte offset of the packet's record/block in the file
+    # pcapng: the block's raw bytes and byte order, so writers can copy it
+    raw: Optional[bytes] = None
+    endian: str = "<"
+
+    @property
+    def timestamp(self) -> float:
+        return self.ts / 1e9
+
+
+@dataclass(frozen=True, slots=True)
+class Passthrough:
+    """A pcapng block that is not a packet (SHB, IDB, NRB, ISB, DSB, custom,
+    unknown...), carried as raw bytes so that writers lose nothing."""
+    block_type: int
+    raw: bytes
+    offset: int
+    endian: str = "<"
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Something that could not be read or decoded. Stages yield these in
+    line with their output; the CLI prints them as one line each."""
+    message: str
+    frame: Optional[int] = None
+    offset: Optional[int] = None
+    kind: str = "capture"          # "capture" (file damage) or "decode" (traffic)
+    fatal: bool = False            # the reader could not go on
+    detail: Any = None
+
+    def __str__(self) -> str:
+        where = []
+        if self.frame is not None:
+            where.append(f"frame {self.frame}")
+        if self.offset is not None:
+            where.append(f"byte offset {self.offset}")
+        prefix = ", ".join(where)
+        return f"{prefix}: {self.message}" if prefix else self.message

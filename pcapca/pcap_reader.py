@@ -1,0 +1,111 @@
+"""Legacy pcap reader (µs and ns, both byte orders).
+
+dpkt parses and checks the file header. The packet records are read here
+with ``struct`` because dpkt's ``pcap.Reader`` turns timestamps into floats
+(or Decimals) and silently returns a short packet at a truncated end; pcapca
+keeps integer nanoseconds and reports damage with its byte offset.
+"""
+from __future__ import annotations
+
+import struct
+from typing import Iterator, Union
+
+from dpkt import pcap as dpkt_pcap
+
+from .events import Interface, Packet, Problem
+from .streams import ByteSource
+
+FILE_HEADER_SIZE = 24
+RECORD_SIZE = 16
+# Wireshark's default largest packet; a record claiming more is corrupt
+# unless the file's snaplen says otherwise.
+MAX_PACKET = 262144
+MAX_SANE_PACKET = 256 << 20
+RESYNC_WINDOW = 16 << 20
+
+MAGICS = {
+    # magic as read little-endian -> (byte order, ticks per second)
+    dpkt_pcap.TCPDUMP_MAGIC: ("<", 10**6),
+    dpkt_pcap.TCPDUMP_MAGIC_NANO: ("<", 10**9),
+    dpkt_pcap.PMUDPCT_MAGIC: (">", 10**6),
+    dpkt_pcap.PMUDPCT_MAGIC_NANO: (">", 10**9),
+}
+
+
+def is_pcap(magic: bytes) -> bool:
+    return len(magic) == 4 and struct.unpack("<I", magic)[0] in MAGICS
+
+
+def read_pcap(src: ByteSource, *, first_frame: int = 1) -> Iterator[Union[Packet, Problem]]:
+    head = src.read(FILE_HEADER_SIZE)
+    if len(head) < FILE_HEADER_SIZE:
+        yield Problem(f"pcap file header is truncated: {len(head)} of {FILE_HEADER_SIZE} bytes",
+                      offset=0, fatal=True)
+        return
+    order, tsresol = MAGICS[struct.unpack("<I", head[:4])[0]]
+    # dpkt's FileHdr is big-endian and LEFileHdr little-endian ("<" files)
+    fh = (dpkt_pcap.LEFileHdr if order == "<" else dpkt_pcap.FileHdr)(head)
+    interface = Interface(linktype=fh.linktype & 0x0FFFFFFF, snaplen=fh.snaplen, tsresol=tsresol)
+    limit = min(max(fh.snaplen, MAX_PACKET), MAX_SANE_PACKET)
+    frac_scale = 10**9 // tsresol
+    record = struct.Struct(order + "IIII")
+    unpack = record.unpack
+    frame = first_frame
+    prev_sec = None
+
+    def plausible(hdr: bytes) -> bool:
+        sec, frac, caplen, length = unpack(hdr)
+        return (frac < tsresol and caplen <= limit and caplen <= length <= MAX_SANE_PACKET
+                and (prev_sec is None or abs(sec - prev_sec) < 86400 * 7))
+
+    while True:
+        offset = src.offset
+        hdr = src.read(RECORD_SIZE)
+        if len(hdr) < RECORD_SIZE:
+            if hdr:
+                yield Problem(f"capture ends inside a packet record header "
+                              f"({len(hdr)} of {RECORD_SIZE} bytes)",
+                              frame=frame, offset=offset, fatal=True)
+            return
+        sec, frac, caplen, length = unpack(hdr)
+        if caplen > limit or (prev_sec is not None and not plausible(hdr)):
+            # A corrupt record: look for the next plausible one.
+            found = _resync(src, plausible, unpack)
+            if found is None:
+                yield Problem(f"corrupt packet record (captured length {caplen}, "
+                              f"length {length}); no valid record found after it",
+                              frame=frame, offset=offset, fatal=True)
+                return
+            yield Problem(f"corrupt packet record (captured length {caplen}, length {length}); "
+                          f"skipped {found - offset} bytes, reading resumed at byte offset {found}",
+                          frame=frame, offset=offset)
+            continue
+        data = src.read(caplen)
+        if len(data) < caplen:
+            yield Problem(f"capture ends inside a packet: {len(data)} of {caplen} bytes",
+                          frame=frame, offset=offset, fatal=True)
+            return
+        prev_sec = sec
+        yield Packet(frame, sec * 1_000_000_000 + frac * frac_scale, data, length,
+                     interface, 0, offset)
+        frame += 1
+
+
+def _resync(src: ByteSource, plausible, unpack):
+    """Skip to the next offset where two chained records look plausible
+    (or one plausible record ends exactly at the end of the input).
+    Returns the new offset, or None."""
+    src.unread(RECORD_SIZE)
+    start = src.offset
+    src.skip(1)
+    while src.offset - start < RESYNC_WINDOW:
+        hdr = src.peek(RECORD_SIZE)
+        if len(hdr) < RECORD_SIZE:
+            return None
+        if plausible(hdr):
+            caplen = unpack(hdr)[2]
+            nxt = src.peek(2 * RECORD_SIZE + caplen)[RECORD_SIZE + caplen:]
+            if len(nxt) == 0 or (len(nxt) == RECORD_SIZE and plausible(nxt)):
+                return src.offset
+        src.skip(1)
+    return None

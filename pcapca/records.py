@@ -1,0 +1,109 @@
+"""What the decoder produces: one ``Record`` per CA message, grouped by packet.
+
+A ``Record`` has the attributes of the items of caproto's ``shark()``
+(``timestamp, ethernet, ip, transport, src, dst, command``) plus pcapca's own
+(``frame, sport, dport, proto, role, name, pv, request_frame, latency``).
+The dpkt objects behind ``ethernet``/``ip``/``transport`` are built only
+when asked for.
+
+The channel-state stage fills in ``pv``, ``request_frame`` and ``latency``;
+no later stage changes a record.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+from .events import Packet
+from .link import PROTO_TCP, Segment, dpkt_layers
+
+CLIENT_ROLE = "client"
+SERVER_ROLE = "server"
+
+
+class Record:
+    __slots__ = ("packet", "segment", "command", "role", "circuit", "pv",
+                 "request_frame", "latency", "_layers")
+
+    def __init__(self, packet: Packet, segment: Segment, command, role: str, circuit):
+        self.packet = packet
+        self.segment = segment
+        self.command = command
+        self.role = role            # "client" or "server": who sent it
+        self.circuit = circuit      # key of the TCP circuit / UDP peer pair
+        self.pv: Optional[str] = None
+        self.request_frame: Optional[int] = None
+        self.latency: Optional[float] = None
+        self._layers = None
+
+    # -- pcapca's own attributes
+    @property
+    def frame(self) -> int:
+        return self.packet.frame
+
+    @property
+    def ts(self) -> int:
+        """Exact timestamp, integer nanoseconds since the epoch."""
+        return self.packet.ts
+
+    @property
+    def timestamp(self) -> float:
+        return self.packet.ts / 1e9
+
+    @property
+    def src(self) -> str:
+        return self.segment.src
+
+    @property
+    def dst(self) -> str:
+        return self.segment.dst
+
+    @property
+    def sport(self) -> int:
+        return self.segment.sport
+
+    @property
+    def dport(self) -> int:
+        return self.segment.dport
+
+    @property
+    def proto(self) -> str:
+        return "tcp" if self.segment.proto == PROTO_TCP else "udp"
+
+    @property
+    def name(self) -> str:
+        return type(self.command).__name__
+
+    # -- caproto-shark's dpkt objects, built on demand
+    def _dpkt(self):
+        if self._layers is None:
+            self._layers = dpkt_layers(self.packet.interface.linktype,
+                                       self.packet.data, self.segment.ip_offset)
+        return self._layers
+
+    @property
+    def ethernet(self):
+        return self._dpkt()[0]
+
+    @property
+    def ip(self):
+        return self._dpkt()[1]
+
+    @property
+    def transport(self):
+        return self._dpkt()[2]
+
+    def __repr__(self) -> str:
+        return (f"<Record frame={self.frame} {self.src}:{self.sport}->{self.dst}:{self.dport} "
+                f"{self.role} {self.name} pv={self.pv!r}>")
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """One input packet and what the decoder made of it."""
+    packet: Packet
+    records: Tuple[Record, ...] = ()
+    notes: Tuple[str, ...] = ()          # decode problems attributed to this packet
+    # True when the messages were completed only at the end of the capture,
+    # after the packet itself had been passed on (data waiting behind a hole)
+    late: bool = False
