@@ -14,7 +14,7 @@ from typing import Dict, Iterable, Iterator, Optional, Tuple, Union
 
 from ._caproto import CLIENT, SERVER, Beacon
 from .ca_decode import DEFAULT_MAX_MESSAGE, StreamDecoder, decode_datagram, looks_like_ca
-from .events import Packet, Passthrough, Problem
+from .events import CircuitClosed, Packet, Passthrough, Problem
 from .link import PROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Segment, parse
 from .records import CLIENT_ROLE, SERVER_ROLE, Decoded, Record
 from .tcp_reassembly import HalfStream
@@ -80,7 +80,8 @@ class Circuit:
 
     @property
     def key(self):
-        return (self.client, self.server)
+        """Identifies this connection (a new SYN on the same ports is another)."""
+        return (self.number, self.client, self.server)
 
     def label(self, from_client: bool) -> str:
         a, b = (self.client, self.server) if from_client else (self.server, self.client)
@@ -100,6 +101,7 @@ class Decoder:
         self.recent_datagrams: "OrderedDict[tuple, Tuple[int, int]]" = OrderedDict()
         self.stats = Stats()
         self._circuit_count = 0
+        self._closed: list = []                      # CircuitClosed and late items to pass on
 
     # ------------------------------------------------------------------ API
     def run(self, items: Iterable[Union[Packet, Passthrough, Problem]]
@@ -118,8 +120,13 @@ class Decoder:
             yield from problems
             yield decoded
             if stats.packets % 8192 == 0:
-                self._evict(item.ts)
+                yield from self._evict(item.ts)
+            if self._closed:
+                yield from self._closed
+                self._closed.clear()
         yield from self.finish()
+        yield from self._closed
+        self._closed.clear()
 
     def packet(self, packet: Packet):
         seg = parse(packet.interface.linktype, packet.data)
@@ -205,7 +212,8 @@ class Decoder:
         self.circuits[(client[0], client[1], server[0], server[1])] = circuit
         self.circuits[(server[0], server[1], client[0], client[1])] = circuit
         if len(self.circuits) > 2 * MAX_CIRCUITS:
-            self._evict(None, keep=MAX_CIRCUITS // 2)
+            # too many live circuits: close the least recent
+            self._closed.extend(self._evict(None, keep=MAX_CIRCUITS // 2))
         return circuit
 
     def _chunks(self, circuit: Circuit, from_client: bool, chunks, packet, seg,
@@ -282,8 +290,10 @@ class Decoder:
 
     def _drop(self, circuit: Circuit) -> None:
         (c_ip, c_port), (s_ip, s_port) = circuit.client, circuit.server
-        self.circuits.pop((c_ip, c_port, s_ip, s_port), None)
-        self.circuits.pop((s_ip, s_port, c_ip, c_port), None)
+        if self.circuits.get((c_ip, c_port, s_ip, s_port)) is circuit:
+            del self.circuits[(c_ip, c_port, s_ip, s_port)]
+            del self.circuits[(s_ip, s_port, c_ip, c_port)]
+            self._closed.append(CircuitClosed(circuit.key))
 
     def _unique_circuits(self):
         seen = set()
@@ -292,16 +302,21 @@ class Decoder:
                 seen.add(id(c))
                 yield c
 
-    def _evict(self, now: Optional[int], keep: Optional[int] = None) -> None:
+    def _evict(self, now: Optional[int], keep: Optional[int] = None) -> list:
+        """Close circuits idle for IDLE_NS of capture time, or all but the
+        ``keep`` most recent ones; returns what closing them delivered."""
         circuits = list(self._unique_circuits())
         if keep is not None and len(circuits) > keep:
             circuits.sort(key=lambda c: c.last_ts)
-            for c in circuits[:len(circuits) - keep]:
-                self._drop(c)
+            victims = circuits[:len(circuits) - keep]
         elif now is not None:
-            for c in circuits:
-                if now - c.last_ts > IDLE_NS:
-                    self._drop(c)
+            victims = [c for c in circuits if now - c.last_ts > IDLE_NS]
+        else:
+            victims = []
+        out = []
+        for c in victims:
+            out.extend(self._close(c))
+        return out
 
     # ------------------------------------------------------------------ UDP
     def _udp(self, packet: Packet, seg: Segment):

@@ -44,7 +44,10 @@ class Packet:
 
     @property
     def timestamp(self) -> float:
-        return self.ts / 1e9
+        """Seconds as a float: whole seconds plus the fraction, as dpkt (and
+        so caproto-shark) computes it, not ts / 1e9 (which rounds differently)."""
+        sec, ns = divmod(self.ts, 1_000_000_000)
+        return sec + ns / 1e9
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,3 +79,10 @@ class Problem:
             where.append(f"byte offset {self.offset}")
         prefix = ", ".join(where)
         return f"{prefix}: {self.message}" if prefix else self.message
+
+
+@dataclass(frozen=True, slots=True)
+class CircuitClosed:
+    """The decoder forgot a TCP circuit (closed, reset or idle): later stages
+    drop what they keep for it. ``key`` is the circuit key of its records."""
+    key: tuple

@@ -48,7 +48,8 @@ class Record:
 
     @property
     def timestamp(self) -> float:
-        return self.packet.ts / 1e9
+        """Seconds as a float, computed as caproto-shark does (sec + frac)."""
+        return self.packet.timestamp
 
     @property
     def src(self) -> str:

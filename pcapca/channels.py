@@ -1,0 +1,242 @@
+"""Channel state: the PV name of every message that concerns a channel.
+
+Only searches and channel creation carry the PV name; everything after them
+carries numeric ids. This stage follows the ids the way a CA client and
+server do, and names every message:
+
+- UDP (and TCP) searches, per client (ip, port): SearchRequest(name, cid) ->
+  the SearchResponse / NotFoundResponse with that cid;
+- per TCP circuit: CreateChanRequest(name, cid) -> cid; CreateChanResponse
+  (cid, sid) -> sid; AccessRights, CreateChFail, ServerDisconn by cid; every
+  request by its sid; ReadNotify/WriteNotify/Read requests record their ioid
+  for the response; EventAddRequest records the subscription id for the
+  updates and the cancel reply; ErrorResponse by the header of the failed
+  request it quotes.
+
+ClearChannel and ServerDisconn end a channel's mappings (ids are reused) and
+a circuit's tables die with the circuit, so memory stays bounded. When the
+creation was not captured the PV is unknown: ``pv`` stays None.
+
+Responses are paired with their requests: ``request_frame`` and ``latency``
+(seconds) for read/write notify, search -> reply and create -> create reply.
+"""
+from __future__ import annotations
+
+from typing import Dict, Iterable, Iterator, Optional, Tuple
+
+from .events import CircuitClosed
+from .records import Decoded, Record
+
+MAX_PENDING = 65536        # outstanding searches / ioids kept per client or circuit
+
+
+def _trim(d: dict) -> None:
+    """Forget the oldest half of a table that grew past its bound."""
+    if len(d) > MAX_PENDING:
+        for key in list(d)[:len(d) // 2]:
+            del d[key]
+
+
+class CircuitState:
+    __slots__ = ("cids", "sids", "ioids", "subs", "creates")
+
+    def __init__(self):
+        self.cids: Dict[int, str] = {}                   # cid -> name
+        self.sids: Dict[int, str] = {}                   # sid -> name
+        self.ioids: Dict[int, Tuple[str, int, int]] = {}  # ioid -> (name, frame, ts)
+        self.subs: Dict[int, str] = {}                   # subscription id -> name
+        self.creates: Dict[int, Tuple[int, int]] = {}     # cid -> (frame, ts) of the request
+
+    def forget(self, cid: Optional[int], sid: Optional[int]) -> None:
+        name = None
+        if cid is not None:
+            name = self.cids.pop(cid, None)
+        if sid is not None:
+            name = self.sids.pop(sid, None) or name
+        if name is not None:
+            for sub in [s for s, n in self.subs.items() if n == name]:
+                del self.subs[sub]
+
+
+class ChannelTracker:
+    def __init__(self):
+        self.circuits: Dict[tuple, CircuitState] = {}
+        self.searches: Dict[tuple, Dict[int, Tuple[str, int, int]]] = {}  # client -> cid -> (name, frame, ts)
+        self._handlers = {
+            "SearchRequest": self._search_request,
+            "SearchResponse": self._search_reply,
+            "NotFoundResponse": self._search_reply,
+            "CreateChanRequest": self._create_request,
+            "CreateChanResponse": self._create_response,
+            "AccessRightsResponse": self._by_cid,
+            "CreateChFailResponse": self._cid_end,
+            "ServerDisconnResponse": self._cid_end,
+            "ReadNotifyRequest": self._io_request,
+            "WriteNotifyRequest": self._io_request,
+            "ReadRequest": self._io_request,
+            "WriteRequest": self._by_sid,
+            "ReadNotifyResponse": self._io_response,
+            "WriteNotifyResponse": self._io_response,
+            "ReadResponse": self._io_response,
+            "EventAddRequest": self._sub_request,
+            "EventCancelRequest": self._by_sid,
+            "EventAddResponse": self._sub_update,
+            "EventCancelResponse": self._sub_cancel,
+            "ClearChannelRequest": self._by_sid,
+            "ClearChannelResponse": self._clear_response,
+            "ErrorResponse": self._error,
+        }
+
+    def run(self, items: Iterable) -> Iterator:
+        handlers = self._handlers
+        for item in items:
+            cls = item.__class__
+            if cls is Decoded:
+                for record in item.records:
+                    handler = handlers.get(record.command.__class__.__name__)
+                    if handler is not None:
+                        handler(record)
+            elif cls is CircuitClosed:
+                self.circuits.pop(item.key, None)
+                continue
+            yield item
+
+    # ---------------------------------------------------------------- helpers
+    def _state(self, record: Record) -> CircuitState:
+        state = self.circuits.get(record.circuit)
+        if state is None:
+            state = self.circuits[record.circuit] = CircuitState()
+        return state
+
+    @staticmethod
+    def _pair(record: Record, frame: int, ts: int) -> None:
+        record.request_frame = frame
+        record.latency = (record.ts - ts) / 1e9
+
+    # ---------------------------------------------------------------- searches
+    def _search_table(self, record: Record, requester: bool):
+        if record.proto == "tcp":
+            key = record.circuit
+        else:
+            key = (record.src, record.sport) if requester else (record.dst, record.dport)
+        table = self.searches.get(key)
+        if table is None:
+            if not requester:
+                return None
+            table = self.searches[key] = {}
+            if len(self.searches) > MAX_PENDING:
+                _trim(self.searches)
+        return table
+
+    def _search_request(self, record: Record) -> None:
+        cmd = record.command
+        record.pv = cmd.name
+        table = self._search_table(record, True)
+        table.pop(cmd.cid, None)
+        table[cmd.cid] = (cmd.name, record.frame, record.ts)
+        _trim(table)
+
+    def _search_reply(self, record: Record) -> None:
+        table = self._search_table(record, False)
+        if table is None:
+            return
+        entry = table.get(record.command.cid)
+        if entry is not None:
+            record.pv = entry[0]
+            self._pair(record, entry[1], entry[2])
+
+    # ---------------------------------------------------------------- circuits
+    def _create_request(self, record: Record) -> None:
+        cmd = record.command
+        state = self._state(record)
+        record.pv = cmd.name
+        state.cids[cmd.cid] = cmd.name
+        state.creates[cmd.cid] = (record.frame, record.ts)
+        _trim(state.creates)
+
+    def _create_response(self, record: Record) -> None:
+        cmd = record.command
+        state = self._state(record)
+        name = state.cids.get(cmd.cid)
+        if name is not None:
+            record.pv = name
+            state.sids[cmd.sid] = name
+        created = state.creates.pop(cmd.cid, None)
+        if created is not None:
+            self._pair(record, *created)
+
+    def _by_cid(self, record: Record) -> None:
+        record.pv = self._state(record).cids.get(record.command.cid)
+
+    def _cid_end(self, record: Record) -> None:
+        state = self._state(record)
+        cid = record.command.cid
+        record.pv = state.cids.get(cid)
+        created = state.creates.pop(cid, None)
+        if created is not None and record.command.__class__.__name__ == "CreateChFailResponse":
+            self._pair(record, *created)
+        sid = next((s for s, n in state.sids.items() if n == record.pv), None)
+        state.forget(cid, sid)
+
+    def _by_sid(self, record: Record) -> None:
+        record.pv = self._state(record).sids.get(record.command.sid)
+
+    def _io_request(self, record: Record) -> None:
+        cmd = record.command
+        state = self._state(record)
+        name = state.sids.get(cmd.sid)
+        record.pv = name
+        state.ioids[cmd.ioid] = (name, record.frame, record.ts)
+        _trim(state.ioids)
+
+    def _io_response(self, record: Record) -> None:
+        entry = self._state(record).ioids.pop(record.command.ioid, None)
+        if entry is not None:
+            record.pv = entry[0]
+            self._pair(record, entry[1], entry[2])
+
+    def _sub_request(self, record: Record) -> None:
+        cmd = record.command
+        state = self._state(record)
+        name = state.sids.get(cmd.sid)
+        record.pv = name
+        if name is not None:
+            state.subs[cmd.subscriptionid] = name
+
+    def _sub_update(self, record: Record) -> None:
+        record.pv = self._state(record).subs.get(record.command.subscriptionid)
+
+    def _sub_cancel(self, record: Record) -> None:
+        state = self._state(record)
+        record.pv = state.subs.pop(record.command.subscriptionid, None)
+
+    def _clear_response(self, record: Record) -> None:
+        cmd = record.command
+        state = self._state(record)
+        record.pv = state.sids.get(cmd.sid) or state.cids.get(cmd.cid)
+        state.forget(cmd.cid, cmd.sid)
+
+    def _error(self, record: Record) -> None:
+        cmd = record.command
+        state = self._state(record)
+        try:
+            orig = cmd.original_request
+        except Exception:
+            orig = None
+        name = None
+        if orig is not None:
+            command = orig.command
+            if command == 18:                       # create channel: cid
+                name = state.cids.get(orig.parameter1)
+            elif command == 6:                      # search: cid
+                name = None
+            else:                                   # requests carry the sid
+                name = state.sids.get(orig.parameter1)
+                if command in (3, 15, 19):          # ...and the ioid of a pending reply
+                    entry = state.ioids.pop(orig.parameter2, None)
+                    if entry is not None:
+                        name = name or entry[0]
+                        self._pair(record, entry[1], entry[2])
+        if name is None:
+            name = state.cids.get(cmd.cid)
+        record.pv = name

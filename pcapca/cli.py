@@ -1,0 +1,163 @@
+"""pcapca's command line: ``pcapca print``, ``pcapca annotate``.
+
+Errors are one line on stderr (``pcapca: ...``); a traceback only with
+``--debug``. Exit status: 0 success, 1 the capture was damaged (everything
+readable was still processed), 2 usage error (bad arguments, unreadable or
+unknown input, bad format string or config), 130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from typing import List, Optional
+
+from . import __version__
+from .capture import CaptureFormatError
+from .ca_decode import DEFAULT_MAX_MESSAGE
+from .decoder import Decoder
+from .events import Passthrough, Problem
+from .formatting import DEFAULT_FORMAT, FormatError, Template, record_json
+from .records import Decoded
+
+
+class UsageError(Exception):
+    """Reported as one line, exit status 2."""
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-message", type=int, default=DEFAULT_MAX_MESSAGE, metavar="BYTES",
+                   help="largest CA message to reassemble (default %(default)s); "
+                        "larger ones are skipped and reported")
+    p.add_argument("--server-port", type=int, action="append", default=None, metavar="PORT",
+                   help="a CA server/search port besides 5064 (repeatable); "
+                        "ports are also learned from search replies and beacons")
+    p.add_argument("--quiet", "-q", action="store_true",
+                   help="no summary line at the end (problems are still reported)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pcapca",
+        description="Read EPICS Channel Access traffic in packet captures (pcap, pcapng).")
+    parser.add_argument("--version", action="version", version=f"pcapca {__version__}")
+    sub = parser.add_subparsers(dest="cmd", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("print", help="one line per CA message",
+                       description="Print one line per CA message of a capture.")
+    p.add_argument("capture", help="pcap or pcapng file, or - for stdin")
+    p.add_argument("--format", "-f", default=None,
+                   help="Python format string; tokens: {timestamp} {ethernet} {ip} {transport} "
+                        "{command} {src} {dst} (as caproto-shark) and {frame} {sport} {dport} "
+                        "{proto} {role} {name} {pv} {latency} {request_frame} {ts} {time}. "
+                        f"Default: {DEFAULT_FORMAT!r}")
+    p.add_argument("--json", action="store_true", help="one JSON object per message")
+    _add_common(p)
+
+    a = sub.add_parser("annotate", help="write a pcapng with one comment per CA message",
+                       description="Copy every packet of IN to the pcapng file OUT, adding "
+                                   "one comment per CA message (for Wireshark's frame.comment).")
+    a.add_argument("input", metavar="IN", help="pcap or pcapng file, or - for stdin")
+    a.add_argument("output", metavar="OUT", help="pcapng file to write, or - for stdout")
+    a.add_argument("--comment", default=None,
+                   help="format of each comment, same tokens as print --format "
+                        "(default: '{pv} {command}', the PV name only when known)")
+    a.add_argument("--keep-all", action="store_true",
+                   help="with a filter: keep every packet, comment only matching messages")
+    _add_common(a)
+    return parser
+
+
+def _report(problem: Problem) -> None:
+    print(f"pcapca: {problem}", file=sys.stderr, flush=True)
+
+
+def _decoder(args) -> Decoder:
+    ports = [5064] + (args.server_port or [])
+    return Decoder(max_message=args.max_message, server_ports=ports)
+
+
+def cmd_print(args) -> int:
+    from .pipeline import decode
+    if args.json and args.format:
+        raise UsageError("--json and --format cannot be used together")
+    template = None if args.json else Template(args.format or DEFAULT_FORMAT)
+    decoder = _decoder(args)
+    stream = decode(args.capture, decoder=decoder)
+    out = sys.stdout
+    write = out.write
+    live = args.capture == "-"
+    damaged = False
+    for item in stream:
+        cls = item.__class__
+        if cls is Decoded:
+            if not item.records:
+                continue
+            if template is not None:
+                for record in item.records:
+                    write(template(record))
+                    write("\n")
+            else:
+                for record in item.records:
+                    write(record_json(record))
+                    write("\n")
+            if live:
+                out.flush()
+        elif cls is Problem:
+            if item.kind == "capture":
+                damaged = True
+            _report(item)
+    out.flush()
+    if not args.quiet:
+        print(f"pcapca: {decoder.stats.summary()}", file=sys.stderr)
+    return 1 if damaged else 0
+
+
+def cmd_annotate(args) -> int:
+    from .annotate import annotate
+    return annotate(args, decoder=_decoder(args), report=_report)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.cmd == "print":
+            code = cmd_print(args)
+        else:
+            code = cmd_annotate(args)
+    except BrokenPipeError:
+        # `pcapca print ... | head`: the reader went away; end quietly
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except OSError:
+            pass
+        return 0
+    except KeyboardInterrupt:
+        return 130
+    except (CaptureFormatError, FormatError, UsageError) as exc:
+        if args.debug:
+            raise
+        print(f"pcapca: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if args.debug:
+            raise
+        name = f" {exc.filename!r}" if exc.filename else ""
+        print(f"pcapca: error:{name} {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a bug: say so in one line
+        if args.debug:
+            raise
+        print(f"pcapca: internal error: {type(exc).__name__}: {exc} "
+              f"(run with --debug for the traceback, and please report it)", file=sys.stderr)
+        return 3
+    return code
+
+
+def entry() -> None:
+    sys.exit(main())

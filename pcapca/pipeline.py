@@ -1,0 +1,40 @@
+"""The stages joined: capture reader -> decoder -> channel state (-> filter).
+
+Each stage is a generator; nothing is kept per packet, so memory does not
+grow with the capture's length.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterator, Optional
+
+from .capture import read_capture
+from .channels import ChannelTracker
+from .decoder import Decoder
+from .events import Problem
+from .records import Decoded, Record
+
+
+def decode(source, *, decoder: Optional[Decoder] = None,
+           tracker: Optional[ChannelTracker] = None) -> Iterator:
+    """Decoded packets (plus Passthrough and Problem items) of a capture."""
+    decoder = decoder or Decoder()
+    tracker = tracker or ChannelTracker()
+    return tracker.run(decoder.run(read_capture(source)))
+
+
+def read(source, *, on_problem: Optional[Callable[[Problem], None]] = None,
+         decoder: Optional[Decoder] = None) -> Iterator[Record]:
+    """Yield every CA message of a capture as a ``Record``.
+
+    ``source`` is a path, ``"-"`` for stdin, or a binary file object. A
+    record has the attributes of caproto's ``shark()`` items (timestamp,
+    command, src, dst, ip, transport, ethernet) and pcapca's own (frame,
+    ts, sport, dport, proto, role, name, pv, request_frame, latency).
+    Problems (damaged file, junk on CA ports) go to ``on_problem``.
+    """
+    for item in decode(source, decoder=decoder):
+        cls = item.__class__
+        if cls is Decoded:
+            yield from item.records
+        elif cls is Problem and on_problem is not None:
+            on_problem(item)
