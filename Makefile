@@ -1,0 +1,52 @@
+# pcapca developer entry points. Needs only python3 (>= 3.10) and make.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+CAPTURE ?= fixtures/basic.pcap
+CORPUS ?= ../shared/corpus
+
+.PHONY: demo test bench fuzz fixtures check-corpus clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.test-installed: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+demo: $(VENV)/.installed
+	@mkdir -p out
+	@echo "== pcapca print $(CAPTURE) (first 12 messages)"
+	@$(VENV)/bin/pcapca print $(CAPTURE) --quiet | head -n 12
+	@echo
+	@echo "== the same with the PV of every message"
+	@$(VENV)/bin/pcapca print $(CAPTURE) --quiet --format '{frame:>4} {role:6} {pv:14} {name} {latency}' | head -n 40
+	@echo
+	@echo "== pcapca annotate $(CAPTURE) out/annotated.pcapng"
+	@$(VENV)/bin/pcapca annotate $(CAPTURE) out/annotated.pcapng
+	@if command -v tshark >/dev/null 2>&1; then \
+	  echo "== tshark -r out/annotated.pcapng -Y frame.comment -T fields -e frame.number -e frame.comment (first 8)"; \
+	  tshark -r out/annotated.pcapng -Y frame.comment -T fields -e frame.number -e frame.comment 2>/dev/null | head -n 8; \
+	else echo "(install tshark or open out/annotated.pcapng in Wireshark to see the comments)"; fi
+
+test: $(VENV)/.test-installed
+	$(PY) -m pytest -q
+
+bench: $(VENV)/.test-installed
+	$(PY) bench/bench.py $(BENCH_ARGS)
+
+fuzz: $(VENV)/.test-installed
+	$(PY) -m pip install --quiet atheris
+	$(PY) tests/fuzz_readers.py -max_total_time=$${FUZZ_SECONDS:-60} fixtures/
+
+fixtures: $(VENV)/.installed
+	$(PY) scripts/record_fixtures.py --out fixtures
+
+check-corpus: $(VENV)/.installed
+	$(PY) scripts/check_corpus.py $(CORPUS)
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .hypothesis *.egg-info
