@@ -15,13 +15,14 @@ from caproto._commands import (  # noqa: F401  (re-exported)
     Commands,
     Message,
     EventCancelResponse,
+    SearchResponse,
     read_datagram,
     read_from_bytestream,
 )
 from caproto._headers import ExtendedMessageHeader, MessageHeader
 
 __all__ = [
-    "caproto", "CLIENT", "SERVER", "Beacon", "Commands", "Message", "EventCancelResponse",
+    "caproto", "CLIENT", "SERVER", "Beacon", "Commands", "Message", "EventCancelResponse", "SearchResponse",
     "MessageHeader", "ExtendedMessageHeader", "HEADER_SIZE", "EXTENDED_HEADER_SIZE",
     "read_datagram", "read_from_bytestream", "command_class",
 ]

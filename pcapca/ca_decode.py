@@ -138,10 +138,14 @@ class StreamDecoder:
             data = data[n:]
             if not data:
                 return out
-        buf = self.buf
-        buf += data
+        if self.buf:
+            self.buf += data
+            buf = self.buf
+        else:
+            buf = data          # usually a segment starts with a message: no copy
         pos = 0
         role = self.role
+        commands = Commands[role]
         max_message = self.max_message
         n = len(buf)
         while True:
@@ -149,11 +153,16 @@ class StreamDecoder:
                 pos = self._resync(buf, pos, out)
                 if not self.synced:
                     break
-            head = split_header(buf, pos)
-            if head is None:
+            if n - pos < HEADER_SIZE:
                 break
-            command, hsize, size, dtype, count = head
-            if not _known(role, command):
+            command, size, _dtype, count, _p1, _p2 = _header(buf, pos)
+            hsize = HEADER_SIZE
+            if size == 0xFFFF and count == 0:
+                if n - pos < EXTENDED_HEADER_SIZE:
+                    break
+                size, count = _ext(buf, pos + HEADER_SIZE)
+                hsize = EXTENDED_HEADER_SIZE
+            if command not in commands and command != 10:
                 out.append(f"bytes that are not CA (command id {command}) "
                            f"in the {'client' if role is CLIENT else 'server'} stream; "
                            f"looking for the next message")
@@ -170,15 +179,17 @@ class StreamDecoder:
                 continue
             if n - pos < total:
                 break
-            msg = buf[pos:pos + total]
-            pos += total
             try:
-                out.append(build(role, command, msg[:hsize], memoryview(msg)[hsize:]))
+                out.append(build(role, command, bytearray(buf[pos:pos + hsize]),
+                                 bytearray(buf[pos + hsize:pos + total])))
             except DecodeError as exc:
                 out.append(str(exc))
-        if pos:
-            del buf[:pos]
-        self.partial = bool(buf)
+            pos += total
+        if pos < n:
+            self.buf = buf[pos:] if buf is self.buf else bytearray(buf[pos:])
+        else:
+            self.buf = bytearray()
+        self.partial = pos < n
         return out
 
     def _resync(self, buf, pos, out) -> int:

@@ -12,18 +12,20 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, Iterator, Optional, Tuple, Union
 
-from ._caproto import CLIENT, SERVER, Beacon
+from ._caproto import CLIENT, SERVER, Beacon, SearchResponse
 from .ca_decode import DEFAULT_MAX_MESSAGE, StreamDecoder, decode_datagram, looks_like_ca
 from .events import CircuitClosed, Packet, Passthrough, Problem
 from .link import PROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Segment, parse
 from .records import CLIENT_ROLE, SERVER_ROLE, Decoded, Record
-from .tcp_reassembly import HalfStream
+from .tcp_reassembly import HalfStream, seq_diff
 
+_LEARN_FROM = frozenset((SearchResponse, Beacon))   # messages that announce servers
 CA_SERVER_PORT = 5064
 CA_REPEATER_PORT = 5065
 MAX_CIRCUITS = 50_000            # live TCP circuits kept; the least recent go first
 IDLE_NS = 600 * 10**9            # a circuit silent this long (capture time) is dropped
-DUP_WINDOW_NS = 50 * 10**6       # the same datagram on two interfaces within this
+DUP_WINDOW_NS = 50 * 10**6       # the same packet on two interfaces within this
+DUP_MEMORY = 4096                # packets remembered to find such duplicates
 
 
 @dataclass
@@ -36,7 +38,7 @@ class Stats:
     gaps: int = 0
     problems: int = 0          # decode problems (junk, undecodable messages)
     capture_problems: int = 0  # damage in the capture file
-    duplicates: int = 0        # datagrams seen again on another interface
+    duplicates: int = 0        # packets seen again on another interface
     cut_messages: int = 0      # messages cut off by the end of the capture or a close
 
     def summary(self) -> str:
@@ -52,7 +54,7 @@ class Stats:
         if self.cut_messages:
             parts.append(f"{self.cut_messages} messages incomplete at the end of their stream")
         if self.duplicates:
-            parts.append(f"{self.duplicates} duplicate datagrams ignored")
+            parts.append(f"{self.duplicates} packets seen again on another interface ignored")
         skipped = sum(self.skipped.values())
         if skipped:
             why = ", ".join(f"{n} {reason}" for reason, n in self.skipped.most_common())
@@ -63,7 +65,7 @@ class Stats:
 class Circuit:
     """One TCP connection; ``client`` and ``server`` are (ip, port)."""
     __slots__ = ("client", "server", "how", "halves", "decoders", "last_ts",
-                 "closing", "reported", "number", "is_ca")
+                 "closing", "reported", "number", "is_ca", "key")
 
     def __init__(self, client, server, how: str, max_message: int, synced: bool, number: int):
         self.client = client
@@ -77,11 +79,9 @@ class Circuit:
         self.reported = [False, False]       # a problem was reported for this direction
         self.number = number
         self.is_ca: Optional[bool] = None    # None: not known yet (unknown server port)
+        # identifies this connection (a new SYN on the same ports is another one)
+        self.key = (number, client, server)
 
-    @property
-    def key(self):
-        """Identifies this connection (a new SYN on the same ports is another)."""
-        return (self.number, self.client, self.server)
 
     def label(self, from_client: bool) -> str:
         a, b = (self.client, self.server) if from_client else (self.server, self.client)
@@ -98,10 +98,11 @@ class Decoder:
         self.repeater_port = repeater_port
         self.servers = set()                         # (ip, port) learned from replies/beacons
         self.circuits: Dict[tuple, Circuit] = {}     # (src, sport, dst, dport) -> Circuit
-        self.recent_datagrams: "OrderedDict[tuple, Tuple[int, int]]" = OrderedDict()
+        self.recent_packets: "OrderedDict[tuple, tuple]" = OrderedDict()  # for _duplicate
         self.stats = Stats()
         self._circuit_count = 0
         self._closed: list = []                      # CircuitClosed and late items to pass on
+        self._interfaces = 0                         # interfaces declared (pcapng IDBs)
 
     # ------------------------------------------------------------------ API
     def run(self, items: Iterable[Union[Packet, Passthrough, Problem]]
@@ -113,6 +114,8 @@ class Decoder:
             if item.__class__ is not Packet:
                 if item.__class__ is Problem:
                     stats.capture_problems += 1
+                elif item.__class__ is Passthrough and item.block_type == 1:
+                    self._interfaces += 1    # several: look for packets captured twice
                 yield item
                 continue
             stats.packets += 1
@@ -132,6 +135,10 @@ class Decoder:
         seg = parse(packet.interface.linktype, packet.data)
         if seg.__class__ is str:
             self.stats.skipped[seg] += 1
+            return Decoded(packet), ()
+        if self._interfaces > 1 and self._duplicate(packet, seg):
+            # the same packet captured on another interface (e.g. lo and any)
+            self.stats.duplicates += 1
             return Decoded(packet), ()
         if seg.proto == PROTO_TCP:
             return self._tcp(packet, seg)
@@ -158,25 +165,34 @@ class Decoder:
                 return Decoded(packet), ()
             circuit = self._new_circuit(seg)
         circuit.last_ts = packet.ts
-        from_client = (seg.src, seg.sport) == circuit.client
+        from_client = seg.sport == circuit.client[1] and seg.src == circuit.client[0]
         side = 0 if from_client else 1
         half = circuit.halves[side]
         records = []
         notes = []
         problems = []
-        tag = (packet, seg)
         if flags & TCP_SYN:
             half.syn(seg.seq)
             circuit.decoders[side].synced = True
-        if flags & TCP_ACK and circuit.halves[1 - side].next_seq is not None:
-            released = circuit.halves[1 - side].acked(seg.ack)
-            if released:
-                self._chunks(circuit, not from_client, released, packet, seg, records, notes,
-                             problems, swapped=True)
-        if seg.wire_len:
-            before = half.retransmitted
-            chunks = half.segment(seg.seq, seg.payload, seg.wire_len, tag)
-            self.stats.retransmitted_bytes += half.retransmitted - before
+        if flags & TCP_ACK:
+            other = circuit.halves[1 - side]
+            nxt = other.next_seq
+            if nxt is not None and seg.ack != nxt and seq_diff(seg.ack, nxt) > 0:
+                released = other.acked(seg.ack)
+                if released:
+                    self._chunks(circuit, not from_client, released, packet, seg, records,
+                                 notes, problems, swapped=True)
+        wire_len = seg.wire_len
+        if wire_len:
+            payload = seg.payload
+            if seg.seq == half.next_seq and not half.pending and len(payload) == wire_len:
+                # the common case: the next bytes, in order, complete
+                half.next_seq = (seg.seq + wire_len) & 0xFFFFFFFF
+                chunks = ((0, payload, None),)
+            else:
+                before = half.retransmitted
+                chunks = half.segment(seg.seq, payload, wire_len, (packet, seg))
+                self.stats.retransmitted_bytes += half.retransmitted - before
             if chunks:
                 self._chunks(circuit, from_client, chunks, packet, seg, records, notes, problems)
         if flags & TCP_FIN:
@@ -235,6 +251,7 @@ class Decoder:
         if swapped:
             msg_seg = seg._replace(src=seg.dst, dst=seg.src, sport=seg.dport, dport=seg.sport)
         stats = self.stats
+        key = circuit.key
         for missing, data, _tag in chunks:
             if missing:
                 stats.gaps += 1
@@ -252,9 +269,9 @@ class Decoder:
                     self._report(circuit, side, f"{circuit.label(from_client)}: {item}",
                                  packet, problems)
                     continue
-                records.append(Record(packet, msg_seg, item, role, circuit.key))
+                records.append(Record(packet, msg_seg, item, role, key))
                 stats.messages += 1
-                if not from_client:
+                if item.__class__ in _LEARN_FROM and not from_client:
                     self._learn(item, msg_seg)
 
     def _report(self, circuit: Circuit, side: int, text: str, packet: Packet, problems) -> None:
@@ -324,9 +341,6 @@ class Decoder:
         if role is None:
             self.stats.skipped["UDP not CA"] += 1
             return Decoded(packet), ()
-        if self._duplicate(packet, seg):
-            self.stats.duplicates += 1
-            return Decoded(packet), ()
         commands, junk = decode_datagram(seg.payload, role, seg.src, self.max_message)
         problems = []
         notes = []
@@ -379,25 +393,29 @@ class Decoder:
         return None
 
     def _duplicate(self, packet: Packet, seg: Segment) -> bool:
-        """The same datagram captured again on another interface."""
-        key = (seg.src, seg.sport, seg.dst, seg.dport, seg.ip_id, bytes(seg.payload))
-        seen = self.recent_datagrams.get(key)
-        self.recent_datagrams[key] = (packet.ts, id(packet.interface))
-        if len(self.recent_datagrams) > 256:
-            self.recent_datagrams.popitem(last=False)
-        return (seen is not None and seen[1] != id(packet.interface)
-                and abs(packet.ts - seen[0]) <= DUP_WINDOW_NS)
+        """Was this packet already seen on another interface? Only called for
+        captures with several interfaces; packets are identified by their
+        addresses, IP id, TCP sequence/ack/flags and payload."""
+        key = (seg.src, seg.sport, seg.dst, seg.dport, seg.ip_id, seg.seq, seg.ack, seg.flags,
+               hash(bytes(seg.payload)), seg.wire_len)
+        recent = self.recent_packets
+        seen = recent.get(key)
+        if seen is not None and seen[1] is not packet.interface and abs(packet.ts - seen[0]) <= DUP_WINDOW_NS:
+            return True
+        recent[key] = (packet.ts, packet.interface)
+        if len(recent) > DUP_MEMORY:
+            recent.popitem(last=False)
+        return False
 
     # ------------------------------------------------------------------ learning
     def _learn(self, cmd, seg: Segment) -> None:
         """Server addresses announced by search replies and beacons."""
-        name = cmd.__class__.__name__
-        if name == "SearchResponse":
+        if cmd.__class__ is SearchResponse:
             ip = cmd.ip
             if ip in ("255.255.255.255", "0.0.0.0"):
                 ip = seg.src
             self.servers.add((ip, cmd.port))
-        elif name == "Beacon":
+        elif cmd.__class__ is Beacon:
             ip = cmd.address
             if ip in ("255.255.255.255", "0.0.0.0"):
                 ip = seg.src

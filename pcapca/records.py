@@ -11,8 +11,7 @@ no later stage changes a record.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 from .events import Packet
 from .link import PROTO_TCP, Segment, dpkt_layers
@@ -99,9 +98,9 @@ class Record:
                 f"{self.role} {self.name} pv={self.pv!r}>")
 
 
-@dataclass(frozen=True, slots=True)
-class Decoded:
-    """One input packet and what the decoder made of it."""
+class Decoded(NamedTuple):
+    """One input packet and what the decoder made of it (immutable; a
+    NamedTuple because one is built per packet)."""
     packet: Packet
     records: Tuple[Record, ...] = ()
     notes: Tuple[str, ...] = ()          # decode problems attributed to this packet

@@ -67,6 +67,18 @@ class ByteSource:
         self._pos += len(data)
         return data
 
+    def window(self):
+        """(buffer, read position): for readers that parse in place; they
+        must call ``seek_to`` with the position they consumed up to."""
+        return self._buf, self._pos
+
+    def offset_of(self, pos: int) -> int:
+        """Absolute offset of buffer position ``pos`` (from ``window``)."""
+        return self._base + pos
+
+    def seek_to(self, pos: int) -> None:
+        self._pos = pos
+
     def unread(self, n: int) -> None:
         """Step back over the last ``n`` bytes read (they are still buffered)."""
         if n > self._pos:

@@ -1,0 +1,228 @@
+"""The shared decoder on the recorded fixtures: every message, right class,
+right role, right fields, right frame."""
+import json
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import pcapca
+from pcapca.capture import CaptureFormatError, read_capture
+from pcapca.events import Packet, Passthrough
+
+from conftest import FIXTURES, fixture
+
+REFERENCE = json.loads((FIXTURES / "fixtures.json").read_text())
+AMBIGUOUS = {"EventAddRequestOrResponse", "ClearChannelRequestOrResponse",
+             "EchoRequestOrResponse"}
+
+
+def decoded(name):
+    return list(pcapca.read(fixture(name)))
+
+
+def summary(records):
+    return [(r.frame, "C>S" if r.role == "client" else "S>C", r.name) for r in records]
+
+
+def _ref_class(text):
+    name = text.split("(", 1)[0]
+    # The reference decoder uses plain caproto, which calls the server's reply
+    # to EventCancel (command 1 with no payload) an EventAddResponse; CA's
+    # convention, and pcapca, call it EventCancelResponse.
+    if name == "EventAddResponse" and "payload_size=0" in text:
+        return "EventCancelResponse"
+    return name
+
+
+def reference(name, interface=None):
+    """The message list of scripts/ca_decode.py, an independent decoder
+    (tshark for the packets, its own reassembly, caproto per message),
+    without its UNDECODABLE / INCOMPLETE entries (pcapca reports those as
+    problems, not messages)."""
+    return [(m["frame"], m["direction"], _ref_class(m["message"]))
+            for m in REFERENCE[name]["messages"]
+            if not m["message"].startswith(("UNDECODABLE", "INCOMPLETE"))
+            and (interface is None or m["interface"] == interface)]
+
+
+@pytest.mark.parametrize("name", sorted(n for n in REFERENCE if not REFERENCE[n].get("per_interface")))
+def test_same_messages_as_the_independent_decoder(name):
+    records = decoded(name)
+    assert summary(records) == reference(name)
+    assert not AMBIGUOUS & {r.name for r in records}
+
+
+def test_duplicated_on_two_interfaces_decoded_once():
+    # every packet of twoif.pcapng is in the file twice (lo and any): each
+    # message must come out once, from the first copy
+    records = decoded("twoif.pcapng")
+    assert summary(records) == reference("twoif.pcapng", interface=0)
+    assert len(reference("twoif.pcapng", interface=1)) == 15
+    assert len(records) == 15
+    assert [r.name for r in records].count("ReadNotifyResponse") == 1
+
+
+def test_basic_session_fields():
+    r = decoded("basic.pcap")
+    names = [x.name for x in r]
+    assert names == [
+        "VersionRequest", "SearchRequest", "SearchRequest",
+        "VersionResponse", "SearchResponse", "SearchResponse",
+        "VersionRequest", "HostNameRequest", "ClientNameRequest", "VersionResponse",
+        "CreateChanRequest", "AccessRightsResponse", "CreateChanResponse",
+        "CreateChanRequest", "AccessRightsResponse", "CreateChanResponse",
+        "ReadNotifyRequest", "ReadNotifyResponse", "ReadNotifyRequest", "ReadNotifyResponse",
+        "ReadNotifyRequest", "ReadNotifyResponse", "ReadNotifyRequest", "ReadNotifyResponse",
+        "WriteNotifyRequest", "WriteNotifyResponse", "ReadNotifyRequest", "ReadNotifyResponse",
+        "EventAddRequest", "EventAddResponse", "EventAddResponse", "EventAddResponse",
+        "EventAddResponse", "EventCancelRequest", "EventCancelResponse",
+        "ClearChannelRequest", "ClearChannelResponse", "ClearChannelRequest",
+        "ClearChannelResponse"]
+    by = {}
+    for x in r:
+        by.setdefault(x.name, []).append(x)
+    assert [x.command.name for x in by["SearchRequest"]] == ["FIX:dbl", "FIX:counter"]
+    assert by["HostNameRequest"][0].command.name == "fixture-host"
+    reads = by["ReadNotifyResponse"]
+    assert [float(x.command.data[0]) for x in reads] == [3.25, 3.25, 3.25, reads[3].command.data[0], 4.5]
+    assert reads[2].command.metadata.units == b"mm"
+    assert reads[2].command.metadata.precision == 3
+    assert float(by["WriteNotifyRequest"][0].command.data[0]) == 4.5
+    counter = [int(x.command.data[0]) for x in by["EventAddResponse"]]
+    assert counter == list(range(counter[0], counter[0] + 4))     # consecutive updates
+    cancel = by["EventCancelResponse"][0].command
+    assert (cancel.sid, cancel.subscriptionid) == (1, 0)
+    # the server answers on 5064, the client on an ephemeral port, for every TCP message
+    for x in r:
+        if x.proto == "tcp":
+            assert (x.sport == 5064) == (x.role == "server")
+
+
+def test_tcp_roles_per_circuit_and_frames_complete_messages():
+    r = decoded("basic.pcap")
+    # messages carried in one segment share its frame
+    assert [x.frame for x in r[:3]] == [1, 1, 1]
+    assert {x.proto for x in r[:6]} == {"udp"}
+    assert r[6].proto == "tcp"
+
+
+def test_link_types_sll_and_sll2():
+    for name, linktype in (("sll.pcap", 113), ("sll2.pcap", 276)):
+        packets = [p for p in read_capture(fixture(name)) if isinstance(p, Packet)]
+        assert {p.interface.linktype for p in packets} == {linktype}
+        assert summary(decoded(name)) == reference(name)
+
+
+def _pcap_records(path):
+    """Timestamps straight from the pcap records (an independent reader)."""
+    data = path.read_bytes()
+    magic = struct.unpack("<I", data[:4])[0]
+    nano = magic == 0xA1B23C4D
+    pos, out = 24, []
+    while pos + 16 <= len(data):
+        sec, frac, caplen, _length = struct.unpack_from("<IIII", data, pos)
+        out.append(sec * 10**9 + (frac if nano else frac * 1000))
+        pos += 16 + caplen
+    return nano, out
+
+
+@pytest.mark.parametrize("name,nano", [("nanosec.pcap", True), ("basic.pcap", False)])
+def test_timestamps_are_exact_integers(name, nano):
+    is_nano, stamps = _pcap_records(fixture(name))
+    assert is_nano == nano
+    packets = [p for p in read_capture(fixture(name)) if isinstance(p, Packet)]
+    assert [p.ts for p in packets] == stamps
+    if nano:
+        assert any(ts % 1000 for ts in stamps)   # real nanosecond digits
+    rec = decoded(name)[0]
+    sec, ns = divmod(stamps[rec.frame - 1], 10**9)
+    assert rec.timestamp == sec + ns / 1e9
+
+
+def test_timestamps_match_tshark(tshark):
+    out = subprocess.run([tshark, "-r", str(fixture("nanosec.pcap")), "-T", "fields",
+                          "-e", "frame.time_epoch"], capture_output=True, text=True, check=True)
+    theirs = [line.strip() for line in out.stdout.splitlines()]
+    ours = [f"{p.ts // 10**9}.{p.ts % 10**9:09d}"
+            for p in read_capture(fixture("nanosec.pcap")) if isinstance(p, Packet)]
+    assert ours == theirs
+
+
+def test_pcapng_session_and_interfaces():
+    items = list(read_capture(fixture("session.pcapng")))
+    assert isinstance(items[0], Passthrough) and items[0].block_type == 0x0A0D0D0A
+    packets = [p for p in items if isinstance(p, Packet)]
+    assert [p.frame for p in packets] == list(range(1, len(packets) + 1))
+    assert summary(decoded("session.pcapng")) == reference("session.pcapng")
+
+
+def test_big_array_spans_many_segments():
+    r = decoded("bigarray.pcap")
+    big = [x for x in r if x.name in ("ReadNotifyResponse", "EventAddResponse",
+                                      "WriteNotifyRequest") and x.command.data_count == 100000]
+    assert {x.name for x in big} == {"ReadNotifyResponse", "EventAddResponse", "WriteNotifyRequest"}
+    packets = {p.frame: p for p in read_capture(fixture("bigarray.pcap")) if isinstance(p, Packet)}
+    for x in big:
+        # extended header: payload_size in the 32-bit field
+        assert x.command.header.payload_size == 100000 * 8
+        # the message belongs to the frame that completes it, after many segments
+        assert len(packets[x.frame].data) < 100000 * 8
+    read = next(x for x in big if x.name == "ReadNotifyResponse")
+    np.testing.assert_array_equal(read.command.data, np.arange(100000) * 0.5)
+    # the monitor's cancel reply: command 1 without payload, count 100000
+    cancel = next(x for x in r if x.name == "EventCancelResponse")
+    assert cancel.command.header.payload_size == 0 and cancel.command.data_count == 100000
+    assert read.pv == "FIX:wf"
+
+
+def test_midstream_capture_has_no_names_and_right_roles():
+    r = decoded("midstream.pcap")
+    assert summary(r) == reference("midstream.pcap")
+    assert all(x.pv is None for x in r)
+    assert {x.role for x in r if x.name == "EventAddResponse"} == {"server"}
+
+
+def test_noise_yields_no_ca_from_other_traffic():
+    r = decoded("noise.pcap")
+    assert summary(r) == reference("noise.pcap")
+    assert {x.sport for x in r} | {x.dport for x in r} <= {5064, 5065} | {x.sport for x in r if x.role == "client"} | {x.dport for x in r if x.role == "server"}
+    assert not [x for x in r if 8089 in (x.sport, x.dport)]
+
+
+def test_noise_problems_are_one_line_each():
+    problems = []
+    list(pcapca.read(fixture("noise.pcap"), on_problem=problems.append))
+    texts = [str(p) for p in problems]
+    assert texts, "junk sent to the CA ports must be reported"
+    assert all("\n" not in t for t in texts)
+    assert any("5064" in t for t in texts)
+
+
+def test_rsrv_session_named_throughout():
+    # a real EPICS rsrv IOC (pythonSoftIOC) and libca (pyepics)
+    r = decoded("rsrv.pcap")
+    assert summary(r) == reference("rsrv.pcap")
+    channel = [x for x in r if x.name not in ("VersionRequest", "VersionResponse",
+                                              "HostNameRequest", "ClientNameRequest")]
+    assert all(x.pv for x in channel)
+
+
+def test_server_port_learned_from_search_replies():
+    # twoservers.pcap: the second IOC serves CA on 5066; its circuit is
+    # decoded with the right roles because the search reply named the port
+    r = decoded("twoservers.pcap")
+    assert summary(r) == reference("twoservers.pcap")
+    on_5066 = [x for x in r if x.proto == "tcp" and 5066 in (x.sport, x.dport)]
+    assert on_5066
+    assert all((x.sport == 5066) == (x.role == "server") for x in on_5066)
+    assert [x.pv for x in on_5066 if x.name == "ReadNotifyResponse"] == ["FIX:common"]
+
+
+def test_unknown_format_and_empty_input():
+    with pytest.raises(CaptureFormatError, match="not a pcap or pcapng file"):
+        read_capture(FIXTURES / "README.md")
+    with pytest.raises(CaptureFormatError, match="empty"):
+        read_capture(b"")
