@@ -155,16 +155,6 @@ def marker(n, e="<"):
 # -------------------------------------------------------------------- tshark
 
 
-@pytest.fixture
-def tshark():
-    path = shutil.which("tshark")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("tshark is required in CI")
-        pytest.skip("tshark not installed")
-    return path
-
-
 def tshark_fields(path, fn, *fields):
     cmd = [path, "-r", str(fn), "-T", "fields", "-E", "occurrence=a",
            "-E", "aggregator=|"]
