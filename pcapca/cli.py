@@ -15,6 +15,8 @@ from typing import List, Optional
 
 from . import __version__
 from .capture import CaptureFormatError
+from .config import ConfigError, apply_config
+from .filters import FilterError
 from .ca_decode import DEFAULT_MAX_MESSAGE
 from .decoder import Decoder
 from .events import Passthrough, Problem
@@ -38,6 +40,34 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
+def _add_filter(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "filter", "which CA messages to keep (docs/filters.md). Patterns are shell globs "
+                  "(case-sensitive, whole name) or re:REGEX (searched, like grep). Any value "
+                  "of one option may match; every option given must match.")
+    g.add_argument("--config", metavar="FILE.yaml",
+                   help="read filter: and print:/annotate: defaults from a YAML file; "
+                        "options given here replace the file's value for that key")
+    g.add_argument("--pv", action="append", metavar="PATTERN",
+                   help="keep messages of a PV matching PATTERN (repeatable); "
+                        "messages with no PV never match")
+    g.add_argument("--not-pv", action="append", metavar="PATTERN",
+                   help="drop messages of a PV matching PATTERN (repeatable)")
+    g.add_argument("--command", action="append", metavar="PATTERN",
+                   help="keep messages whose caproto class name matches PATTERN, "
+                        "e.g. ReadNotifyResponse, 'ReadNotify*' (repeatable)")
+    g.add_argument("--not-command", action="append", metavar="PATTERN",
+                   help="drop messages whose class name matches PATTERN (repeatable)")
+    g.add_argument("--host", action="append", metavar="ADDR|CIDR",
+                   help="keep messages from or to this address or network (repeatable)")
+    g.add_argument("--port", action="append", metavar="PORT",
+                   help="keep messages from or to this TCP/UDP port (repeatable)")
+    g.add_argument("--since", metavar="TIME",
+                   help="keep messages at or after TIME: ISO 8601 (2026-11-29T18:44:00Z, "
+                        "no offset = UTC) or epoch seconds (1795977745.5)")
+    g.add_argument("--until", metavar="TIME", help="keep messages before TIME (exclusive)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pcapca",
@@ -54,8 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "{command} {src} {dst} (as caproto-shark) and {frame} {sport} {dport} "
                         "{proto} {role} {name} {pv} {latency} {request_frame} {ts} {time}. "
                         f"Default: {DEFAULT_FORMAT!r}")
-    p.add_argument("--json", action="store_true", help="one JSON object per message")
+    p.add_argument("--json", action=argparse.BooleanOptionalAction, default=None,
+                   help="one JSON object per message")
     _add_common(p)
+    _add_filter(p)
 
     a = sub.add_parser("annotate", help="write a pcapng with one comment per CA message",
                        description="Copy every packet of IN to the pcapng file OUT, adding "
@@ -65,9 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--comment", default=None,
                    help="format of each comment, same tokens as print --format "
                         "(default: '{pv} {command}', the PV name only when known)")
-    a.add_argument("--keep-all", action="store_true",
+    a.add_argument("--keep-all", action=argparse.BooleanOptionalAction, default=None,
                    help="with a filter: keep every packet, comment only matching messages")
     _add_common(a)
+    _add_filter(a)
     return parser
 
 
@@ -84,6 +117,7 @@ def cmd_print(args) -> int:
     from .pipeline import decode
     if args.json and args.format:
         raise UsageError("--json and --format cannot be used together")
+    apply_config(args)
     template = None if args.json else Template(args.format or DEFAULT_FORMAT)
     decoder = _decoder(args)
     stream = decode(args.capture, decoder=decoder)
@@ -91,17 +125,23 @@ def cmd_print(args) -> int:
     write = out.write
     live = args.capture == "-"
     damaged = False
+    keep = None if args.filter is None else args.filter.matches
     for item in stream:
         cls = item.__class__
         if cls is Decoded:
-            if not item.records:
+            records = item.records
+            if not records:
                 continue
+            if keep is not None:          # filter before formatting: that is the costly part
+                records = [r for r in records if keep(r)]
+                if not records:
+                    continue
             if template is not None:
-                for record in item.records:
+                for record in records:
                     write(template(record))
                     write("\n")
             else:
-                for record in item.records:
+                for record in records:
                     write(record_json(record))
                     write("\n")
             if live:
@@ -117,6 +157,7 @@ def cmd_print(args) -> int:
 
 
 def cmd_annotate(args) -> int:
+    apply_config(args)
     from .annotate import annotate
     return annotate(args, decoder=_decoder(args), report=_report)
 
@@ -124,6 +165,9 @@ def cmd_annotate(args) -> int:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # numpy wraps long arrays over several lines; one message is one line
+    import numpy
+    numpy.set_printoptions(linewidth=sys.maxsize)
     try:
         if args.cmd == "print":
             code = cmd_print(args)
@@ -139,7 +183,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
     except KeyboardInterrupt:
         return 130
-    except (CaptureFormatError, FormatError, UsageError) as exc:
+    except (CaptureFormatError, FormatError, UsageError, ConfigError, FilterError) as exc:
         if args.debug:
             raise
         print(f"pcapca: error: {exc}", file=sys.stderr)
@@ -147,8 +191,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except OSError as exc:
         if args.debug:
             raise
-        name = f" {exc.filename!r}" if exc.filename else ""
-        print(f"pcapca: error:{name} {exc.strerror or exc}", file=sys.stderr)
+        where = f"cannot open {exc.filename!r}: " if exc.filename else ""
+        print(f"pcapca: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # a bug: say so in one line
         if args.debug:
