@@ -16,6 +16,7 @@ from .formatting import Template, command_repr
 from .events import Passthrough, Problem
 from .pcapng_io import PcapngWriter
 from .pipeline import decode
+from .progress import open_with_progress
 from .records import Decoded
 
 
@@ -44,7 +45,9 @@ def annotate(args, *, decoder, report: Callable[[Problem], None]) -> int:
     flt = getattr(args, "filter", None)
     keep_all = getattr(args, "keep_all", False)
 
-    items = decode(src, decoder=decoder)   # opens the input: errors before any output
+    progress = open_with_progress(src, enabled=getattr(args, "progress", False) and not args.quiet)
+    items = decode(progress.src, decoder=decoder)   # reads the header: errors before any output
+    tick = progress.update
     if dst == "-":
         out = sys.stdout.buffer
         tmp_path = None
@@ -59,6 +62,7 @@ def annotate(args, *, decoder, report: Callable[[Problem], None]) -> int:
         for item in items:
             cls = item.__class__
             if cls is Decoded:
+                tick()
                 if item.late:
                     late += len(item.records)
                     continue
@@ -78,6 +82,10 @@ def annotate(args, *, decoder, report: Callable[[Problem], None]) -> int:
                 if item.kind == "capture":
                     damaged = True
                 report(item)
+                if getattr(args, "strict", False):
+                    damaged = True
+                    break
+        progress.close()
         writer.close()
         if tmp_path is not None:
             out.close()

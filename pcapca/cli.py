@@ -21,6 +21,7 @@ from .ca_decode import DEFAULT_MAX_MESSAGE
 from .decoder import Decoder
 from .events import Passthrough, Problem
 from .formatting import DEFAULT_FORMAT, FormatError, Template, record_json
+from .progress import open_with_progress
 from .records import Decoded
 
 
@@ -37,6 +38,11 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                         "ports are also learned from search replies and beacons")
     p.add_argument("--quiet", "-q", action="store_true",
                    help="no summary line at the end (problems are still reported)")
+    p.add_argument("--strict", action="store_true",
+                   help="stop at the first problem (damaged capture or undecodable traffic) "
+                        "instead of reporting it and carrying on; exit status 1")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bar (it is shown only when stderr is a terminal)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
@@ -120,7 +126,9 @@ def cmd_print(args) -> int:
     apply_config(args)
     template = None if args.json else Template(args.format or DEFAULT_FORMAT)
     decoder = _decoder(args)
-    stream = decode(args.capture, decoder=decoder)
+    progress = open_with_progress(args.capture, enabled=args.progress and not args.quiet)
+    stream = decode(progress.src, decoder=decoder)
+    tick = progress.update
     out = sys.stdout
     write = out.write
     live = args.capture == "-"
@@ -129,6 +137,7 @@ def cmd_print(args) -> int:
     for item in stream:
         cls = item.__class__
         if cls is Decoded:
+            tick()
             records = item.records
             if not records:
                 continue
@@ -150,6 +159,10 @@ def cmd_print(args) -> int:
             if item.kind == "capture":
                 damaged = True
             _report(item)
+            if args.strict:
+                damaged = True
+                break
+    progress.close()
     out.flush()
     if not args.quiet:
         print(f"pcapca: {decoder.stats.summary()}", file=sys.stderr)
