@@ -77,18 +77,74 @@ def value_repr(value) -> str:
     return text
 
 
+# How each parameter of a class is read, so that the common ones need not go
+# through caproto's property and an enum construction per message. Only
+# properties whose code is exactly one of caproto's three header patterns
+# get a shortcut; the shortcut computes the same value the same way, and
+# everything else (data, metadata, names...) goes through caproto.
+_FIELD, _CHANNEL_TYPE, _STATUS, _GENERIC = range(4)
+_plans: Dict[type, Tuple] = {}
+_HEADER_FIELDS = {"command", "payload_size", "data_type", "data_count", "parameter1", "parameter2"}
+
+
+def _param_plan(cls, name):
+    prop = getattr(cls, name, None)
+    code = getattr(getattr(prop, "fget", None), "__code__", None)
+    if not isinstance(prop, property) or code is None or code.co_argcount != 1:
+        return (name, _GENERIC, None)
+    names = code.co_names
+    if len(names) == 2 and names[0] == "header" and names[1] in _HEADER_FIELDS:
+        return (name, _FIELD, names[1])                       # self.header.X
+    if names == ("ChannelType", "header", "data_type"):
+        return (name, _CHANNEL_TYPE, "data_type")             # ChannelType(self.header.data_type)
+    if names == ("eca_value_to_status", "header", "parameter1"):
+        return (name, _STATUS, "parameter1")                  # eca_value_to_status[self.header.parameter1]
+    return (name, _GENERIC, None)
+
+
+def _plan(cls):
+    plan = _plans.get(cls)
+    if plan is None:
+        plan = _plans[cls] = tuple(_param_plan(cls, n) for n in _parameters(cls))
+    return plan
+
+
+def _generic(command, name) -> str:
+    try:
+        return value_repr(getattr(command, name))
+    except Exception as ex:  # as caproto's safe_repr does
+        return f"(repr: {ex})"
+
+
 def command_repr(command) -> str:
     """Exactly ``repr(command)`` for caproto commands, on one line."""
-    if not isinstance(command, Message):
+    cls = command.__class__
+    plan = _plans.get(cls) or (_plan(cls) if isinstance(command, Message) else None)
+    if plan is None:
         return repr(command)
+    header = command.header
     parts = []
-    for name in _parameters(command.__class__):
-        try:
-            text = value_repr(getattr(command, name))
-        except Exception as ex:  # as caproto's safe_repr does
-            text = f"(repr: {ex})"
+    for name, kind, field in plan:
+        if kind == _FIELD:
+            text = repr(getattr(header, field))
+        elif kind == _CHANNEL_TYPE:
+            text = _CT_REPR.get(header.data_type) or _generic(command, name)
+        elif kind == _STATUS:
+            text = _STATUS_REPR.get(header.parameter1) or _generic(command, name)
+        else:
+            text = _generic(command, name)
         parts.append(f"{name}={text}")
-    return f"{command.__class__.__name__}({', '.join(parts)})"
+    return f"{cls.__name__}({', '.join(parts)})"
+
+
+def _enum_reprs():
+    from caproto import ChannelType
+    from caproto._status import eca_value_to_status
+    return ({int(v): repr(v) for v in ChannelType},
+            {k: repr(v) for k, v in eca_value_to_status.items()})
+
+
+_CT_REPR, _STATUS_REPR = _enum_reprs()
 
 
 def command_fields(command) -> Dict[str, object]:
