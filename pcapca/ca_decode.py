@@ -73,8 +73,9 @@ _EMPTY = {CLIENT: {0, 2, 12, 15}, SERVER: {0, 12, 18, 19, 22}}
 _NONEMPTY = {CLIENT: {1, 4, 6, 18, 19, 20, 21}, SERVER: {6, 15}}
 
 
-def build(role, command: int, header_bytes: bytearray, payload) -> object:
-    """A caproto command object from one complete message."""
+def build(role, command: int, header_bytes: bytearray, payload, commands=None) -> object:
+    """A caproto command object from one complete message (``commands`` is
+    caproto's table for ``role``, passed by callers that have it at hand)."""
     if len(header_bytes) == EXTENDED_HEADER_SIZE:
         header = ExtendedMessageHeader.from_buffer(header_bytes)
     else:
@@ -82,7 +83,7 @@ def build(role, command: int, header_bytes: bytearray, payload) -> object:
     if role is SERVER and command == 1 and header.payload_size == 0:
         # Servers answer EventCancel with EVENT_ADD and no payload.
         return EventCancelResponse.from_wire(header, None)
-    cls = Commands[role].get(command)
+    cls = (commands if commands is not None else Commands[role]).get(command)
     if cls is None:
         return UnknownCommand(header, bytes(payload))
     try:
@@ -113,10 +114,11 @@ class StreamDecoder:
     is skipped without buffering it.
     """
     __slots__ = ("role", "buf", "synced", "skip", "max_message", "junk_reported",
-                 "partial")
+                 "partial", "commands")
 
     def __init__(self, role, *, synced: bool = True, max_message: int = DEFAULT_MAX_MESSAGE):
         self.role = role
+        self.commands = Commands[role]   # (hashing the role enum per message is slow)
         self.buf = bytearray()
         self.synced = synced
         self.skip = 0            # payload bytes of an oversized message still to drop
@@ -145,7 +147,7 @@ class StreamDecoder:
             buf = data          # usually a segment starts with a message: no copy
         pos = 0
         role = self.role
-        commands = Commands[role]
+        commands = self.commands
         max_message = self.max_message
         n = len(buf)
         while True:
@@ -181,7 +183,7 @@ class StreamDecoder:
                 break
             try:
                 out.append(build(role, command, bytearray(buf[pos:pos + hsize]),
-                                 bytearray(buf[pos + hsize:pos + total])))
+                                 bytearray(buf[pos + hsize:pos + total]), commands))
             except DecodeError as exc:
                 out.append(str(exc))
             pos += total

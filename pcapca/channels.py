@@ -62,7 +62,7 @@ class ChannelTracker:
     def __init__(self):
         self.circuits: Dict[tuple, CircuitState] = {}
         self.searches: Dict[tuple, Dict[int, Tuple[str, int, int]]] = {}  # client -> cid -> (name, frame, ts)
-        self._handlers = {
+        by_name = {
             "SearchRequest": self._search_request,
             "SearchResponse": self._search_reply,
             "NotFoundResponse": self._search_reply,
@@ -86,6 +86,9 @@ class ChannelTracker:
             "ClearChannelResponse": self._clear_response,
             "ErrorResponse": self._error,
         }
+        from ._caproto import Commands
+        self._handlers = {cls: by_name[cls.__name__] for table in Commands.values()
+                          for cls in table.values() if cls.__name__ in by_name}
 
     def run(self, items: Iterable) -> Iterator:
         handlers = self._handlers
@@ -93,7 +96,7 @@ class ChannelTracker:
             cls = item.__class__
             if cls is Decoded:
                 for record in item.records:
-                    handler = handlers.get(record.command.__class__.__name__)
+                    handler = handlers.get(record.command.__class__)
                     if handler is not None:
                         handler(record)
             elif cls is CircuitClosed:

@@ -108,11 +108,26 @@ def ip_offset(linktype: int, data: bytes) -> Union[int, str]:
     return "not IPv4"
 
 
+_addresses: dict = {}
+
+
+def _ntoa_cached(raw: bytes) -> str:
+    text = _addresses.get(raw)
+    if text is None:
+        if len(_addresses) > 65536:
+            _addresses.clear()
+        text = _addresses[raw] = _ntoa(raw)
+    return text
+
+
 def parse(linktype: int, data: bytes) -> Union[Segment, str]:
     """The TCP/UDP segment in a captured frame, or a reason (str) to skip it."""
-    off = ip_offset(linktype, data)
-    if off.__class__ is str:
-        return off
+    if linktype == DLT_EN10MB and data[12:14] == b"\x08\x00":
+        off = 14                                   # the common case: Ethernet, IPv4
+    else:
+        off = ip_offset(linktype, data)
+        if off.__class__ is str:
+            return off
     if len(data) < off + 20:
         return "truncated IPv4 header"
     vihl, _tos, total_len, ip_id, frag, _ttl, proto, _sum, src, dst = _ipv4(data, off)
@@ -136,7 +151,7 @@ def parse(linktype: int, data: bytes) -> Union[Segment, str]:
         hlen = (doff >> 4) * 4
         if hlen < 20 or end < start + hlen:
             return "truncated TCP header"
-        return Segment(PROTO_TCP, _ntoa(src), _ntoa(dst), sport, dport,
+        return Segment(PROTO_TCP, _ntoa_cached(src), _ntoa_cached(dst), sport, dport,
                        data[start + hlen:end], end_wire - start - hlen,
                        seq, ack, flags, ip_id, off)
     if end < start + 8:
@@ -144,7 +159,7 @@ def parse(linktype: int, data: bytes) -> Union[Segment, str]:
     sport, dport, ulen = _udp(data, start)
     wire = max(ulen - 8, 0)
     payload = data[start + 8:min(end, start + max(ulen, 8))]
-    return Segment(PROTO_UDP, _ntoa(src), _ntoa(dst), sport, dport, payload, wire,
+    return Segment(PROTO_UDP, _ntoa_cached(src), _ntoa_cached(dst), sport, dport, payload, wire,
                    0, 0, 0, ip_id, off)
 
 
