@@ -308,8 +308,9 @@ class Decoder:
     def _drop(self, circuit: Circuit) -> None:
         (c_ip, c_port), (s_ip, s_port) = circuit.client, circuit.server
         if self.circuits.get((c_ip, c_port, s_ip, s_port)) is circuit:
-            del self.circuits[(c_ip, c_port, s_ip, s_port)]
-            del self.circuits[(s_ip, s_port, c_ip, c_port)]
+            # (both keys are the same for a connection from a port to itself)
+            self.circuits.pop((c_ip, c_port, s_ip, s_port), None)
+            self.circuits.pop((s_ip, s_port, c_ip, c_port), None)
             self._closed.append(CircuitClosed(circuit.key))
 
     def _unique_circuits(self):
