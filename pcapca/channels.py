@@ -101,7 +101,6 @@ class ChannelTracker:
                         handler(record)
             elif cls is CircuitClosed:
                 self.circuits.pop(item.key, None)
-                continue
             yield item
 
     # ---------------------------------------------------------------- helpers

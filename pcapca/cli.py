@@ -1,4 +1,4 @@
-"""pcapca's command line: ``pcapca print``, ``pcapca annotate``.
+"""pcapca's command line: ``pcapca print``, ``pcapca annotate``, ``pcapca stats``.
 
 Errors are one line on stderr (``pcapca: ...``); a traceback only with
 ``--debug``. Exit status: 0 success, 1 the capture was damaged (everything
@@ -107,6 +107,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with a filter: keep every packet, comment only matching messages")
     _add_common(a)
     _add_filter(a)
+
+    s = sub.add_parser("stats", help="a health report of the CA traffic",
+                       description="Report on the CA traffic of one or more captures, read in "
+                                   "order as one (e.g. a rotated tcpdump -C/-W set): unanswered "
+                                   "searches, PV names served twice, circuits, servers, clients, "
+                                   "per-PV counts and latencies, errors, beacons and restarts "
+                                   "(docs/stats.md).")
+    s.add_argument("captures", nargs="+", metavar="CAPTURE",
+                   help="pcap or pcapng file, or - for stdin (once)")
+    s.add_argument("--json", action="store_true", default=False,
+                   help="print the report as one JSON object (complete: --top does not apply)")
+    s.add_argument("--top", type=int, default=20, metavar="N",
+                   help="rows per table in the text report (default %(default)s; 0 = all)")
+    s.add_argument("--plot", metavar="FILE.png",
+                   help="also draw a timeline (messages/s by kind, searches/s, unanswered "
+                        "searches/s); needs matplotlib: pip install 'pcapca[plot]'")
+    _add_common(s)
+    _add_filter(s)
     return parser
 
 
@@ -175,6 +193,54 @@ def cmd_annotate(args) -> int:
     return annotate(args, decoder=_decoder(args), report=_report)
 
 
+def cmd_stats(args) -> int:
+    from .capture import detect
+    from .stats import StatsCollector
+    from .stats_render import PlotUnavailable, check_matplotlib, plot, render_text
+    from .streams import ByteSource
+    if args.top < 0:
+        raise UsageError(f"--top {args.top}: must be 0 (all) or more")
+    if args.captures.count("-") > 1:
+        raise UsageError("stdin (-) can be read only once")
+    if args.plot:
+        try:
+            check_matplotlib()
+        except PlotUnavailable as exc:
+            raise UsageError(str(exc)) from None
+    for path in args.captures:        # fail before reading anything, not at the 10th file
+        if path != "-":
+            with open(path, "rb") as f:
+                detect(ByteSource(f, path))
+    apply_config(args)
+    collector = StatsCollector(keep=None if args.filter is None else args.filter.matches,
+                               timeline=bool(args.plot))
+    damaged = False
+
+    strict = getattr(args, "strict", False)
+
+    def problem(item: Problem) -> bool:
+        nonlocal damaged
+        if item.kind == "capture" or strict:
+            damaged = True
+        _report(item)
+        return strict            # --strict: stop at the first problem, report what was read
+
+    collector.run(args.captures, _decoder(args), on_problem=problem)
+    report = collector.report()
+    if args.json:
+        import json
+        sys.stdout.write(json.dumps(report, ensure_ascii=False, allow_nan=False, indent=1))
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(render_text(report, top=args.top))
+    sys.stdout.flush()
+    if args.plot:
+        plot(report, collector.timeline, args.plot)
+        if not args.quiet:
+            print(f"pcapca: timeline written to {args.plot}", file=sys.stderr)
+    return 1 if damaged else 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -184,6 +250,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         if args.cmd == "print":
             code = cmd_print(args)
+        elif args.cmd == "stats":
+            code = cmd_stats(args)
         else:
             code = cmd_annotate(args)
     except BrokenPipeError:

@@ -1,0 +1,343 @@
+"""Rendering of ``pcapca stats`` reports: aligned text tables and the --plot
+timeline (matplotlib, imported only when a plot is asked for)."""
+from __future__ import annotations
+
+import datetime
+import os
+from typing import List, Optional, Sequence
+
+from .stats import TIMELINE_KINDS, Timeline
+
+NS = 1_000_000_000
+
+
+class PlotUnavailable(Exception):
+    """matplotlib is not installed."""
+
+
+# ------------------------------------------------------------------ tables
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]], indent: str = "  ",
+          right: Optional[Sequence[bool]] = None) -> List[str]:
+    """Aligned plain-text columns; numbers (or columns flagged in ``right``)
+    are right-aligned. None prints as '-'."""
+    cells = [[("-" if v is None else str(v)) for v in row] for row in rows]
+    if right is None:
+        right = [bool(rows) and all(isinstance(r[i], (int, float)) or r[i] is None
+                                    for r in rows) and any(isinstance(r[i], (int, float))
+                                                           for r in rows)
+                 for i in range(len(headers))]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        for i, v in enumerate(row):
+            widths[i] = max(widths[i], len(v))
+
+    def line(values):
+        parts = [v.rjust(w) if r else v.ljust(w) for v, w, r in zip(values, widths, right)]
+        return (indent + "  ".join(parts)).rstrip()
+    return [line(list(headers))] + [line(row) for row in cells]
+
+
+def _sec(ts: Optional[str]) -> Optional[int]:
+    if ts is None:
+        return None
+    whole, _, frac = ts.partition(".")
+    sign = -1 if whole.startswith("-") else 1
+    return sign * (abs(int(whole)) * NS + int((frac + "000000000")[:9]))
+
+
+class _Clock:
+    """Times of the report as text: time of day (UTC, µs) when the capture
+    lies within one UTC day, else date and time."""
+
+    def __init__(self, first: Optional[str], last: Optional[str]):
+        a, b = _sec(first), _sec(last)
+        self.same_day = (a is not None and b is not None
+                         and a // (86400 * NS) == b // (86400 * NS))
+
+    def __call__(self, ts: Optional[str]) -> Optional[str]:
+        ns = _sec(ts)
+        if ns is None:
+            return None
+        sec, frac = divmod(ns, NS)
+        day = datetime.datetime.fromtimestamp(sec, datetime.timezone.utc)
+        text = f"{day:%H:%M:%S}.{frac // 1000:06d}"
+        return text if self.same_day else f"{day:%Y-%m-%d} {text}"
+
+
+def _ms(summary: Optional[dict]) -> Optional[str]:
+    """'p50/p95/max' in milliseconds."""
+    if not summary:
+        return None
+    return "/".join(f"{summary[k] * 1000:.3f}" for k in ("p50", "p95", "max"))
+
+
+def _limit(rows: list, top: int):
+    if top and len(rows) > top:
+        return rows[:top], len(rows) - top
+    return rows, 0
+
+
+def _more(out: List[str], hidden: int) -> None:
+    if hidden:
+        out.append(f"  ... {hidden} more (--top 0 shows all)")
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def render_text(report: dict, top: int = 20) -> str:
+    cap = report["capture"]
+    clock = _Clock(cap["first"], cap["last"])
+    out: List[str] = []
+
+    # -------------------------------------------------------------- capture
+    out.append("Capture")
+    files = cap["files"]
+    for i, f in enumerate(files):
+        label = "files" if i == 0 and len(files) > 1 else ("file" if i == 0 else "")
+        out.append(f"  {label:<9} {f['path']} ({_plural(f['packets'], 'packet')}"
+                   + (f", {clock(f['first'])} .. {clock(f['last'])})" if len(files) > 1 and f["first"] else ")"))
+    if not cap.get("files_in_time_order", True):
+        out.append(f"  {'':<9} note: the files overlap or are not in time order; "
+                   f"they were read in the order given")
+    if cap["first"] is not None:
+        out.append(f"  {'span':<9} {cap['first_iso']} .. {cap['last_iso']} ({cap['span_s']:.6f} s)")
+    counted = ""
+    if cap["messages_counted"] != cap["messages"]:
+        counted = f" ({cap['messages_counted']} match the filter)"
+    out.append(f"  {'packets':<9} {cap['packets']}; CA messages {cap['messages']}{counted}; "
+               f"decode problems {cap['decode_problems']}; capture problems {cap['capture_problems']}")
+    out.append("  times below are UTC; latencies p50/p95/max in ms")
+
+    # -------------------------------------------------------------- unanswered searches
+    un = report["unanswered_searches"]
+    total = sum(e["searches"] for e in un)
+    out.append("")
+    out.append(f"Unanswered searches ({_plural(len(un), 'name')}, {total} {'search' if total == 1 else 'searches'})")
+    if not un:
+        out.append("  none")
+    else:
+        rows, hidden = _limit(un, top)
+        out += table(["PV", "SEARCHES", "CLIENTS", "FIRST", "LAST", "RATE/S", "NOT-FOUND"],
+                     [[e["pv"], e["searches"], _clients(e["clients"], e["clients_total"]),
+                       clock(e["first"]), clock(e["last"]),
+                       None if e["rate_per_s"] is None else f"{e['rate_per_s']:.3f}",
+                       e["not_found"]] for e in rows],
+                     right=[False, True, False, False, False, True, True])
+        _more(out, hidden)
+
+    # -------------------------------------------------------------- name conflicts
+    nc = report["name_conflicts"]
+    out.append("")
+    out.append(f"Name conflicts: PVs answered by more than one server ({len(nc)})")
+    if not nc:
+        out.append("  none")
+    else:
+        rows, hidden = _limit(nc, top)
+        body = []
+        for e in rows:
+            for i, s in enumerate(e["servers"]):
+                body.append([e["pv"] if i == 0 else "", s["server"], s["replies"],
+                             clock(s["first"]), clock(s["last"]),
+                             _clients(s["clients"], len(s["clients"]))])
+        out += table(["PV", "SERVER", "REPLIES", "FIRST", "LAST", "CLIENTS"], body,
+                     right=[False, False, True, False, False, False])
+        _more(out, hidden)
+
+    # -------------------------------------------------------------- circuits
+    circuits = report["circuits"]
+    out.append("")
+    out.append(f"Circuits ({len(circuits)}, busiest first)")
+    if not circuits:
+        out.append("  none")
+    else:
+        busiest = sorted(circuits, key=lambda c: (-(c["messages_to_server"] + c["messages_to_client"]),
+                                                  c["number"]))
+        rows, hidden = _limit(busiest, top)
+        out += table(["#", "CLIENT", "SERVER", "HOST", "USER", "START", "END", "CHANNELS",
+                      "MSGS C>S", "MSGS S>C", "BYTES C>S", "BYTES S>C"],
+                     [[c["number"], c["client"], c["server"], c["host"], c["user"],
+                       clock(c["start"]),
+                       clock(c["end"]) if c["state"] == "closed" else
+                       (c["state"] if c["end"] is None else f"idle {clock(c['end'])}"),
+                       c["channels"], c["messages_to_server"], c["messages_to_client"],
+                       c["bytes_to_server"], c["bytes_to_client"]] for c in rows],
+                     right=[True, False, False, False, False, False, False,
+                            True, True, True, True, True])
+        _more(out, hidden)
+
+    # -------------------------------------------------------------- servers
+    servers = report["servers"]
+    out.append("")
+    out.append(f"Servers ({len(servers)})")
+    if not servers:
+        out.append("  none")
+    else:
+        rows, hidden = _limit(sorted(servers, key=lambda s: (-s["messages"], s["server"])), top)
+        out += table(["SERVER", "CIRCUITS", "CHANNELS", "MESSAGES", "BYTES", "SEARCH-REPLIES",
+                      "ERRORS", "READ ms", "WRITE ms", "SEARCH ms", "CREATE ms"],
+                     [[s["server"], s["circuits"], s["channels"], s["messages"], s["bytes"],
+                       s["search_replies"], s["errors"], _ms(s["latency"].get("read")),
+                       _ms(s["latency"].get("write")), _ms(s["latency"].get("search")),
+                       _ms(s["latency"].get("create"))] for s in rows],
+                     right=[False] + [True] * 10)
+        _more(out, hidden)
+
+    # -------------------------------------------------------------- clients
+    clients = report["clients"]
+    out.append("")
+    out.append(f"Clients by messages sent ({len(clients)})")
+    if not clients:
+        out.append("  none")
+    else:
+        rows, hidden = _limit(clients, top)
+        out += table(["CLIENT", "HOSTS", "USERS", "CIRCUITS", "SEARCHES", "MESSAGES", "BYTES"],
+                     [[c["client"], ",".join(c["hosts"]) or None, ",".join(c["users"]) or None,
+                       c["circuits"], c["searches"], c["messages"], c["bytes"]] for c in rows],
+                     right=[False, False, False, True, True, True, True])
+        _more(out, hidden)
+
+    # -------------------------------------------------------------- PVs
+    pvs = report["pvs"]
+    out.append("")
+    out.append(f"PVs by messages ({len(pvs)})")
+    if not pvs:
+        out.append("  none")
+    else:
+        rows, hidden = _limit(pvs, top)
+        out += table(["PV", "MSGS", "BYTES", "SEARCH", "READS", "WRITES", "PUTS-CB", "SUBS",
+                      "UPDATES", "ERRORS", "READ ms", "WRITE ms", "SEARCH ms", "CREATE ms"],
+                     [[p["pv"], p["messages"], p["bytes"], p["searches"], p["reads"],
+                       p["writes"], p["puts_notify"], p["subscriptions"], p["updates"],
+                       p["errors"], _ms(p["latency"].get("read")), _ms(p["latency"].get("write")),
+                       _ms(p["latency"].get("search")), _ms(p["latency"].get("create"))]
+                      for p in rows],
+                     right=[False] + [True] * 13)
+        _more(out, hidden)
+
+    # -------------------------------------------------------------- errors
+    errors = report["errors"]
+    out.append("")
+    kept = "" if report["errors_total"] == len(errors) else f", {len(errors)} kept"
+    out.append(f"Errors ({report['errors_total']}{kept})")
+    if not errors:
+        out.append("  none")
+    else:
+        rows, hidden = _limit(errors, top)
+        several = len(files) > 1
+        head = (["FILE"] if several else []) + ["FRAME", "TIME", "PV", "MESSAGE", "STATUS",
+                                                "REQUEST", "CLIENT", "SERVER", "TEXT"]
+        body = [([os.path.basename(e["file"] or "")] if several else [])
+                + [e["frame"], clock(e["time"]), e["pv"], e["command"], e["status"],
+                   e["request"], e["client"], e["server"], e["text"]] for e in rows]
+        out += table(head, body, right=([False] if several else []) + [True] + [False] * 8)
+        _more(out, hidden)
+
+    # -------------------------------------------------------------- beacons
+    beacons = report["beacons"]
+    out.append("")
+    out.append(f"Beacons ({_plural(len(beacons), 'server')}; repeater copies counted once)")
+    if not beacons:
+        out.append("  none")
+    else:
+        rows, hidden = _limit(beacons, top)
+        out += table(["SERVER", "BEACONS", "COPIES", "FIRST", "LAST", "IDS",
+                      "INTERVAL s med/min/max", "RESTARTS"],
+                     [[b["server"], b["beacons"], b["copies"], clock(b["first"]), clock(b["last"]),
+                       f"{b['first_id']}..{b['last_id']}",
+                       None if not b["interval"] else "/".join(
+                           f"{b['interval'][k]:.3f}" for k in ("median", "min", "max")),
+                       len(b["restarts"])] for b in rows],
+                     right=[False, True, True, False, False, False, True, True])
+        _more(out, hidden)
+        for b in beacons:
+            for r in b["restarts"]:
+                where = f"frame {r['frame']}" + (f" of {r['file']}" if len(files) > 1 else "")
+                out.append(f"  restart: {b['server']} at {clock(r['time'])} ({where}): "
+                           f"{r['reason']} ({r['from_id']} -> {r['to_id']}), sent by {r['sender']}")
+            if b["started_in_capture"]:
+                note = (f" (new port: the host also served on {', '.join(map(str, b['other_ports_of_host']))})"
+                        if b["new_port_for_host"] else "")
+                out.append(f"  start: {b['server']} began beaconing at {clock(b['first'])} "
+                           f"with beacon id 0{note}")
+    return "\n".join(out) + "\n"
+
+
+def _clients(listed: Sequence[str], total: int) -> str:
+    shown = list(listed[:3])
+    more = total - len(shown)
+    return ", ".join(shown) + (f" +{more}" if more > 0 else "")
+
+
+# ------------------------------------------------------------------ plot
+def check_matplotlib() -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise PlotUnavailable("--plot needs matplotlib, which is not installed: "
+                              "pip install 'pcapca[plot]'") from None
+
+
+def plot(report: dict, timeline: Timeline, path: str, max_points: int = 300) -> None:
+    """Messages/s by kind, searches/s and unanswered searches/s over time."""
+    check_matplotlib()
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cap = report["capture"]
+    start = _sec(cap["first"]) or 0
+    bins = timeline.bins
+    unanswered = timeline.unanswered()
+    width = timeline.width
+    if bins:
+        lo, hi = min(bins), max(bins)
+        factor = max(1, -(-(hi - lo + 1) // max_points))
+        # a "nice" multiple of the stored resolution: 1, 2, 5 x 10^k
+        nice = 1
+        while nice < factor:
+            for m in (2, 5, 10):
+                if nice * m >= factor:
+                    nice *= m
+                    break
+            else:
+                nice *= 10
+        factor = nice
+    else:
+        lo = hi = 0
+        factor = 1
+    step = width * factor
+    n = (hi // factor) - (lo // factor) + 1 if bins else 0
+    base = lo // factor
+    series = [[0] * n for _ in TIMELINE_KINDS]
+    lost = [0] * n
+    for idx, row in bins.items():
+        j = idx // factor - base
+        for k, v in enumerate(row):
+            series[k][j] += v
+    for idx, v in unanswered.items():
+        j = idx // factor - base
+        if 0 <= j < n:
+            lost[j] += v
+    x = [((base + j) * step - start) / NS for j in range(n)]
+    per_s = NS / step
+
+    fig, (ax1, ax2) = plt.subplots(2, 1, sharex=True, figsize=(11, 6.5))
+    for k, kind in enumerate(TIMELINE_KINDS):
+        if any(series[k]):
+            ax1.step(x, [v * per_s for v in series[k]], where="post", label=kind)
+    ax1.set_ylabel("CA messages/s")
+    ax1.set_title("pcapca stats: " + ", ".join(os.path.basename(f["path"]) for f in cap["files"]))
+    if any(any(s) for s in series):
+        ax1.legend(loc="upper right", fontsize="small")
+    k = TIMELINE_KINDS.index("search")
+    ax2.step(x, [v * per_s for v in series[k]], where="post", label="searches")
+    ax2.step(x, [v * per_s for v in lost], where="post", label="searches never answered",
+             color="tab:red")
+    ax2.set_ylabel("searches/s")
+    ax2.set_xlabel(f"seconds since {cap['first_iso'] or '?'} (bins of {step / 1e9:g} s)")
+    ax2.legend(loc="upper right", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

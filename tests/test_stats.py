@@ -1,0 +1,548 @@
+"""`pcapca stats` on the recorded fixtures.
+
+Expected figures come from fixtures/README.md and fixtures/CORPUS.md (what
+each recording contains), and are recomputed independently of pcapca.stats:
+search/first/last times and latencies from the `pcapca print --json` lines
+(pairing requests and responses here, by ioid / cid, from the message
+fields and the time stamps), circuit bytes and close times from the raw
+packets with dpkt.
+"""
+import json
+import math
+import os
+import struct
+import subprocess
+import sys
+from collections import defaultdict
+from types import SimpleNamespace
+
+import dpkt
+import pytest
+
+from pcapca.decoder import Decoder
+from pcapca.stats import (RESERVOIR_SIZE, Reservoir, StatsCollector, Timeline, collect,
+                          percentile)
+from pcapca.stats_render import render_text, table
+
+from conftest import ROOT, fixture, run_cli
+
+MISSING = ["FIX:missing_0", "FIX:missing_1", "FIX:missing_2"]
+NOPE = [f"NOPE:missing_{i}" for i in range(5)]
+
+
+# ------------------------------------------------------------------ helpers
+def print_json(path):
+    res = run_cli("print", "--json", "--quiet", path, check=0)
+    return [json.loads(line) for line in res.stdout.decode().splitlines()]
+
+
+def ns(text):
+    s, frac = text.split(".")
+    return int(s) * 10**9 + int(frac.ljust(9, "0"))
+
+
+def expected_latencies(msgs):
+    """{(kind, pv): [seconds]} paired here: ReadNotify/WriteNotify by
+    (circuit, ioid), search by (client, cid), create by (circuit, cid)."""
+    pending = {}
+    out = defaultdict(list)
+    for m in msgs:
+        name, f = m["command"], m["fields"]
+        client = (m["src"], m["sport"]) if m["role"] == "client" else (m["dst"], m["dport"])
+        server = (m["dst"], m["dport"]) if m["role"] == "client" else (m["src"], m["sport"])
+        circ = (m["proto"], client, server)
+        if name in ("ReadNotifyRequest", "WriteNotifyRequest"):
+            pending[(circ, "io", f["ioid"])] = (m["pv"], ns(m["timestamp"]))
+        elif name in ("ReadNotifyResponse", "WriteNotifyResponse"):
+            req = pending.pop((circ, "io", f["ioid"]), None)
+            if req:
+                kind = "read" if name.startswith("Read") else "write"
+                out[(kind, req[0])].append((ns(m["timestamp"]) - req[1]) / 1e9)
+        elif name == "SearchRequest":
+            pending[(client, "search", f["cid"])] = (f["name"], ns(m["timestamp"]))
+        elif name == "SearchResponse":
+            req = pending.get((client, "search", f["cid"]))
+            if req:
+                out[("search", req[0])].append((ns(m["timestamp"]) - req[1]) / 1e9)
+        elif name == "CreateChanRequest":
+            pending[(circ, "create", f["cid"])] = (f["name"], ns(m["timestamp"]))
+        elif name == "CreateChanResponse":
+            req = pending.pop((circ, "create", f["cid"]), None)
+            if req:
+                out[("create", req[0])].append((ns(m["timestamp"]) - req[1]) / 1e9)
+    return out
+
+
+def nearest_rank(values, p):
+    v = sorted(values)
+    return v[max(1, math.ceil(p / 100 * len(v))) - 1]
+
+
+def by(items, key, value):
+    found = [i for i in items if i[key] == value]
+    assert len(found) == 1, (value, items)
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def twoservers():
+    return collect([str(fixture("twoservers.pcap"))])
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return collect([str(fixture("corpus_libca.pcap"))])
+
+
+# ------------------------------------------------------------------ missing PVs
+def test_unanswered_searches_twoservers(twoservers):
+    msgs = print_json(fixture("twoservers.pcap"))
+    un = twoservers["unanswered_searches"]
+    assert [e["pv"] for e in un] == MISSING
+    for e in un:
+        mine = [m for m in msgs if m["command"] == "SearchRequest" and m["fields"]["name"] == e["pv"]]
+        assert e["searches"] == len(mine) == 6           # 3 rounds x 2 servers
+        assert e["clients"] == ["127.0.0.1:47702"] == sorted({f"{m['src']}:{m['sport']}" for m in mine})
+        assert e["first"] == mine[0]["timestamp"] == "1795983084.789650000"
+        assert e["last"] == mine[-1]["timestamp"] == "1795983086.544320000"
+        assert e["first_iso"] == "2026-11-29T20:11:24.789650000Z"
+        span = (ns(e["last"]) - ns(e["first"])) / 1e9
+        assert e["rate_per_s"] == pytest.approx(5 / span)
+        assert e["not_found"] == 0
+    # FIX:common was answered: not listed, although searched 3 times
+    assert by(twoservers["pvs"], "pv", "FIX:common")["searches"] == 3
+
+
+def test_unanswered_searches_corpus_exactly_the_five_nope_names(corpus):
+    msgs = print_json(fixture("corpus_libca.pcap"))
+    un = corpus["unanswered_searches"]
+    assert [e["pv"] for e in un] == NOPE
+    for e in un:
+        mine = [m for m in msgs if m["command"] == "SearchRequest" and m["fields"]["name"] == e["pv"]]
+        assert e["searches"] == len(mine) == 16
+        assert e["first"] == mine[0]["timestamp"] and e["last"] == mine[-1]["timestamp"]
+        assert e["clients"] == ["127.0.0.1:40189"]
+    # every other searched name was answered by exactly one server: no conflicts
+    assert corpus["name_conflicts"] == []
+
+
+def test_not_found_response_is_not_an_answer():
+    """No fixture has a NotFoundResponse: fake records through the collector."""
+    col = StatsCollector()
+
+    def rec(cls, role, pv, ts, **cmd):
+        command = type(cls, (), {"__len__": lambda self: 16, **cmd})()
+        return SimpleNamespace(command=command, proto="udp", role=role, pv=pv, ts=ts,
+                               frame=1, src="10.0.0.1" if role == "client" else "10.0.0.2",
+                               sport=40000 if role == "client" else 5064,
+                               dst="10.0.0.2" if role == "client" else "10.0.0.1",
+                               dport=5064 if role == "client" else 40000,
+                               circuit=None, latency=None if role == "client" else 0.001)
+    col.add(rec("SearchRequest", "client", "X:gone", 10**9, name="X:gone", cid=1))
+    col.add(rec("NotFoundResponse", "server", "X:gone", 2 * 10**9, cid=1))
+    col.add(rec("SearchRequest", "client", "X:here", 3 * 10**9, name="X:here", cid=2))
+    col.add(rec("SearchResponse", "server", "X:here", 4 * 10**9, cid=2, ip="255.255.255.255",
+                port=5064))
+    report = col.report()
+    (e,) = report["unanswered_searches"]
+    assert (e["pv"], e["searches"], e["not_found"], e["not_found_by"]) == \
+        ("X:gone", 1, 1, ["10.0.0.2:5064"])
+    assert e["rate_per_s"] is None
+
+
+# ------------------------------------------------------------------ name conflicts, restarts
+def test_name_conflict_two_servers_serving_fix_common(twoservers):
+    (c,) = twoservers["name_conflicts"]
+    assert c["pv"] == "FIX:common"
+    servers = [(s["server"], s["replies"]) for s in c["servers"]]
+    # the restarted IOC on 5066 (same ip:port) is one server answering twice
+    assert servers == [("127.0.0.1:5064", 1), ("127.0.0.1:5066", 2)]
+    assert c["servers"][0]["first"] == "1795983084.688120000"
+    assert c["servers"][1]["last"] == "1795983090.224383000"
+
+
+def test_beacons_restart_and_repeater_copies(twoservers):
+    msgs = print_json(fixture("twoservers.pcap"))
+    beacons = [m for m in msgs if m["command"] == "Beacon"]
+    a = by(twoservers["beacons"], "server", "127.0.0.1:5064")
+    b = by(twoservers["beacons"], "server", "127.0.0.1:5066")
+    # every beacon is seen twice (from the IOC, then forwarded from port 5065),
+    # except the two sent before the client registered with the repeater
+    from_repeater = [m for m in beacons if m["sport"] == 5065]
+    assert a["beacons"] + b["beacons"] == len(beacons) - len(from_repeater) == 21
+    assert a["copies"] + b["copies"] == len(from_repeater) == 19
+    assert (a["beacons"], a["first_id"], a["last_id"], a["restarts"]) == (9, 5, 13, [])
+    assert (b["beacons"], b["first_id"], b["last_id"]) == (12, 4, 7)
+    (r,) = b["restarts"]
+    assert (r["frame"], r["from_id"], r["to_id"], r["time"], r["sender"]) == \
+        (46, 7, 0, "1795983088.382061000", "127.0.0.1:59071")
+    assert b["senders"] == ["127.0.0.1:57012", "127.0.0.1:59071"]    # the old and the new IOC
+    # intervals of IOC A's beacons, every 1 s; measured on the originals
+    ts_a = [ns(m["timestamp"]) for m in beacons
+            if m["fields"]["server_port"] == 5064 and m["sport"] != 5065]
+    gaps = sorted((y - x) / 1e9 for x, y in zip(ts_a, ts_a[1:]))
+    assert a["interval"]["count"] == len(gaps) == 8
+    assert a["interval"]["min"] == pytest.approx(gaps[0], abs=1e-9)
+    assert a["interval"]["max"] == pytest.approx(gaps[-1], abs=1e-9)
+    assert a["interval"]["median"] == pytest.approx(nearest_rank(gaps, 50), abs=1e-9)
+
+
+# ------------------------------------------------------------------ errors
+def test_failing_put_reuse():
+    report = collect([str(fixture("reuse.pcap"))])
+    errors = report["errors"]
+    assert report["errors_total"] == 2
+    assert [(e["frame"], e["command"], e["pv"], e["status"], e["request"]) for e in errors] == [
+        (41, "ErrorResponse", "FIX:limited", "ECA_PUTFAIL", "WriteNotifyRequest"),
+        (44, "ErrorResponse", "FIX:limited", "ECA_PUTFAIL", "WriteRequest")]
+    for e in errors:
+        assert "Cannot write data 150.0" in e["text"]
+        assert e["server"] == "127.0.0.1:5064"
+    # the WriteNotify's error answers the pending put: it has a latency
+    assert errors[0]["latency"] == pytest.approx(0.003649, abs=1e-9)
+    assert by(report["pvs"], "pv", "FIX:limited")["errors"] == 2
+
+
+def test_failing_put_corpus(corpus):
+    (e,) = corpus["errors"]
+    assert (e["frame"], e["pv"], e["status"]) == (758, "CORPUS:limited", "ECA_PUTFAIL")
+    assert e["text"] == "Python exception: ValueError value too large for CORPUS:limited"
+
+
+# ------------------------------------------------------------------ latencies
+@pytest.mark.parametrize("name", ["corpus_libca.pcap", "twoservers.pcap", "basic.pcap",
+                                  "rsrv.pcap"])
+def test_latency_percentiles_match_timestamps(name):
+    report = collect([str(fixture(name))])
+    expected = expected_latencies(print_json(fixture(name)))
+    assert expected
+    seen = 0
+    for (kind, pv), values in expected.items():
+        got = by(report["pvs"], "pv", pv)["latency"][kind]
+        assert got["count"] == len(values), (kind, pv)
+        for p in (50, 95):
+            assert got[f"p{p}"] == pytest.approx(nearest_rank(values, p), abs=1e-9), (kind, pv, p)
+        assert got["max"] == pytest.approx(max(values), abs=1e-9)
+        seen += 1
+    kinds = {k for k, _ in expected}
+    assert {"read", "search", "create"} <= kinds
+    for p in report["pvs"]:                      # nothing measured that was not expected
+        for kind in p["latency"]:
+            assert (kind, p["pv"]) in expected
+
+
+def test_latency_by_server_corpus(corpus):
+    """The caproto IOC (5064) is slower than rsrv (5066): the question
+    'which IOC is slow' answered from the read latencies per server."""
+    expected = defaultdict(list)
+    msgs = print_json(fixture("corpus_libca.pcap"))
+    pending = {}
+    for m in msgs:
+        if m["command"] == "ReadNotifyRequest":
+            pending[(m["dport"], m["fields"]["ioid"])] = ns(m["timestamp"])
+        elif m["command"] == "ReadNotifyResponse":
+            expected[m["sport"]].append((ns(m["timestamp"]) - pending.pop((m["sport"], m["fields"]["ioid"]))) / 1e9)
+    for port in (5064, 5066):
+        got = by(corpus["servers"], "server", f"127.0.0.1:{port}")["latency"]["read"]
+        assert got["count"] == len(expected[port])
+        assert got["p50"] == pytest.approx(nearest_rank(expected[port], 50), abs=1e-9)
+        assert got["max"] == pytest.approx(max(expected[port]), abs=1e-9)
+    assert sum(len(v) for v in expected.values()) == 230
+
+
+def test_per_pv_counts_corpus(corpus):
+    msgs = print_json(fixture("corpus_libca.pcap"))
+    count = defaultdict(lambda: defaultdict(int))
+    size = defaultdict(int)
+    for m in msgs:
+        if m["pv"]:
+            count[m["pv"]][m["command"]] += 1
+            count[m["pv"]]["*"] += 1
+    for p in corpus["pvs"]:
+        c = count[p["pv"]]
+        assert p["messages"] == c["*"]
+        assert p["reads"] == c["ReadNotifyRequest"] + c["ReadRequest"]
+        assert p["writes"] == c["WriteRequest"]
+        assert p["puts_notify"] == c["WriteNotifyRequest"]
+        assert p["updates"] == c["EventAddResponse"]
+        assert p["subscriptions"] == c["EventAddRequest"]
+        assert p["searches"] == c["SearchRequest"]
+    assert len(corpus["pvs"]) == 32          # 27 PVs and 5 missing names
+    dbl = by(corpus["pvs"], "pv", "CORPUS:dbl")
+    assert dbl["messages"] == 38              # fixtures/CORPUS.md
+    assert sum(p["messages"] for p in corpus["pvs"]) == 915 - 42
+
+
+# ------------------------------------------------------------------ circuits
+def tcp_packets(path):
+    """(ts_ns, src, sport, dst, dport, flags, payload bytes) of every TCP packet."""
+    out = []
+    with open(path, "rb") as f:
+        reader = dpkt.pcap.Reader(f)
+        for ts, buf in reader:
+            eth = dpkt.ethernet.Ethernet(buf)
+            ip = eth.data
+            if not isinstance(ip, dpkt.ip.IP) or not isinstance(ip.data, dpkt.tcp.TCP):
+                continue
+            tcp = ip.data
+            t = round(ts * 10**6) * 1000
+            out.append((t, dpkt.utils.inet_to_str(ip.src), tcp.sport,
+                        dpkt.utils.inet_to_str(ip.dst), tcp.dport, tcp.flags, len(tcp.data)))
+    return out
+
+
+def test_circuits_twoservers_bytes_and_times(twoservers):
+    packets = tcp_packets(fixture("twoservers.pcap"))
+    circuits = twoservers["circuits"]
+    assert len(circuits) == 2
+    for c, server_port in zip(circuits, (5064, 5066)):
+        cport = int(c["client"].split(":")[1])
+        assert c["server"] == f"127.0.0.1:{server_port}"
+        mine = [p for p in packets if {p[2], p[4]} == {cport, server_port}]
+        up = sum(p[6] for p in mine if p[2] == cport)
+        down = sum(p[6] for p in mine if p[2] == server_port)
+        # no retransmissions in the fixture: CA bytes = TCP payload bytes
+        assert (c["bytes_to_server"], c["bytes_to_client"]) == (up, down) == (136, 104)
+        assert (c["messages_to_server"], c["messages_to_client"]) == (6, 5)
+        assert (c["host"], c["user"], c["channels"], c["state"]) == ("fixture-host", "fixture", 1, "closed")
+        fins = [p for p in mine if p[5] & dpkt.tcp.TH_FIN]
+        assert len(fins) == 2
+        assert ns(c["end"]) == fins[1][0]          # closed by the second FIN
+        first_data = next(p for p in mine if p[6])
+        assert ns(c["start"]) == first_data[0]
+
+
+def test_circuit_open_at_end_of_capture():
+    report = collect([str(fixture("midstream.pcap"))])
+    (c,) = report["circuits"]
+    assert c["state"] == "open" and c["end"] is None
+
+
+# ------------------------------------------------------------------ several files
+def split_pcap(src, dst_a, dst_b, at_frame):
+    data = open(src, "rb").read()
+    head, pos, frame = data[:24], 24, 1
+    endian = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    parts = [bytearray(head), bytearray(head)]
+    while pos < len(data):
+        caplen = struct.unpack(endian + "I", data[pos + 8:pos + 12])[0]
+        rec = data[pos:pos + 16 + caplen]
+        parts[0 if frame < at_frame else 1] += rec
+        pos += 16 + caplen
+        frame += 1
+    open(dst_a, "wb").write(parts[0])
+    open(dst_b, "wb").write(parts[1])
+
+
+def strip(report):
+    r = json.loads(json.dumps(report))
+    r.pop("capture")
+    for b in r["beacons"]:
+        for x in b["restarts"]:
+            x.pop("frame"), x.pop("file")
+    for e in r["errors"]:
+        e.pop("frame"), e.pop("file")
+    return r
+
+
+@pytest.mark.parametrize("name,at", [("twoservers.pcap", 6), ("twoservers.pcap", 36),
+                                     ("corpus_libca.pcap", 400), ("reuse.pcap", 41)])
+def test_split_capture_gives_the_same_report(tmp_path, name, at):
+    """A capture cut in two (between a request and its reply, inside a TCP
+    circuit) read as two files: the state carries over, the report is the same."""
+    a, b = tmp_path / "a.pcap", tmp_path / "b.pcap"
+    split_pcap(fixture(name), a, b, at)
+    whole = collect([str(fixture(name))])
+    parts = collect([str(a), str(b)])
+    assert strip(parts) == strip(whole)
+    assert [f["path"] for f in parts["capture"]["files"]] == [str(a), str(b)]
+    assert parts["capture"]["packets"] == whole["capture"]["packets"]
+    assert parts["capture"]["first"] == whole["capture"]["first"]
+    assert parts["capture"]["last"] == whole["capture"]["last"]
+
+
+def test_two_files_cli(tmp_path):
+    res = run_cli("stats", "--json", fixture("twoservers.pcap"), fixture("reuse.pcap"), check=0)
+    r = json.loads(res.stdout)
+    assert [os.path.basename(f["path"]) for f in r["capture"]["files"]] == ["twoservers.pcap", "reuse.pcap"]
+    assert r["capture"]["packets"] == 92 + 54
+    assert len(r["circuits"]) == 3
+    assert {os.path.basename(e["file"]) for e in r["errors"]} == {"reuse.pcap"}
+    assert os.path.basename(by(r["beacons"], "server", "127.0.0.1:5066")["restarts"][0]["file"]) == "twoservers.pcap"
+    text = run_cli("stats", fixture("twoservers.pcap"), fixture("reuse.pcap"), check=0).stdout.decode()
+    assert "reuse.pcap" in text.split("Errors (2)")[1]
+
+
+# ------------------------------------------------------------------ filters
+def test_filter_pv(corpus):
+    r = json.loads(run_cli("stats", "--json", "--pv", "NOPE:*", fixture("corpus_libca.pcap"),
+                           check=0).stdout)
+    assert [p["pv"] for p in r["pvs"]] == NOPE
+    assert [e["pv"] for e in r["unanswered_searches"]] == NOPE
+    assert r["circuits"] == [] and r["servers"] == [] and r["beacons"] == [] and r["errors"] == []
+    assert r["capture"]["messages_counted"] == 80
+    assert r["capture"]["messages"] == 915
+
+
+def test_filter_since_and_command():
+    # searches from the third round on: 2 searches of each missing name
+    r = json.loads(run_cli("stats", "--json", "--since", "1795983086.19", "--command", "Search*",
+                           fixture("twoservers.pcap"), check=0).stdout)
+    assert [(e["pv"], e["searches"]) for e in r["unanswered_searches"]] == [(n, 2) for n in MISSING]
+    assert r["name_conflicts"] == []          # only 5066 answered after that time
+
+
+def test_filter_config_file(tmp_path):
+    cfg = tmp_path / "f.yaml"
+    cfg.write_text("filter:\n  pv: 'FIX:limited'\n")
+    r = json.loads(run_cli("stats", "--json", "--config", cfg, fixture("reuse.pcap"), check=0).stdout)
+    assert [p["pv"] for p in r["pvs"]] == ["FIX:limited"]
+    assert r["errors_total"] == 2
+
+
+# ------------------------------------------------------------------ text output
+def test_text_report_corpus():
+    res = run_cli("stats", fixture("corpus_libca.pcap"), check=0)
+    text = res.stdout.decode()
+    section = text.split("Unanswered searches (5 names, 80 searches)\n")[1].split("\n\n")[0]
+    lines = section.splitlines()
+    assert lines[0].split() == ["PV", "SEARCHES", "CLIENTS", "FIRST", "LAST", "RATE/S", "NOT-FOUND"]
+    assert [l.split()[:2] for l in lines[1:]] == [[n, "16"] for n in NOPE]
+    assert "ECA_PUTFAIL" in text and "CORPUS:limited" in text
+    for title in ("Capture", "Name conflicts", "Circuits (2", "Servers (2)", "Clients",
+                  "PVs by messages (32)", "Errors (1)", "Beacons (2 servers"):
+        assert title in text
+    # aligned: every row of a table as wide as its header, columns start together
+    pv_table = text.split("PVs by messages (32)\n")[1].split("\n\n")[0].splitlines()
+    assert len(pv_table) == 1 + 20 + 1            # header, --top 20 rows, "... 12 more"
+    assert pv_table[-1] == "  ... 12 more (--top 0 shows all)"
+    starts = pv_table[0].index("READS")
+    assert all(row[starts - 1] == " " for row in pv_table[1:-1])
+    all_rows = run_cli("stats", "--top", "0", fixture("corpus_libca.pcap"), check=0).stdout.decode()
+    assert len(all_rows.split("PVs by messages (32)\n")[1].split("\n\n")[0].splitlines()) == 33
+    two = run_cli("stats", "--top", "2", fixture("corpus_libca.pcap"), check=0).stdout.decode()
+    assert "  ... 3 more (--top 0 shows all)" in two
+
+
+def test_text_report_twoservers(twoservers):
+    text = render_text(twoservers)
+    assert "restart: 127.0.0.1:5066 at 20:11:28.382061 (frame 46): beacon id went back (7 -> 0)" in text
+    conflict = text.split("Name conflicts")[1].split("\n\n")[0]
+    assert "127.0.0.1:5064" in conflict and "127.0.0.1:5066" in conflict
+
+
+def test_table_formatter():
+    lines = table(["A", "NUM", "B"], [["x", 1, None], ["long", 12345, "y"]])
+    assert lines == ["  A       NUM  B",
+                     "  x         1  -",
+                     "  long  12345  y"]
+
+
+# ------------------------------------------------------------------ json
+def test_json_output_shape():
+    res = run_cli("stats", "--json", fixture("twoservers.pcap"), check=0)
+    r = json.loads(res.stdout)
+    for key in ("capture", "unanswered_searches", "name_conflicts", "circuits", "pvs", "errors",
+                "beacons", "servers", "clients"):
+        assert key in r
+    cap = r["capture"]
+    assert cap["first"] == "1795983084.355215000"
+    assert cap["first_iso"] == "2026-11-29T20:11:24.355215000Z"
+    assert (cap["packets"], cap["messages"], cap["decode_problems"]) == (92, 100, 0)
+    e = r["unanswered_searches"][0]
+    assert set(e) >= {"pv", "searches", "clients", "first", "last"}
+    assert res.stderr == b""
+
+
+# ------------------------------------------------------------------ plot
+def test_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "t.png"
+    res = run_cli("stats", "--plot", out, fixture("twoservers.pcap"), check=0)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"timeline written to {out}" in res.stderr.decode()
+
+
+def test_plot_without_matplotlib(tmp_path):
+    fake = tmp_path / "fake" / "matplotlib"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('no matplotlib here')\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(fake.parent), str(ROOT)]))
+    res = subprocess.run([sys.executable, "-m", "pcapca", "stats", "--plot", str(tmp_path / "x.png"),
+                          str(fixture("twoservers.pcap"))], capture_output=True, env=env, cwd=str(ROOT))
+    assert res.returncode == 2
+    err = res.stderr.decode().splitlines()
+    assert err == ["pcapca: error: --plot needs matplotlib, which is not installed: "
+                   "pip install 'pcapca[plot]'"]
+    assert res.stdout == b""
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_timeline_counts_and_coarsening(monkeypatch):
+    import pcapca.stats as stats
+    report = collect([str(fixture("twoservers.pcap"))], timeline=True)
+    t = report["_timeline"]
+    total = sum(sum(row) for row in t.bins.values())
+    assert total == 100
+    assert sum(t.unanswered().values()) == 18
+    monkeypatch.setattr(stats, "MAX_BINS", 5)
+    tl = Timeline()
+    for i in range(100):
+        tl.add(i * 10**7, 0)           # one message every 10 ms for 1 s
+        tl.search(i * 10**7, "gone")
+    assert len(tl.bins) <= 5 and tl.width == 10**9
+    assert sum(r[0] for r in tl.bins.values()) == 100
+    assert sum(tl.unanswered().values()) == 100
+
+
+# ------------------------------------------------------------------ errors of use
+@pytest.mark.parametrize("args,message", [
+    (["--top", "-1", "F"], "pcapca: error: --top -1: must be 0 (all) or more"),
+    (["/nonexistent.pcap"], "pcapca: error: cannot open '/nonexistent.pcap': No such file or directory"),
+    (["F", "README"], "not a pcap or pcapng file"),
+    (["-", "-"], "pcapca: error: stdin (-) can be read only once"),
+    (["--since", "tomorrow", "F"], "--since"),
+])
+def test_usage_errors_one_line_exit_2(args, message):
+    args = [str(fixture("twoservers.pcap")) if a == "F" else
+            str(ROOT / "fixtures" / "README.md") if a == "README" else a for a in args]
+    res = run_cli("stats", *args)
+    assert res.returncode == 2
+    err = res.stderr.decode().splitlines()
+    assert len(err) == 1 and message in err[0] and "Traceback" not in err[0]
+    assert res.stdout == b""
+
+
+def test_stdin():
+    with open(fixture("reuse.pcap"), "rb") as f:
+        res = run_cli("stats", "--json", "-", input=f.read(), check=0)
+    assert json.loads(res.stdout)["errors_total"] == 2
+
+
+# ------------------------------------------------------------------ bounded memory
+def test_reservoir_bounded_exact_count_and_max_deterministic():
+    import random
+    values = [((i * 7919) % 100003) / 1e5 for i in range(3 * RESERVOIR_SIZE)]
+    r1, r2 = Reservoir(random.Random(1)), Reservoir(random.Random(1))
+    for v in values:
+        r1.add(v)
+        r2.add(v)
+    assert len(r1.values) == RESERVOIR_SIZE and r1.count == len(values)
+    assert r1.max == max(values) and r1.values == r2.values
+    s = r1.summary()
+    assert s["sampled"] and abs(s["p50"] - nearest_rank(values, 50)) < 0.02
+    assert percentile([1, 2, 3, 4], 50) == 2 and percentile([1, 2, 3, 4], 95) == 4
+    assert percentile([5], 50) == 5
+
+
+def test_problems_reported_and_strict():
+    """noise.pcap has junk on CA ports: each problem one line on stderr, the
+    report covers the rest (exit 0); --strict stops at the first (exit 1)."""
+    res = run_cli("stats", "--json", fixture("noise.pcap"), check=0)
+    r = json.loads(res.stdout)
+    assert r["capture"]["decode_problems"] == 3
+    assert len(res.stderr.decode().splitlines()) == 3
+    res = run_cli("stats", "--json", "--strict", fixture("noise.pcap"), check=1)
+    r = json.loads(res.stdout)
+    assert r["capture"]["decode_problems"] == 1
+    assert len(res.stderr.decode().splitlines()) == 1
