@@ -27,6 +27,9 @@ demo: $(VENV)/.installed
 	@echo
 	@echo "== pcapca annotate $(CAPTURE) out/annotated.pcapng"
 	@$(VENV)/bin/pcapca annotate $(CAPTURE) out/annotated.pcapng
+	@echo
+	@echo "== pcapca stats fixtures/twoservers.pcap --top 5 (searches nobody answers, a PV served twice, an IOC restart)"
+	@$(VENV)/bin/pcapca stats fixtures/twoservers.pcap --top 5 --quiet
 	@if command -v tshark >/dev/null 2>&1; then \
 	  echo "== tshark -r out/annotated.pcapng -Y frame.comment -T fields -e frame.number -e frame.comment (first 8)"; \
 	  tshark -r out/annotated.pcapng -Y frame.comment -T fields -e frame.number -e frame.comment 2>/dev/null | head -n 8; \
