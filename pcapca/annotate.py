@@ -20,6 +20,10 @@ from .progress import open_with_progress
 from .records import Decoded
 
 
+class _StrictStop(Exception):
+    pass
+
+
 def default_comment(record) -> str:
     """``{pv} {command}``, without the PV (and its space) when it is unknown."""
     text = command_repr(record.command)
@@ -46,7 +50,8 @@ def annotate(args, *, decoder, report: Callable[[Problem], None]) -> int:
     keep_all = getattr(args, "keep_all", False)
 
     progress = open_with_progress(src, enabled=getattr(args, "progress", False) and not args.quiet)
-    items = decode(progress.src, decoder=decoder)   # reads the header: errors before any output
+    strict = getattr(args, "strict", False)
+    items = decode(progress.src, decoder=decoder, strict=strict)   # errors before any output
     tick = progress.update
     if dst == "-":
         out = sys.stdout.buffer
@@ -82,9 +87,9 @@ def annotate(args, *, decoder, report: Callable[[Problem], None]) -> int:
                 if item.kind == "capture":
                     damaged = True
                 report(item)
-                if getattr(args, "strict", False):
-                    damaged = True
-                    break
+                if strict:
+                    # --strict: the first problem fails the run; no output file
+                    raise _StrictStop()
         progress.close()
         writer.close()
         if tmp_path is not None:
@@ -94,6 +99,8 @@ def annotate(args, *, decoder, report: Callable[[Problem], None]) -> int:
             os.chmod(tmp_path, 0o666 & ~umask)    # as an ordinary new file
             os.replace(tmp_path, dst)
             tmp_path = None
+    except _StrictStop:
+        damaged = True
     finally:
         if tmp_path is not None:
             try:

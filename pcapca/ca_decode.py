@@ -60,12 +60,45 @@ def plausible(role, command, payload_size, data_type, data_count, max_message) -
         return False
     if command in _DATA_COMMANDS and data_type > MAX_DBR_TYPE:
         return False
+    if command == 0:      # version: no payload, a protocol minor version
+        return payload_size == 0 and 1 <= data_count <= 31
+    if payload_size and command in _DATA_MESSAGES[role] and not size_fits(data_type, data_count,
+                                                                          payload_size):
+        return False
     sizes = _EMPTY[role]
     if command in sizes:
         return payload_size == 0
     if command in _NONEMPTY[role]:
         return payload_size > 0
     return True
+
+
+# Messages whose payload is DBR data of the header's type and count, by role.
+_DATA_MESSAGES = {CLIENT: {4, 19}, SERVER: {1, 3, 15}}
+
+
+def size_fits(data_type: int, data_count: int, payload_size: int) -> bool:
+    """Is ``payload_size`` what ``data_count`` values of ``data_type`` (with
+    its metadata) take, padded to 8 bytes? (Unknown types: can't tell: yes.)"""
+    sizes = _dbr_sizes(data_type)
+    if sizes is None:
+        return True
+    need = sizes[0] + data_count * sizes[1]
+    return need <= payload_size <= need + 8 + 7
+
+
+def _dbr_sizes(data_type: int, _cache={}):
+    if data_type not in _cache:
+        import ctypes
+        from caproto._dbr import DBR_TYPES, native_type, special_types
+        try:
+            native = native_type(data_type)
+            meta = 0 if (data_type not in special_types and native == data_type) \
+                else ctypes.sizeof(DBR_TYPES[data_type])
+            _cache[data_type] = (meta, ctypes.sizeof(DBR_TYPES[native]))
+        except Exception:
+            _cache[data_type] = None
+    return _cache[data_type]
 
 
 # Which messages never / always carry a payload, by role (resync checks only).
@@ -114,11 +147,12 @@ class StreamDecoder:
     is skipped without buffering it.
     """
     __slots__ = ("role", "buf", "synced", "skip", "max_message", "junk_reported",
-                 "partial", "commands")
+                 "partial", "commands", "fresh")
 
     def __init__(self, role, *, synced: bool = True, max_message: int = DEFAULT_MAX_MESSAGE):
         self.role = role
         self.commands = Commands[role]   # (hashing the role enum per message is slow)
+        self.fresh = True                # nothing decoded yet in this direction
         self.buf = bytearray()
         self.synced = synced
         self.skip = 0            # payload bytes of an oversized message still to drop
@@ -140,6 +174,7 @@ class StreamDecoder:
             data = data[n:]
             if not data:
                 return out
+        boundary = len(self.buf)   # where this segment starts in the buffer
         if self.buf:
             self.buf += data
             buf = self.buf
@@ -152,7 +187,7 @@ class StreamDecoder:
         n = len(buf)
         while True:
             if not self.synced:
-                pos = self._resync(buf, pos, out)
+                pos = self._resync(buf, pos, boundary)
                 if not self.synced:
                     break
             if n - pos < HEADER_SIZE:
@@ -173,11 +208,19 @@ class StreamDecoder:
                 continue
             total = hsize + size
             if size > max_message:
-                out.append(f"message (command {command}) claims {size} bytes, over the "
-                           f"{max_message}-byte limit; skipped")
-                take = min(total, n - pos)
-                self.skip = total - take
-                pos += take
+                if plausible(role, command, size, _dtype, count, 1 << 62):
+                    # a real message, too big to keep: drop its bytes as they come
+                    out.append(f"message (command {command}) claims {size} bytes, over the "
+                               f"{max_message}-byte limit; skipped")
+                    take = min(total, n - pos)
+                    self.skip = total - take
+                    pos += take
+                else:
+                    out.append(f"message (command {command}) claims {size} bytes, over the "
+                               f"{max_message}-byte limit, and is not a plausible CA message; "
+                               f"looking for the next message")
+                    self.synced = False
+                    pos += 1
                 continue
             if n - pos < total:
                 break
@@ -191,23 +234,66 @@ class StreamDecoder:
             self.buf = buf[pos:] if buf is self.buf else bytearray(buf[pos:])
         else:
             self.buf = bytearray()
-        self.partial = pos < n
+        self.partial = pos < n or self.skip > 0
+        if out:
+            self.fresh = False
         return out
 
-    def _resync(self, buf, pos, out) -> int:
-        role = self.role
-        limit = len(buf) - HEADER_SIZE
-        while pos <= limit:
-            command, size, dtype, count, _p1, _p2 = _header(buf, pos)
-            if size == 0xFFFF and count == 0:
-                if len(buf) - pos < EXTENDED_HEADER_SIZE:
+    def _resync(self, buf, pos, boundary=0) -> int:
+        """Find the next message boundary: a plausible header whose message
+        ends exactly where the data does or is followed by another plausible
+        header. Senders start segments with a message, so the start of the
+        newest segment (``boundary``) is tried first. Returns where to
+        continue (synced) or what to keep (not synced)."""
+        n = len(buf)
+        if pos < boundary <= n - HEADER_SIZE and self._verified_at(buf, boundary):
+            self.synced = True
+            return boundary
+        while pos <= n - HEADER_SIZE:
+            head = self._plausible_at(buf, pos)
+            if head is None:
+                return pos                      # wait for the rest of this header
+            if head:
+                after = pos + head
+                if after == n:
+                    self.synced = True
                     return pos
-                size, count = _ext(buf, pos + HEADER_SIZE)
-            if plausible(role, command, size, dtype, count, self.max_message):
-                self.synced = True
-                return pos
+                if after < n:
+                    nxt = self._plausible_at(buf, after)
+                    if nxt is None:
+                        return pos              # wait: can't check the next header yet
+                    if nxt:
+                        self.synced = True
+                        return pos
+                else:
+                    return pos                  # wait for the rest of this message
             pos += 1
         return pos
+
+    def _verified_at(self, buf, pos) -> bool:
+        head = self._plausible_at(buf, pos)
+        if not head:
+            return False
+        after = pos + head
+        return after == len(buf) or bool(after < len(buf) and self._plausible_at(buf, after))
+
+    def _plausible_at(self, buf, pos):
+        """Length of the plausible message at ``pos``; 0 if implausible;
+        None if the header is not complete yet."""
+        if len(buf) - pos < HEADER_SIZE:
+            return None
+        command, size, dtype, count, _p1, _p2 = _header(buf, pos)
+        hsize = HEADER_SIZE
+        if size == 0xFFFF and count == 0:
+            if len(buf) - pos < EXTENDED_HEADER_SIZE:
+                return None
+            size, count = _ext(buf, pos + HEADER_SIZE)
+            hsize = EXTENDED_HEADER_SIZE
+        # (a version message starts a circuit: never where decoding resumes,
+        # except at the very start of a stream seen without its SYN)
+        if (command or (self.fresh and pos == 0)) and plausible(self.role, command, size, dtype, count, self.max_message):
+            return hsize + size
+        return 0
 
 
 def decode_datagram(payload: bytes, role, sender: str,

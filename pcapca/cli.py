@@ -145,7 +145,7 @@ def cmd_print(args) -> int:
     template = None if args.json else Template(args.format or DEFAULT_FORMAT)
     decoder = _decoder(args)
     progress = open_with_progress(args.capture, enabled=args.progress and not args.quiet)
-    stream = decode(progress.src, decoder=decoder)
+    stream = decode(progress.src, decoder=decoder, strict=args.strict)
     tick = progress.update
     out = sys.stdout
     write = out.write
@@ -247,6 +247,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     # numpy wraps long arrays over several lines; one message is one line
     import numpy
     numpy.set_printoptions(linewidth=sys.maxsize)
+    if not args.debug:
+        # caproto warns (deprecated ReadResponse) and logs tracebacks (an invalid
+        # alarm status in a value) while formatting hostile input: pcapca's own
+        # one-line reports are what the user needs
+        import logging
+        import warnings
+        warnings.filterwarnings("ignore", module="caproto")
+        warnings.filterwarnings("ignore", category=UserWarning, message=".*[Dd]eprecated.*")
+        logging.getLogger("caproto").setLevel(logging.CRITICAL)
     try:
         if args.cmd == "print":
             code = cmd_print(args)

@@ -257,10 +257,17 @@ class Decoder:
                 stats.gaps += 1
                 stats.lost_bytes += missing
                 decoder.gap()
-                text = (f"{missing} bytes of {circuit.label(from_client)} were not captured; "
-                        f"decoding resumes at the next CA header")
-                notes.append("pcapca: " + text)
-                self._report(circuit, side, text, packet, problems)
+                if data is None:
+                    # the capture itself cut the packet (snaplen): damage, exit 1
+                    text = (f"{missing} bytes of {circuit.label(from_client)} were cut by the "
+                            f"capture's snaplen; decoding resumes at the next CA header")
+                    notes.append("pcapca: " + text)
+                    self._report(circuit, side, text, packet, problems, kind="capture")
+                else:
+                    text = (f"{missing} bytes of {circuit.label(from_client)} were not captured; "
+                            f"decoding resumes at the next CA header")
+                    notes.append("pcapca: " + text)
+                    self._report(circuit, side, text, packet, problems)
             if not data:
                 continue
             for item in decoder.feed(data):
@@ -274,9 +281,14 @@ class Decoder:
                 if item.__class__ in _LEARN_FROM and not from_client:
                     self._learn(item, msg_seg)
 
-    def _report(self, circuit: Circuit, side: int, text: str, packet: Packet, problems) -> None:
+    def _report(self, circuit: Circuit, side: int, text: str, packet: Packet, problems,
+                kind: str = "decode") -> None:
+        """A problem in a stream: reported once per stream direction, counted always
+        (capture damage is always reported, with its byte offset)."""
         self.stats.problems += 1
-        if not circuit.reported[side]:
+        if kind == "capture":
+            problems.append(Problem(text, frame=packet.frame, offset=packet.offset, kind=kind))
+        elif not circuit.reported[side]:
             circuit.reported[side] = True
             problems.append(Problem(text + " (further problems in this stream are only counted)",
                                     frame=packet.frame, kind="decode"))

@@ -37,7 +37,10 @@ def is_pcap(magic: bytes) -> bool:
     return len(magic) == 4 and struct.unpack("<I", magic)[0] in MAGICS
 
 
-def read_pcap(src: ByteSource, *, first_frame: int = 1) -> Iterator[Union[Packet, Problem]]:
+def read_pcap(src: ByteSource, *, first_frame: int = 1,
+              strict: bool = False) -> Iterator[Union[Packet, Problem]]:
+    """Packets of a legacy pcap; after a corrupt record, reading resumes at
+    the next plausible one (``strict``: it stops there)."""
     head = src.read(FILE_HEADER_SIZE)
     if len(head) < FILE_HEADER_SIZE:
         yield Problem(f"pcap file header is truncated: {len(head)} of {FILE_HEADER_SIZE} bytes",
@@ -79,7 +82,11 @@ def read_pcap(src: ByteSource, *, first_frame: int = 1) -> Iterator[Union[Packet
             # A corrupt record: look for the next plausible one.
             src.seek_to(pos + RECORD_SIZE)
             offset = src.offset - RECORD_SIZE
-            found = _resync(src, plausible, unpack)
+            found = None if strict else _resync(src, plausible, unpack)
+            if found is None and strict:
+                yield Problem(f"corrupt packet record (captured length {caplen}, "
+                              f"length {length})", frame=frame, offset=offset, fatal=True)
+                return
             if found is None:
                 yield Problem(f"corrupt packet record (captured length {caplen}, "
                               f"length {length}); no valid record found after it",
@@ -103,6 +110,10 @@ def read_pcap(src: ByteSource, *, first_frame: int = 1) -> Iterator[Union[Packet
             end = len(buf)
             stop = pos + RECORD_SIZE + caplen
         prev_sec = sec
+        if not caplen:
+            # libpcap never writes an empty record: the file was edited or damaged
+            yield Problem(f"empty packet record (0 captured bytes, length {length})",
+                          frame=frame, offset=src.offset_of(pos))
         yield Packet(frame, sec * 1_000_000_000 + frac * frac_scale, buf[pos + RECORD_SIZE:stop],
                      length, interface, 0, src.offset_of(pos))
         pos = stop

@@ -300,7 +300,7 @@ def _resync(reader: _CountingReader, start: int, buf: bytes, endian: str) -> Opt
     return None
 
 
-def read_pcapng(stream: BinaryIO, *, first_frame: int = 1) -> Iterator[Item]:
+def read_pcapng(stream: BinaryIO, *, first_frame: int = 1, strict: bool = False) -> Iterator[Item]:
     """Yield the contents of a pcapng stream, in file order.
 
     ``stream`` is a binary file object at the very start of the file (it may
@@ -321,8 +321,9 @@ def read_pcapng(stream: BinaryIO, *, first_frame: int = 1) -> Iterator[Item]:
     u32 = u2 = None
 
     def damaged(offset: int, message: str, buf: bytes, truncated: bool = False):
-        """Problem for a framing error, after trying to resynchronise."""
-        new = _resync(reader, offset + 4, buf, endian or "<")
+        """Problem for a framing error, after trying to resynchronise
+        (not in strict mode: there the first damage ends the reading)."""
+        new = None if strict else _resync(reader, offset + 4, buf, endian or "<")
         if new is None:
             if not truncated:
                 message += "; no valid block follows it, reading stopped"

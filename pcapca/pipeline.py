@@ -15,11 +15,11 @@ from .records import Decoded, Record
 
 
 def decode(source, *, decoder: Optional[Decoder] = None,
-           tracker: Optional[ChannelTracker] = None) -> Iterator:
+           tracker: Optional[ChannelTracker] = None, strict: bool = False) -> Iterator:
     """Decoded packets (plus Passthrough and Problem items) of a capture."""
     decoder = decoder or Decoder()
     tracker = tracker or ChannelTracker()
-    return tracker.run(decoder.run(read_capture(source)))
+    return tracker.run(decoder.run(read_capture(source, strict=strict)))
 
 
 def read(source, *, on_problem: Optional[Callable[[Problem], None]] = None,

@@ -3,7 +3,8 @@
 ``HalfStream.segment()`` takes one captured segment and returns what it makes
 newly contiguous, as a list of ``(missing, data, tag)`` triples: ``missing``
 bytes that will never be seen (capture loss, snaplen cut) come before
-``data``; ``tag`` is what the caller passed with the segment that carried it.
+``data`` (``data`` None: the bytes were cut by the capture's snaplen);
+``tag`` is what the caller passed with the segment that carried it.
 Retransmitted and duplicated bytes are returned once; out-of-order segments
 wait (bounded) until the hole before them is filled, the peer acknowledges
 past the hole (the capture lost those bytes), or too much is waiting.
@@ -80,7 +81,7 @@ class HalfStream:
         if cut > 0:                            # snaplen cut: the rest is lost
             missing += cut
             self.lost += cut
-            out.append((missing, b"", tag))
+            out.append((missing, None, tag))   # None: lost by the capture's snaplen
         self.next_seq = (self.next_seq + wire_len) % MOD
 
     def _drain(self, out) -> None:
