@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 import os
-from typing import List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 from .stats import TIMELINE_KINDS, Timeline
 
@@ -82,6 +82,20 @@ def _more(out: List[str], hidden: int) -> None:
         out.append(f"  ... {hidden} more (--top 0 shows all)")
 
 
+def _section(out: List[str], title: str, items: list, top: int, headers: Sequence[str],
+             row: Callable[[dict], List[list]], right: Sequence[bool]) -> None:
+    """A titled table of the first ``top`` items (``row`` gives each item's
+    rows: one, or several for a multi-line item), or 'none'."""
+    out.append("")
+    out.append(title)
+    if not items:
+        out.append("  none")
+        return
+    shown, hidden = _limit(items, top)
+    out += table(headers, [r for item in shown for r in row(item)], right=right)
+    _more(out, hidden)
+
+
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
@@ -113,144 +127,94 @@ def render_text(report: dict, top: int = 20) -> str:
     # -------------------------------------------------------------- unanswered searches
     un = report["unanswered_searches"]
     total = sum(e["searches"] for e in un)
-    out.append("")
-    out.append(f"Unanswered searches ({_plural(len(un), 'name')}, {total} {'search' if total == 1 else 'searches'})")
-    if not un:
-        out.append("  none")
-    else:
-        rows, hidden = _limit(un, top)
-        out += table(["PV", "SEARCHES", "CLIENTS", "FIRST", "LAST", "RATE/S", "NOT-FOUND"],
-                     [[e["pv"], e["searches"], _clients(e["clients"], e["clients_total"]),
-                       clock(e["first"]), clock(e["last"]),
-                       None if e["rate_per_s"] is None else f"{e['rate_per_s']:.3f}",
-                       e["not_found"]] for e in rows],
-                     right=[False, True, False, False, False, True, True])
-        _more(out, hidden)
+    _section(out, f"Unanswered searches ({_plural(len(un), 'name')}, "
+                  f"{total} {'search' if total == 1 else 'searches'})", un, top,
+             ["PV", "SEARCHES", "CLIENTS", "FIRST", "LAST", "RATE/S", "NOT-FOUND"],
+             lambda e: [[e["pv"], e["searches"], _clients(e["clients"], e["clients_total"]),
+                         clock(e["first"]), clock(e["last"]),
+                         None if e["rate_per_s"] is None else f"{e['rate_per_s']:.3f}",
+                         e["not_found"]]],
+             right=[False, True, False, False, False, True, True])
 
     # -------------------------------------------------------------- name conflicts
     nc = report["name_conflicts"]
-    out.append("")
-    out.append(f"Name conflicts: PVs answered by more than one server ({len(nc)})")
-    if not nc:
-        out.append("  none")
-    else:
-        rows, hidden = _limit(nc, top)
-        body = []
-        for e in rows:
-            for i, s in enumerate(e["servers"]):
-                body.append([e["pv"] if i == 0 else "", s["server"], s["replies"],
-                             clock(s["first"]), clock(s["last"]),
-                             _clients(s["clients"], len(s["clients"]))])
-        out += table(["PV", "SERVER", "REPLIES", "FIRST", "LAST", "CLIENTS"], body,
-                     right=[False, False, True, False, False, False])
-        _more(out, hidden)
+    _section(out, f"Name conflicts: PVs answered by more than one server ({len(nc)})", nc, top,
+             ["PV", "SERVER", "REPLIES", "FIRST", "LAST", "CLIENTS"],
+             lambda e: [[e["pv"] if i == 0 else "", s["server"], s["replies"],
+                         clock(s["first"]), clock(s["last"]),
+                         _clients(s["clients"], len(s["clients"]))]
+                        for i, s in enumerate(e["servers"])],
+             right=[False, False, True, False, False, False])
 
     # -------------------------------------------------------------- circuits
     circuits = report["circuits"]
-    out.append("")
-    out.append(f"Circuits ({len(circuits)}, busiest first)")
-    if not circuits:
-        out.append("  none")
-    else:
-        busiest = sorted(circuits, key=lambda c: (-(c["messages_to_server"] + c["messages_to_client"]),
-                                                  c["number"]))
-        rows, hidden = _limit(busiest, top)
-        out += table(["#", "CLIENT", "SERVER", "HOST", "USER", "START", "END", "CHANNELS",
-                      "MSGS C>S", "MSGS S>C", "BYTES C>S", "BYTES S>C"],
-                     [[c["number"], c["client"], c["server"], c["host"], c["user"],
-                       clock(c["start"]),
-                       clock(c["end"]) if c["state"] == "closed" else
-                       (c["state"] if c["end"] is None else f"idle {clock(c['end'])}"),
-                       c["channels"], c["messages_to_server"], c["messages_to_client"],
-                       c["bytes_to_server"], c["bytes_to_client"]] for c in rows],
-                     right=[True, False, False, False, False, False, False,
-                            True, True, True, True, True])
-        _more(out, hidden)
+    busiest = sorted(circuits, key=lambda c: (-(c["messages_to_server"] + c["messages_to_client"]),
+                                              c["number"]))
+    _section(out, f"Circuits ({len(circuits)}, busiest first)", busiest, top,
+             ["#", "CLIENT", "SERVER", "HOST", "USER", "START", "END", "CHANNELS",
+              "MSGS C>S", "MSGS S>C", "BYTES C>S", "BYTES S>C"],
+             lambda c: [[c["number"], c["client"], c["server"], c["host"], c["user"],
+                         clock(c["start"]),
+                         clock(c["end"]) if c["state"] == "closed" else
+                         (c["state"] if c["end"] is None else f"idle {clock(c['end'])}"),
+                         c["channels"], c["messages_to_server"], c["messages_to_client"],
+                         c["bytes_to_server"], c["bytes_to_client"]]],
+             right=[True, False, False, False, False, False, False,
+                    True, True, True, True, True])
 
     # -------------------------------------------------------------- servers
     servers = report["servers"]
-    out.append("")
-    out.append(f"Servers ({len(servers)})")
-    if not servers:
-        out.append("  none")
-    else:
-        rows, hidden = _limit(sorted(servers, key=lambda s: (-s["messages"], s["server"])), top)
-        out += table(["SERVER", "CIRCUITS", "CHANNELS", "MESSAGES", "BYTES", "SEARCH-REPLIES",
-                      "ERRORS", "READ ms", "WRITE ms", "SEARCH ms", "CREATE ms"],
-                     [[s["server"], s["circuits"], s["channels"], s["messages"], s["bytes"],
-                       s["search_replies"], s["errors"], _ms(s["latency"].get("read")),
-                       _ms(s["latency"].get("write")), _ms(s["latency"].get("search")),
-                       _ms(s["latency"].get("create"))] for s in rows],
-                     right=[False] + [True] * 10)
-        _more(out, hidden)
+    _section(out, f"Servers ({len(servers)})",
+             sorted(servers, key=lambda s: (-s["messages"], s["server"])), top,
+             ["SERVER", "CIRCUITS", "CHANNELS", "MESSAGES", "BYTES", "SEARCH-REPLIES",
+              "ERRORS", "READ ms", "WRITE ms", "SEARCH ms", "CREATE ms"],
+             lambda s: [[s["server"], s["circuits"], s["channels"], s["messages"], s["bytes"],
+                         s["search_replies"], s["errors"]] + _latencies(s)],
+             right=[False] + [True] * 10)
 
     # -------------------------------------------------------------- clients
     clients = report["clients"]
-    out.append("")
-    out.append(f"Clients by messages sent ({len(clients)})")
-    if not clients:
-        out.append("  none")
-    else:
-        rows, hidden = _limit(clients, top)
-        out += table(["CLIENT", "HOSTS", "USERS", "CIRCUITS", "SEARCHES", "MESSAGES", "BYTES"],
-                     [[c["client"], ",".join(c["hosts"]) or None, ",".join(c["users"]) or None,
-                       c["circuits"], c["searches"], c["messages"], c["bytes"]] for c in rows],
-                     right=[False, False, False, True, True, True, True])
-        _more(out, hidden)
+    _section(out, f"Clients by messages sent ({len(clients)})", clients, top,
+             ["CLIENT", "HOSTS", "USERS", "CIRCUITS", "SEARCHES", "MESSAGES", "BYTES"],
+             lambda c: [[c["client"], ",".join(c["hosts"]) or None, ",".join(c["users"]) or None,
+                         c["circuits"], c["searches"], c["messages"], c["bytes"]]],
+             right=[False, False, False, True, True, True, True])
 
     # -------------------------------------------------------------- PVs
     pvs = report["pvs"]
-    out.append("")
-    out.append(f"PVs by messages ({len(pvs)})")
-    if not pvs:
-        out.append("  none")
-    else:
-        rows, hidden = _limit(pvs, top)
-        out += table(["PV", "MSGS", "BYTES", "SEARCH", "READS", "WRITES", "PUTS-CB", "SUBS",
-                      "UPDATES", "ERRORS", "READ ms", "WRITE ms", "SEARCH ms", "CREATE ms"],
-                     [[p["pv"], p["messages"], p["bytes"], p["searches"], p["reads"],
-                       p["writes"], p["puts_notify"], p["subscriptions"], p["updates"],
-                       p["errors"], _ms(p["latency"].get("read")), _ms(p["latency"].get("write")),
-                       _ms(p["latency"].get("search")), _ms(p["latency"].get("create"))]
-                      for p in rows],
-                     right=[False] + [True] * 13)
-        _more(out, hidden)
+    _section(out, f"PVs by messages ({len(pvs)})", pvs, top,
+             ["PV", "MSGS", "BYTES", "SEARCH", "READS", "WRITES", "PUTS-CB", "SUBS",
+              "UPDATES", "ERRORS", "READ ms", "WRITE ms", "SEARCH ms", "CREATE ms"],
+             lambda p: [[p["pv"], p["messages"], p["bytes"], p["searches"], p["reads"],
+                         p["writes"], p["puts_notify"], p["subscriptions"], p["updates"],
+                         p["errors"]] + _latencies(p)],
+             right=[False] + [True] * 13)
 
     # -------------------------------------------------------------- errors
     errors = report["errors"]
-    out.append("")
     kept = "" if report["errors_total"] == len(errors) else f", {len(errors)} kept"
-    out.append(f"Errors ({report['errors_total']}{kept})")
-    if not errors:
-        out.append("  none")
-    else:
-        rows, hidden = _limit(errors, top)
-        several = len(files) > 1
-        head = (["FILE"] if several else []) + ["FRAME", "TIME", "PV", "MESSAGE", "STATUS",
-                                                "REQUEST", "CLIENT", "SERVER", "TEXT"]
-        body = [([os.path.basename(e["file"] or "")] if several else [])
-                + [e["frame"], clock(e["time"]), e["pv"], e["command"], e["status"],
-                   e["request"], e["client"], e["server"], e["text"]] for e in rows]
-        out += table(head, body, right=([False] if several else []) + [True] + [False] * 8)
-        _more(out, hidden)
+    several = len(files) > 1
+    _section(out, f"Errors ({report['errors_total']}{kept})", errors, top,
+             (["FILE"] if several else []) + ["FRAME", "TIME", "PV", "MESSAGE", "STATUS",
+                                              "REQUEST", "CLIENT", "SERVER", "TEXT"],
+             lambda e: [([os.path.basename(e["file"] or "")] if several else [])
+                        + [e["frame"], clock(e["time"]), e["pv"], e["command"], e["status"],
+                           e["request"], e["client"], e["server"], e["text"]]],
+             right=([False] if several else []) + [True] + [False] * 8)
 
     # -------------------------------------------------------------- beacons
     beacons = report["beacons"]
-    out.append("")
-    out.append(f"Beacons ({_plural(len(beacons), 'server')}; repeater copies counted once)")
-    if not beacons:
-        out.append("  none")
-    else:
-        rows, hidden = _limit(beacons, top)
-        out += table(["SERVER", "BEACONS", "COPIES", "FIRST", "LAST", "IDS",
-                      "INTERVAL s med/min/max", "RESTARTS"],
-                     [[b["server"], b["beacons"], b["copies"], clock(b["first"]), clock(b["last"]),
-                       f"{b['first_id']}..{b['last_id']}",
-                       None if not b["interval"] else "/".join(
-                           f"{b['interval'][k]:.3f}" for k in ("median", "min", "max")),
-                       len(b["restarts"])] for b in rows],
-                     right=[False, True, True, False, False, False, True, True])
-        _more(out, hidden)
+    _section(out, f"Beacons ({_plural(len(beacons), 'server')}; repeater copies counted once)",
+             beacons, top,
+             ["SERVER", "BEACONS", "COPIES", "FIRST", "LAST", "IDS",
+              "INTERVAL s med/min/max", "RESTARTS"],
+             lambda b: [[b["server"], b["beacons"], b["copies"], clock(b["first"]),
+                         clock(b["last"]), f"{b['first_id']}..{b['last_id']}",
+                         None if not b["interval"] else "/".join(
+                             f"{b['interval'][k]:.3f}" for k in ("median", "min", "max")),
+                         len(b["restarts"])]],
+             right=[False, True, True, False, False, False, True, True])
+    if beacons:
         for b in beacons:
             for r in b["restarts"]:
                 where = f"frame {r['frame']}" + (f" of {r['file']}" if len(files) > 1 else "")
@@ -262,6 +226,11 @@ def render_text(report: dict, top: int = 20) -> str:
                 out.append(f"  start: {b['server']} began beaconing at {clock(b['first'])} "
                            f"with beacon id 0{note}")
     return "\n".join(out) + "\n"
+
+
+def _latencies(entry: dict) -> list:
+    """READ/WRITE/SEARCH/CREATE ms cells of a server or PV row."""
+    return [_ms(entry["latency"].get(k)) for k in ("read", "write", "search", "create")]
 
 
 def _clients(listed: Sequence[str], total: int) -> str:
