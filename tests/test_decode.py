@@ -226,3 +226,52 @@ def test_unknown_format_and_empty_input():
         read_capture(FIXTURES / "README.md")
     with pytest.raises(CaptureFormatError, match="empty"):
         read_capture(b"")
+
+
+def _pcap_rebuilt(path, order=None, edit=None):
+    """The records of a real pcap, reordered (list of 1-based frames) or
+    edited (frame -> new bytes), as a new pcap."""
+    data = path.read_bytes()
+    head, pos, recs = data[:24], 24, []
+    while pos + 16 <= len(data):
+        caplen = struct.unpack_from("<I", data, pos + 8)[0]
+        recs.append(bytearray(data[pos:pos + 16 + caplen]))
+        pos += 16 + caplen
+    if edit:
+        for frame, fn in edit.items():
+            recs[frame - 1] = fn(recs[frame - 1])
+    order = order or range(1, len(recs) + 1)
+    return head + b"".join(bytes(recs[f - 1]) for f in order)
+
+
+def test_out_of_order_segments_put_back_in_order():
+    # basic.pcap frames 37 and 39 carry the 2nd and 3rd monitor updates
+    # (server -> client); put 39 before 37, ACKs after both
+    n = len([p for p in read_capture(fixture("basic.pcap")) if isinstance(p, Packet)])
+    order = list(range(1, 37)) + [39, 37, 38] + list(range(40, n + 1))
+    problems = []
+    got = list(pcapca.read(_pcap_rebuilt(fixture("basic.pcap"), order), on_problem=problems.append))
+    want = decoded("basic.pcap")
+    assert [(r.name, r.role) for r in got] == [(r.name, r.role) for r in want]
+    updates = [int(r.command.data[0]) for r in got if r.name == "EventAddResponse"]
+    assert updates == [int(r.command.data[0]) for r in want if r.name == "EventAddResponse"]
+    # both updates are completed by the segment that filled the hole (37, now frame 38)
+    assert [r.frame for r in got if r.name == "EventAddResponse"][1:3] == [38, 38]
+    assert problems == []
+
+
+def test_message_without_caproto_class_is_shown_with_its_header():
+    # rsrv answers READ_SYNC (command 10) with a reply caproto has no class for:
+    # turn the server's WriteNotifyResponse (frame 29, no payload) into command 10
+    def to_read_sync(rec):
+        ca_start = 16 + 14 + 20 + 32          # record header, Ethernet, IPv4, TCP with options
+        assert rec[ca_start:ca_start + 2] == b"\x00\x13"
+        rec[ca_start:ca_start + 2] = b"\x00\x0a"
+        return rec
+    data = _pcap_rebuilt(fixture("basic.pcap"), edit={29: to_read_sync})
+    rec = next(r for r in pcapca.read(data) if r.frame == 29)
+    assert rec.name == "UnknownCommand" and rec.role == "server" and rec.pv is None
+    assert repr(rec.command) == ("UnknownCommand(command=10, payload_size=0, data_type=6, "
+                                 "data_count=1, parameter1=1, parameter2=4)")
+    later = [r.name for r in pcapca.read(data) if r.frame > 29]
+    assert later == [r.name for r in decoded("basic.pcap") if r.frame > 29]
