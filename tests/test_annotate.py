@@ -147,3 +147,21 @@ def test_comment_format_and_long_comments_cut(tshark, tmp_path):
     big = [c for c in comments if c.startswith("ReadNotifyResponse array([0.0")]
     assert len(big) == 1 and "..." in big[0] and "\n" not in big[0]
     assert all(len(c.encode()) <= 65535 for c in comments)
+
+
+def test_filter_writes_matching_packets_and_keep_all_keeps_every_packet(tshark, tmp_path):
+    src = fixture("reuse.pcap")
+    limited = [r for r in pcapca.read(src) if r.pv == "FIX:limited"]
+    frames_with = sorted({r.frame for r in limited})
+    only, every = tmp_path / "only.pcapng", tmp_path / "every.pcapng"
+    run_cli("annotate", src, only, "-q", "--pv", "FIX:limited", check=0)
+    run_cli("annotate", src, every, "-q", "--pv", "FIX:limited", "--keep-all", check=0)
+    original = frames(tshark, src)
+    a, b = frames(tshark, only), frames(tshark, every)
+    # only the packets with a matching message, unchanged, in order
+    assert [f[1] for f in a.values()] == [original[n][1] for n in frames_with]
+    comments = [c for f in a.values() for c in f[2]]
+    assert len(comments) == len(limited) and all(c.startswith("FIX:limited ") for c in comments)
+    # --keep-all: every packet, comments only on the matching messages
+    assert len(b) == len(original) and [f[1] for f in b.values()] == [f[1] for f in original.values()]
+    assert [c for f in b.values() for c in f[2]] == comments
