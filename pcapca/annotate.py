@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from typing import Callable, Optional
+from typing import Callable
 
 from .formatting import Template, command_repr
 from .events import Passthrough, Problem

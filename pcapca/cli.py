@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 from typing import List, Optional
 
@@ -19,7 +18,7 @@ from .config import ConfigError, apply_config
 from .filters import FilterError
 from .ca_decode import DEFAULT_MAX_MESSAGE
 from .decoder import Decoder
-from .events import Passthrough, Problem
+from .events import Problem
 from .formatting import DEFAULT_FORMAT, FormatError, Template, record_json
 from .progress import open_with_progress
 from .records import Decoded

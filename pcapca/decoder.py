@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, Iterator, Optional, Tuple, Union
+from typing import Dict, Iterable, Iterator, Optional, Union
 
 from ._caproto import CLIENT, SERVER, Beacon, SearchResponse
 from .ca_decode import DEFAULT_MAX_MESSAGE, StreamDecoder, decode_datagram, looks_like_ca

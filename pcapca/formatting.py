@@ -13,7 +13,7 @@ import inspect
 import json
 import string
 import sys
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -217,20 +217,6 @@ def record_json(record) -> str:
 
 
 # --------------------------------------------------------------------- format strings
-class _CommandView:
-    """``{command.x}`` reads x of the caproto command."""
-    __slots__ = ("_c",)
-
-    def __init__(self, command):
-        self._c = command
-
-    def __format__(self, spec):
-        return format(command_repr(self._c), spec)
-
-    def __getattr__(self, name):
-        return getattr(self._c, name)
-
-
 def _opt(value):
     return "" if value is None else value
 
@@ -246,7 +232,7 @@ _EXPRESSIONS: Dict[str, str] = {
     "ethernet": "r.ethernet",
     "ip": "r.ip",
     "transport": "r.transport",
-    "command": "_CommandView(r.command)",
+    "command": "r.command",        # bare {command} is compiled to caproto's repr
     "src": "r.segment.src",
     "dst": "r.segment.dst",
     "frame": "r.packet.frame",
@@ -261,7 +247,6 @@ _EXPRESSIONS: Dict[str, str] = {
     "ts": "r.packet.ts",
     "time": "_ts_string(r.packet.ts)",
 }
-_GETTERS = _EXPRESSIONS   # the known tokens
 # caproto-shark's {transport.sport}/{transport.dport} without building dpkt objects
 _SHORTCUTS = {("transport", "sport"): "r.segment.sport", ("transport", "dport"): "r.segment.dport"}
 
@@ -274,8 +259,6 @@ def _chain(value, chain):
             value = getattr(value, key) if kind == "." else value[key]
     except (AttributeError, KeyError, IndexError, TypeError):
         return ""
-    if value.__class__ is _CommandView:
-        return value._c
     return value
 
 
@@ -354,7 +337,7 @@ class Template:
                 root, chain = _split_field(field)
             except (ValueError, StopIteration):
                 raise FormatError(f"format string {fmt!r}: bad field '{{{field}}}'") from None
-            if root not in _GETTERS:
+            if root not in _EXPRESSIONS:
                 raise FormatError(f"format string {fmt!r}: unknown token '{{{root}}}'; "
                                   f"tokens are {', '.join('{' + t + '}' for t in TOKENS)}")
             if chain and chain[0][0] == ".":
@@ -407,8 +390,7 @@ class Template:
             pieces.append("{" + expr + ("!" + conv if conv else "")
                           + (":" + spec_text if spec_text else "") + "}")
         source = "lambda r: f" + repr("".join(pieces))
-        env = {"_c": tuple(consts), "_repr": command_repr, "_CommandView": _CommandView,
-               "_opt": _opt, "_latency": _latency, "_ts_string": ts_string, "_chain": _chain}
+        env = {"_c": tuple(consts), "_repr": command_repr, "_opt": _opt, "_latency": _latency, "_ts_string": ts_string, "_chain": _chain}
         return eval(source, env)  # noqa: S307 - built only from the fixed expressions above
 
     def __call__(self, record) -> str:

@@ -3,7 +3,6 @@ right role, right fields, right frame."""
 import json
 import struct
 import subprocess
-import sys
 
 import numpy as np
 import pytest
