@@ -65,17 +65,23 @@ def read_pcap(src: ByteSource, *, first_frame: int = 1,
     unpack_from = record.unpack_from
     buf, pos = src.window()
     end = len(buf)
+
+    def refill(n: int):
+        """Make ``n`` bytes from ``pos`` available: (ok, buf, pos, end)."""
+        src.seek_to(pos)
+        ok = src.fill(n)
+        new_buf, new_pos = src.window()
+        return ok, new_buf, new_pos, len(new_buf)
+
     while True:
         if end - pos < RECORD_SIZE:
-            src.seek_to(pos)
-            if not src.fill(RECORD_SIZE):
+            ok, buf, pos, end = refill(RECORD_SIZE)
+            if not ok:
                 if src.available():
                     yield Problem(f"capture ends inside a packet record header "
                                   f"({src.available()} of {RECORD_SIZE} bytes)",
                                   frame=frame, offset=src.offset, fatal=True)
                 return
-            buf, pos = src.window()
-            end = len(buf)
         sec, frac, caplen, length = unpack_from(buf, pos)
         if (caplen > limit or frac >= tsresol or length < caplen or length > MAX_SANE_PACKET
                 or (prev_sec is not None and abs(sec - prev_sec) >= WEEK)):
@@ -100,14 +106,12 @@ def read_pcap(src: ByteSource, *, first_frame: int = 1,
             continue
         stop = pos + RECORD_SIZE + caplen
         if stop > end:
-            src.seek_to(pos)
-            if not src.fill(RECORD_SIZE + caplen):
+            ok, buf, pos, end = refill(RECORD_SIZE + caplen)
+            if not ok:
                 yield Problem(f"capture ends inside a packet: {src.available() - RECORD_SIZE} "
                               f"of {caplen} bytes",
                               frame=frame, offset=src.offset, fatal=True)
                 return
-            buf, pos = src.window()
-            end = len(buf)
             stop = pos + RECORD_SIZE + caplen
         prev_sec = sec
         if not caplen:

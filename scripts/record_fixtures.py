@@ -422,32 +422,28 @@ def short_session(client, ops, name='FIX:long'):
             f'ClearChannel {name}; close (client FIN first)']
 
 
-@scenario('sll2.pcap')
-def sc_sll2(ctx):
+def cooked_session(ctx, linktype):
+    """The short session captured on `any` with a Linux cooked link type."""
     env = ctx.env()
     ctx.start_ioc(env)
     client = ca_client.Client()
     ops = []
     cap = tcpdump(ctx.procs, ctx.tmpfile, iface='any', filt=ANY_FILTER,
-                  extra=['-y', 'LINUX_SLL2'])
+                  extra=['-y', linktype])
     with cap:
         short_session(client, ops)
     return dict(command=shlex.join(cap.args), client='scripts/ca_client.py',
                 operations=ops, expected=transcript_descr(client))
+
+
+@scenario('sll2.pcap')
+def sc_sll2(ctx):
+    return cooked_session(ctx, 'LINUX_SLL2')
 
 
 @scenario('sll.pcap')
 def sc_sll(ctx):
-    env = ctx.env()
-    ctx.start_ioc(env)
-    client = ca_client.Client()
-    ops = []
-    cap = tcpdump(ctx.procs, ctx.tmpfile, iface='any', filt=ANY_FILTER,
-                  extra=['-y', 'LINUX_SLL'])
-    with cap:
-        short_session(client, ops)
-    return dict(command=shlex.join(cap.args), client='scripts/ca_client.py',
-                operations=ops, expected=transcript_descr(client))
+    return cooked_session(ctx, 'LINUX_SLL')
 
 
 BIG_COUNT = 100_000      # > 0xffff elements: extended headers; 800 kB each
