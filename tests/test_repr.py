@@ -141,3 +141,36 @@ def test_metadata_types():
         cmd = ca.ReadNotifyResponse(value, dtype, 1, 1, 5, metadata=metadata_for(dtype, 1234567))
         decoded = roundtrip(cmd, SERVER)
         assert command_repr(decoded) == repr(decoded)
+
+
+# ---- the fast array repr, element by element against numpy (no runtime check)
+from hypothesis.extra import numpy as hnp  # noqa: E402
+
+from pcapca.formatting import _fast_float, _fast_int, array_repr  # noqa: E402
+
+FLOATS = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False, width=64),
+    st.floats(-1e8, 1e8),
+    st.floats(-1000, 1000),
+    st.integers(-2**20, 2**20).map(lambda n: n / 512),      # exact binary fractions, ties
+    st.sampled_from([0.0, -0.0, 1.0, 0.1, 0.2, 0.3, 1e-4, 99999999.99999999, 0.001953125]))
+
+
+@settings(max_examples=400, deadline=None)
+@given(hnp.arrays(st.sampled_from([">f8", "<f8"]), st.integers(1, 1000), elements=FLOATS))
+def test_fast_float_array_repr_equals_numpy(a):
+    text = _fast_float(a)
+    if text is not None:
+        assert text == np.array_repr(a, max_line_width=sys.maxsize)
+
+
+@settings(max_examples=300, deadline=None)
+@given(hnp.arrays(st.sampled_from([">i4", ">i2", "u1", ">u2", "<i8", ">i1"]), st.integers(1, 1000)))
+def test_fast_int_array_repr_equals_numpy(a):
+    assert _fast_int(a) == np.array_repr(a, max_line_width=sys.maxsize)
+
+
+def test_array_repr_falls_back_to_numpy():
+    for a in (np.array([1e-5, 1.0]), np.array([np.nan, 1.0]), np.arange(1001) * 0.5,
+              np.array([1.5], ">f4"), np.zeros((2, 2)), np.array([], ">f8")):
+        assert array_repr(a) == np.array_repr(a, max_line_width=sys.maxsize)
