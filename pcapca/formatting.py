@@ -129,6 +129,7 @@ def _generic(command, name) -> str:
 # difference (another numpy version, other print options) turns the fast
 # path off for good.
 _VERIFY_FIRST = 32
+_TINY = float(np.finfo(np.float64).tiny)
 _fast = {"f": [0, True], "i": [0, True]}      # kind -> [verified so far, enabled]
 _suffixes: Dict[str, str] = {}
 
@@ -178,8 +179,10 @@ def _fast_float(a):
     nonzero = np.abs(a[a != 0])
     if nonzero.size:
         hi, lo = nonzero.max(), nonzero.min()
+        if lo < _TINY:
+            return None                   # subnormals: dragon4 and repr pick other digits
         if hi >= 1e8 or lo < 1e-4 or hi / lo > 1000.0:
-            return None               # numpy switches to scientific notation
+            return _fast_scientific(a)    # numpy's choice of notation
     ints, fracs = [], []
     for x in a.tolist():
         text = repr(x)
@@ -193,6 +196,42 @@ def _fast_float(a):
     left = max(map(len, ints))
     right = max(map(len, fracs))
     body = ", ".join(f"{i.rjust(left)}.{f.ljust(right)}" for i, f in zip(ints, fracs))
+    return f"array([{body}]{_suffix(a)}"
+
+
+def _shortest_scientific(x: float):
+    """(sign, digits, exponent) of x's shortest repr, or of x rounded to 9
+    significant digits when the shortest needs more (numpy's precision 8)."""
+    sign = "-" if x < 0 or (x == 0 and str(x)[0] == "-") else ""
+    text = repr(abs(x))
+    if "e" in text:
+        mantissa, _, exp = text.partition("e")
+        digits, exp = mantissa.replace(".", ""), int(exp)
+    else:
+        whole, _, frac = text.partition(".")
+        if whole != "0":
+            digits, exp = whole + frac, len(whole) - 1
+        else:
+            zeros = len(frac) - len(frac.lstrip("0"))
+            digits, exp = frac[zeros:], -(zeros + 1)
+    digits = digits.rstrip("0") or "0"
+    if x == 0:
+        exp = 0
+    if len(digits) > 9:
+        mantissa, _, exp = ("%.8e" % abs(x)).partition("e")
+        digits, exp = mantissa.replace(".", "").rstrip("0") or "0", int(exp)
+    return sign, digits, exp
+
+
+def _fast_scientific(a):
+    parts = [_shortest_scientific(x) for x in a.tolist()]
+    left = max(len(sign) + 1 for sign, _, _ in parts)
+    precision = max(len(digits) - 1 for _, digits, _ in parts)
+    exp_size = max(max(2, len(str(abs(exp)))) for _, _, exp in parts)
+    body = ", ".join(
+        f"{(sign + digits[0]).rjust(left)}.{digits[1:].ljust(precision, '0')}"
+        f"e{'-' if exp < 0 else '+'}{str(abs(exp)).zfill(exp_size)}"
+        for sign, digits, exp in parts)
     return f"array([{body}]{_suffix(a)}"
 
 
