@@ -130,6 +130,7 @@ def _generic(command, name) -> str:
 # path off for good.
 _VERIFY_FIRST = 32
 _TINY = float(np.finfo(np.float64).tiny)
+_EXACT_8F = 2.0 ** 26
 _fast = {"f": [0, True], "i": [0, True]}      # kind -> [verified so far, enabled]
 _suffixes: Dict[str, str] = {}
 
@@ -183,48 +184,43 @@ def _fast_float(a):
             return None                   # subnormals: dragon4 and repr pick other digits
         if hi >= 1e8 or lo < 1e-4 or hi / lo > 1000.0:
             return _fast_scientific(a)    # numpy's choice of notation
-    ints, fracs = [], []
-    for x in a.tolist():
-        text = repr(x)
-        whole, _, frac = text.partition(".")
-        if frac == "0":
-            frac = ""
-        elif len(frac) > 8 or "e" in text:
-            whole, _, frac = ("%.8f" % x).rstrip("0").partition(".")
-        ints.append(whole)
-        fracs.append(frac)
+    if not nonzero.size or hi < _EXACT_8F:
+        # below 2**26 a double is closer to its shortest repr than 0.5e-8:
+        # "%.8f" rounds to the same digits (past 8 digits, it is dragon4's cut-off)
+        pairs = [("%.8f" % x).rstrip("0").partition(".") for x in a.tolist()]
+        ints = [p[0] for p in pairs]
+        fracs = [p[2] for p in pairs]
+    else:
+        ints, fracs = [], []
+        for x in a.tolist():
+            text = repr(x)
+            whole, _, frac = text.partition(".")
+            if frac == "0":
+                frac = ""
+            elif len(frac) > 8 or "e" in text:
+                whole, _, frac = ("%.8f" % x).rstrip("0").partition(".")
+            ints.append(whole)
+            fracs.append(frac)
     left = max(map(len, ints))
     right = max(map(len, fracs))
     body = ", ".join(f"{i.rjust(left)}.{f.ljust(right)}" for i, f in zip(ints, fracs))
     return f"array([{body}]{_suffix(a)}"
 
 
-def _shortest_scientific(x: float):
-    """(sign, digits, exponent) of x's shortest repr, or of x rounded to 9
-    significant digits when the shortest needs more (numpy's precision 8)."""
-    sign = "-" if x < 0 or (x == 0 and str(x)[0] == "-") else ""
-    text = repr(abs(x))
-    if "e" in text:
-        mantissa, _, exp = text.partition("e")
-        digits, exp = mantissa.replace(".", ""), int(exp)
-    else:
-        whole, _, frac = text.partition(".")
-        if whole != "0":
-            digits, exp = whole + frac, len(whole) - 1
-        else:
-            zeros = len(frac) - len(frac.lstrip("0"))
-            digits, exp = frac[zeros:], -(zeros + 1)
-    digits = digits.rstrip("0") or "0"
-    if x == 0:
-        exp = 0
-    if len(digits) > 9:
-        mantissa, _, exp = ("%.8e" % abs(x)).partition("e")
-        digits, exp = mantissa.replace(".", "").rstrip("0") or "0", int(exp)
-    return sign, digits, exp
+def _scientific_parts(x: float):
+    """(sign, digits, exponent) as numpy's dragon4 writes x in scientific
+    notation with precision 8: the shortest digits, or x rounded to 9
+    significant digits when the shortest needs more. Both are "%.8e" without
+    its trailing zeros: a double is within 1e-16 (relative) of its shortest
+    repr, far closer than 9 significant digits can tell apart."""
+    mantissa, _, exp = ("%.8e" % x).partition("e")
+    sign = "-" if mantissa[0] == "-" else ""
+    digits = mantissa.lstrip("-").replace(".", "").rstrip("0") or "0"
+    return sign, digits, int(exp)
 
 
 def _fast_scientific(a):
-    parts = [_shortest_scientific(x) for x in a.tolist()]
+    parts = [_scientific_parts(x) for x in a.tolist()]
     left = max(len(sign) + 1 for sign, _, _ in parts)
     precision = max(len(digits) - 1 for _, digits, _ in parts)
     exp_size = max(max(2, len(str(abs(exp)))) for _, _, exp in parts)
