@@ -110,6 +110,14 @@ def _name(cmd) -> str:
     return str(value).split("\0", 1)[0]
 
 
+def _add_latency(kind: str, latency, pv, server) -> None:
+    """One latency sample for the PV and, when known, its server."""
+    if latency is not None:
+        pv.latency.add(kind, latency)
+        if server is not None:
+            server.latency.add(kind, latency)
+
+
 class Reservoir:
     """Up to ``size`` values chosen uniformly (Algorithm R); exact count and max."""
     __slots__ = ("count", "max", "values", "_rng")
@@ -507,19 +515,13 @@ class StatsCollector:
         elif name in ("ReadNotifyRequest", "ReadRequest"):
             pv.reads += 1
         elif name in ("ReadNotifyResponse", "ReadResponse"):
-            if latency is not None:
-                pv.latency.add("read", latency)
-                if server is not None:
-                    server.latency.add("read", latency)
+            _add_latency("read", latency, pv, server)
             if name == "ReadNotifyResponse":
                 self._status_error(record, circuit, server)
         elif name == "WriteNotifyRequest":
             pv.puts_notify += 1
         elif name == "WriteNotifyResponse":
-            if latency is not None:
-                pv.latency.add("write", latency)
-                if server is not None:
-                    server.latency.add("write", latency)
+            _add_latency("write", latency, pv, server)
             self._status_error(record, circuit, server)
         elif name == "WriteRequest":
             pv.writes += 1
@@ -533,10 +535,7 @@ class StatsCollector:
                 circuit.channels += 1
                 server.channels += 1
         elif name == "CreateChanResponse":
-            if latency is not None:
-                pv.latency.add("create", latency)
-                if server is not None:
-                    server.latency.add("create", latency)
+            _add_latency("create", latency, pv, server)
         elif name in ("ErrorResponse", "CreateChFailResponse"):
             if name == "CreateChFailResponse":
                 pv.create_failures += 1
