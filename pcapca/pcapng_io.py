@@ -525,6 +525,8 @@ def strip_pcapca_comments(opts: list, endian: str) -> list:
 
 
 def _pack_options(opts: Iterable[tuple[int, bytes]], endian: str) -> bytes:
+    if not opts:
+        return b""
     parts = []
     hh = struct.Struct(endian + "HH").pack
     for code, value in opts:
@@ -541,11 +543,16 @@ def pack_epb(endian: str, interface_id: int, ticks: int, data: bytes, orig_len: 
     """An Enhanced Packet Block, packed with struct (works for empty packets)."""
     ticks &= 0xFFFFFFFFFFFFFFFF
     opt = _pack_options(options, endian)
-    pad = b"\0" * (-len(data) % 4)
+    pad = _PADDING[-len(data) % 4]
     total = 32 + len(data) + len(pad) + len(opt)
-    return b"".join((struct.pack(endian + "7I", EPB, total, interface_id, ticks >> 32,
-                                 ticks & 0xFFFFFFFF, len(data), orig_len & 0xFFFFFFFF),
-                     data, pad, opt, struct.pack(endian + "I", total)))
+    head, tail = _EPB_STRUCTS[endian]
+    return b"".join((head(EPB, total, interface_id, ticks >> 32, ticks & 0xFFFFFFFF,
+                          len(data), orig_len & 0xFFFFFFFF),
+                     data, pad, opt, tail(total)))
+
+
+_PADDING = (b"", b"\0", b"\0\0", b"\0\0\0")
+_EPB_STRUCTS = {e: (struct.Struct(e + "7I").pack, struct.Struct(e + "I").pack) for e in "<>"}
 
 
 def _write_block(blk) -> bytes:
