@@ -316,12 +316,16 @@ def basic_session(client, ops):
     ops.append('close the TCP connection (client FIN first)')
 
 
-@scenario('basic.pcap')
-def sc_basic(ctx):
+def ioc_and_client(ctx):
+    """A fresh fixture IOC, a caproto client and an empty list of operations."""
     env = ctx.env()
     ctx.start_ioc(env)
-    client = ca_client.Client()
-    ops = []
+    return env, ca_client.Client(), []
+
+
+@scenario('basic.pcap')
+def sc_basic(ctx):
+    env, client, ops = ioc_and_client(ctx)
     cap = tcpdump(ctx.procs, ctx.tmpfile)
     with cap:
         basic_session(client, ops)
@@ -332,10 +336,7 @@ def sc_basic(ctx):
 
 @scenario('nanosec.pcap')
 def sc_nanosec(ctx):
-    env = ctx.env()
-    ctx.start_ioc(env)
-    client = ca_client.Client()
-    ops = []
+    env, client, ops = ioc_and_client(ctx)
     cap = tcpdump(ctx.procs, ctx.tmpfile,
                   extra=['--time-stamp-precision=nano'])
     with cap:
@@ -424,10 +425,7 @@ def short_session(client, ops, name='FIX:long'):
 
 def cooked_session(ctx, linktype):
     """The short session captured on `any` with a Linux cooked link type."""
-    env = ctx.env()
-    ctx.start_ioc(env)
-    client = ca_client.Client()
-    ops = []
+    env, client, ops = ioc_and_client(ctx)
     cap = tcpdump(ctx.procs, ctx.tmpfile, iface='any', filt=ANY_FILTER,
                   extra=['-y', linktype])
     with cap:
@@ -452,10 +450,7 @@ BIG_COUNT = 100_000      # > 0xffff elements: extended headers; 800 kB each
 @scenario('bigarray.pcap')
 def sc_bigarray(ctx):
     import numpy as np
-    env = ctx.env()
-    ctx.start_ioc(env)
-    client = ca_client.Client()
-    ops = []
+    env, client, ops = ioc_and_client(ctx)
     cap = tcpdump(ctx.procs, ctx.tmpfile)
     with cap:
         found = client.search(['FIX:wf'])
@@ -488,10 +483,7 @@ def sc_bigarray(ctx):
 
 @scenario('midstream.pcap')
 def sc_midstream(ctx):
-    env = ctx.env()
-    ctx.start_ioc(env)
-    client = ca_client.Client()
-    ops = []
+    env, client, ops = ioc_and_client(ctx)
     found = client.search(['FIX:ticks', 'FIX:burst'])
     circ = client.connect(found['FIX:ticks'])
     ticks = client.create(circ, 'FIX:ticks')
@@ -660,10 +652,7 @@ def sc_noise(ctx):
 
 @scenario('reuse.pcap')
 def sc_reuse(ctx):
-    env = ctx.env()
-    ctx.start_ioc(env)
-    client = ca_client.Client()
-    ops = []
+    env, client, ops = ioc_and_client(ctx)
     cap = tcpdump(ctx.procs, ctx.tmpfile)
     with cap:
         found = client.search(['FIX:dbl', 'FIX:long', 'FIX:limited'])
@@ -791,10 +780,7 @@ def check_beacon_restart(summary):
 
 @scenario('twoif.pcapng')
 def sc_twoif(ctx):
-    env = ctx.env()
-    ctx.start_ioc(env)
-    client = ca_client.Client()
-    ops = []
+    env, client, ops = ioc_and_client(ctx)
     cap = dumpcap(ctx.procs, ctx.tmpfile, [('lo', 'port 5064'),
                                           ('any', 'host 127.0.0.1 and '
                                            'port 5064')])
