@@ -260,14 +260,17 @@ def command_repr(command) -> str:
     return f"{cls.__name__}({', '.join(parts)})"
 
 
-def _enum_reprs():
+def _enum_texts():
+    """repr() and JSON name of every ChannelType and CA status value."""
     from caproto import ChannelType
     from caproto._status import eca_value_to_status
     return ({int(v): repr(v) for v in ChannelType},
-            {k: repr(v) for k, v in eca_value_to_status.items()})
+            {k: repr(v) for k, v in eca_value_to_status.items()},
+            {int(v): jsonable(v) for v in ChannelType},
+            {k: jsonable(v) for k, v in eca_value_to_status.items()})
 
 
-_CT_REPR, _STATUS_REPR = _enum_reprs()
+_CT_REPR = _STATUS_REPR = _CT_NAME = _STATUS_NAME = None   # set below, after jsonable
 
 
 def command_fields(command) -> Dict[str, object]:
@@ -279,7 +282,18 @@ def command_fields(command) -> Dict[str, object]:
                 "data_type": h.data_type, "data_count": h.data_count,
                 "parameter1": h.parameter1, "parameter2": h.parameter2}
     out = {}
-    for name in _parameters(command.__class__):
+    header = command.header
+    for name, kind, field in _plan(command.__class__):
+        # header fields as the repr reads them: ints, and enums by name
+        if kind == _FIELD:
+            out[name] = getattr(header, field)
+            continue
+        if kind == _CHANNEL_TYPE and header.data_type in _CT_NAME:
+            out[name] = _CT_NAME[header.data_type]
+            continue
+        if kind == _STATUS and header.parameter1 in _STATUS_NAME:
+            out[name] = _STATUS_NAME[header.parameter1]
+            continue
         try:
             out[name] = jsonable(getattr(command, name))
         except Exception as ex:
@@ -312,6 +326,9 @@ def jsonable(value):
     if isinstance(value, (list, tuple)):
         return [jsonable(v) for v in value]
     return repr(value)
+
+
+_CT_REPR, _STATUS_REPR, _CT_NAME, _STATUS_NAME = _enum_texts()
 
 
 def ts_string(ts: int) -> str:
