@@ -147,7 +147,7 @@ class Decoder:
     def finish(self) -> Iterator[Problem]:
         """End of input: deliver data waiting behind holes, report partial messages."""
         for circuit in list(self._unique_circuits()):
-            yield from self._close(circuit, final=True)
+            yield from self._close(circuit)
 
     # ------------------------------------------------------------------ TCP
     def _tcp(self, packet: Packet, seg: Segment):
@@ -257,17 +257,14 @@ class Decoder:
                 stats.gaps += 1
                 stats.lost_bytes += missing
                 decoder.gap()
-                if data is None:
-                    # the capture itself cut the packet (snaplen): damage, exit 1
-                    text = (f"{missing} bytes of {circuit.label(from_client)} were cut by the "
-                            f"capture's snaplen; decoding resumes at the next CA header")
-                    notes.append("pcapca: " + text)
-                    self._report(circuit, side, text, packet, problems, kind="capture")
-                else:
-                    text = (f"{missing} bytes of {circuit.label(from_client)} were not captured; "
-                            f"decoding resumes at the next CA header")
-                    notes.append("pcapca: " + text)
-                    self._report(circuit, side, text, packet, problems)
+                # data None: the capture itself cut the packet (snaplen): damage, exit 1
+                cut = data is None
+                how = "were cut by the capture's snaplen" if cut else "were not captured"
+                text = (f"{missing} bytes of {circuit.label(from_client)} {how}; "
+                        f"decoding resumes at the next CA header")
+                notes.append("pcapca: " + text)
+                self._report(circuit, side, text, packet, problems,
+                             kind="capture" if cut else "decode")
             if not data:
                 continue
             for item in decoder.feed(data):
@@ -293,7 +290,7 @@ class Decoder:
             problems.append(Problem(text + " (further problems in this stream are only counted)",
                                     frame=packet.frame, kind="decode"))
 
-    def _close(self, circuit: Circuit, final: bool = False) -> list:
+    def _close(self, circuit: Circuit) -> list:
         """Deliver what waits behind holes (as late ``Decoded`` items for the
         packets that carried it), and forget the circuit."""
         out: list = []
