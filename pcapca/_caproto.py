@@ -1,7 +1,8 @@
 """The one place where pcapca touches caproto's internals.
 
-caproto 1.3 keeps the command table and the bytestream helpers in the private
-module ``caproto._commands``; pyproject.toml pins a caproto version range for
+caproto 1.3 keeps the command table (and the bytestream helpers, which pcapca
+replaces by its own framing in ca_decode.py) in the private module
+``caproto._commands``; pyproject.toml pins a caproto version range for
 that reason. Everything else in pcapca imports caproto names from here.
 """
 from __future__ import annotations
@@ -16,23 +17,17 @@ from caproto._commands import (  # noqa: F401  (re-exported)
     Message,
     EventCancelResponse,
     SearchResponse,
-    read_datagram,
-    read_from_bytestream,
 )
 from caproto._headers import ExtendedMessageHeader, MessageHeader
 
 __all__ = [
     "caproto", "CLIENT", "SERVER", "Beacon", "Commands", "Message", "EventCancelResponse", "SearchResponse",
     "MessageHeader", "ExtendedMessageHeader", "HEADER_SIZE", "EXTENDED_HEADER_SIZE",
-    "read_datagram", "read_from_bytestream", "command_class",
+    "command_class",
 ]
 
 HEADER_SIZE = ctypes.sizeof(MessageHeader)              # 16
 EXTENDED_HEADER_SIZE = ctypes.sizeof(ExtendedMessageHeader)  # 24
-
-# CA command ids (see the CA protocol specification).
-CA_PROTO_EVENT_ADD = 1
-CA_PROTO_EVENT_CANCEL = 2
 
 
 def command_class(role, command_id):

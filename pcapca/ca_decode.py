@@ -146,8 +146,8 @@ class StreamDecoder:
     ``str`` problems (one line each). A message larger than ``max_message``
     is skipped without buffering it.
     """
-    __slots__ = ("role", "buf", "synced", "skip", "max_message", "junk_reported",
-                 "partial", "commands", "fresh")
+    __slots__ = ("role", "buf", "synced", "skip", "max_message", "partial", "commands",
+                 "fresh")
 
     def __init__(self, role, *, synced: bool = True, max_message: int = DEFAULT_MAX_MESSAGE):
         self.role = role
@@ -157,7 +157,6 @@ class StreamDecoder:
         self.synced = synced
         self.skip = 0            # payload bytes of an oversized message still to drop
         self.max_message = max_message
-        self.junk_reported = False
         self.partial = False     # a message is incomplete (for end-of-capture reports)
 
     def gap(self) -> None:

@@ -64,13 +64,12 @@ class Stats:
 
 class Circuit:
     """One TCP connection; ``client`` and ``server`` are (ip, port)."""
-    __slots__ = ("client", "server", "how", "halves", "decoders", "last_ts",
+    __slots__ = ("client", "server", "halves", "decoders", "last_ts",
                  "closing", "reported", "number", "is_ca", "key")
 
-    def __init__(self, client, server, how: str, max_message: int, synced: bool, number: int):
+    def __init__(self, client, server, max_message: int, synced: bool, number: int):
         self.client = client
         self.server = server
-        self.how = how                       # how the roles were decided
         self.halves = (HalfStream(), HalfStream())          # [from client, from server]
         self.decoders = (StreamDecoder(CLIENT, synced=synced, max_message=max_message),
                          StreamDecoder(SERVER, synced=synced, max_message=max_message))
@@ -207,21 +206,19 @@ class Decoder:
         src = (seg.src, seg.sport)
         dst = (seg.dst, seg.dport)
         flags = seg.flags
-        if flags & TCP_SYN and not flags & TCP_ACK:
-            client, server, how = src, dst, "syn"
-        elif flags & TCP_SYN:
-            client, server, how = dst, src, "syn-ack"
+        if flags & TCP_SYN:                  # the SYN's sender is the client
+            client, server = (dst, src) if flags & TCP_ACK else (src, dst)
         elif dst in self.servers or (src not in self.servers and seg.dport in self.server_ports):
-            client, server, how = src, dst, "server port"
+            client, server = src, dst        # a known server port
         elif src in self.servers or seg.sport in self.server_ports:
-            client, server, how = dst, src, "server port"
+            client, server = dst, src
         elif seg.dport < seg.sport:
-            client, server, how = src, dst, "lower port"
+            client, server = src, dst        # else: the lower port serves
         else:
-            client, server, how = dst, src, "lower port"
+            client, server = dst, src
         self._circuit_count += 1
         # Without the SYN the capture may start inside a message: resync first.
-        circuit = Circuit(client, server, how, self.max_message, synced=how.startswith("syn"),
+        circuit = Circuit(client, server, self.max_message, synced=bool(flags & TCP_SYN),
                           number=self._circuit_count)
         if server in self.servers or server[1] in self.server_ports:
             circuit.is_ca = True

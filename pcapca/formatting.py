@@ -458,7 +458,6 @@ class Template:
     def __init__(self, fmt: str):
         self.text = fmt
         self.parts: List = []
-        self.roots = set()
         try:
             parsed = list(string.Formatter().parse(fmt))
         except ValueError as exc:
@@ -500,7 +499,6 @@ class Template:
                 raise FormatError(f"format string {fmt!r}: bad conversion !{conv}")
             if spec and "{" in spec:
                 raise FormatError(f"format string {fmt!r}: nested fields are not supported")
-            self.roots.add(root)
             self.parts.append((root, tuple(chain), conv, spec))
         self._render = self._compile()
 

@@ -91,12 +91,6 @@ class ByteSource:
         self._pos += n
         return n
 
-    def find(self, pattern: bytes, limit: int) -> int:
-        """Offset (relative to the read position) of ``pattern`` within the
-        next ``limit`` bytes, or -1."""
-        self.fill(limit)
-        at = self._buf.find(pattern, self._pos, self._pos + limit)
-        return at - self._pos if at >= 0 else -1
 
 
 def open_source(source: Union[str, os.PathLike, BinaryIO]) -> ByteSource:

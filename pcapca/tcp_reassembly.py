@@ -26,7 +26,7 @@ def seq_diff(a: int, b: int) -> int:
 
 
 class HalfStream:
-    __slots__ = ("next_seq", "pending", "pending_bytes", "fin_seq", "retransmitted", "lost")
+    __slots__ = ("next_seq", "pending", "pending_bytes", "fin_seq", "retransmitted")
 
     def __init__(self) -> None:
         self.next_seq: Optional[int] = None    # next expected sequence number
@@ -34,7 +34,6 @@ class HalfStream:
         self.pending_bytes = 0
         self.fin_seq: Optional[int] = None    # sequence number of our FIN
         self.retransmitted = 0                 # bytes seen twice
-        self.lost = 0                          # bytes never seen
 
     def syn(self, seq: int) -> None:
         self.next_seq = (seq + 1) % MOD
@@ -80,7 +79,6 @@ class HalfStream:
             missing = 0
         if cut > 0:                            # snaplen cut: the rest is lost
             missing += cut
-            self.lost += cut
             out.append((missing, None, tag))   # None: lost by the capture's snaplen
         self.next_seq = (self.next_seq + wire_len) % MOD
 
@@ -111,7 +109,6 @@ class HalfStream:
         missing = seq_diff(target, self.next_seq)
         if missing <= 0:
             return out
-        self.lost += missing
         self.next_seq = target
         out.append((missing, b"", tag))
         self._drain(out)
