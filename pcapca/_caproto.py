@@ -15,15 +15,16 @@ from caproto._commands import (  # noqa: F401  (re-exported)
     Beacon,
     Commands,
     Message,
+    EventAddResponse,
     EventCancelResponse,
     SearchResponse,
 )
 from caproto._headers import ExtendedMessageHeader, MessageHeader
 
 __all__ = [
-    "caproto", "CLIENT", "SERVER", "Beacon", "Commands", "Message", "EventCancelResponse", "SearchResponse",
+    "caproto", "CLIENT", "SERVER", "Beacon", "Commands", "Message", "EventAddResponse", "EventCancelResponse", "SearchResponse",
     "MessageHeader", "ExtendedMessageHeader", "HEADER_SIZE", "EXTENDED_HEADER_SIZE",
-    "command_class",
+    "command_class", "HEADER_FIELDS", "header_field",
 ]
 
 HEADER_SIZE = ctypes.sizeof(MessageHeader)              # 16
@@ -33,3 +34,38 @@ EXTENDED_HEADER_SIZE = ctypes.sizeof(ExtendedMessageHeader)  # 24
 def command_class(role, command_id):
     """caproto's class for ``command_id`` sent by ``role``, or None."""
     return Commands[role].get(command_id)
+
+
+# The header of a message as pcapca keeps it before (or without) building the
+# caproto object: a tuple of these fields, in this order, with the extended
+# header's 32-bit payload_size/data_count in place of the 16-bit ones.
+HEADER_FIELDS = ("command", "payload_size", "data_type", "data_count", "parameter1", "parameter2")
+_FIELD_INDEX = {name: i for i, name in enumerate(HEADER_FIELDS)}
+
+
+def header_fields(header) -> tuple:
+    """The ``HEADER_FIELDS`` tuple of a caproto (extended) header."""
+    return (header.command, header.payload_size, header.data_type, header.data_count,
+            header.parameter1, header.parameter2)
+
+
+def _return_header_field(self):
+    return self.header.parameter1       # the shape of caproto's plain header properties
+
+
+_PLAIN_CODE = _return_header_field.__code__.co_code
+
+
+def header_field(cls, name: str):
+    """Index in ``HEADER_FIELDS`` of the header field that caproto's property
+    ``cls.name`` returns unchanged (its code is ``return self.header.X``), or
+    None when the property computes something else (or is not a property)."""
+    prop = getattr(cls, name, None)
+    code = getattr(getattr(prop, "fget", None), "__code__", None)
+    if not isinstance(prop, property) or code is None or code.co_argcount != 1:
+        return None
+    names = code.co_names
+    if (len(names) == 2 and names[0] == "header" and names[1] in _FIELD_INDEX
+            and code.co_code == _PLAIN_CODE):
+        return _FIELD_INDEX[names[1]]
+    return None

@@ -12,7 +12,7 @@ import sys
 import tempfile
 from typing import Callable
 
-from .formatting import Template, command_repr
+from .formatting import Template, record_repr
 from .events import Passthrough, Problem
 from .pcapng_io import PcapngWriter
 from .pipeline import decode
@@ -26,7 +26,7 @@ class _StrictStop(Exception):
 
 def default_comment(record) -> str:
     """``{pv} {command}``, without the PV (and its space) when it is unknown."""
-    text = command_repr(record.command)
+    text = record_repr(record)
     return f"{record.pv} {text}" if record.pv is not None else text
 
 

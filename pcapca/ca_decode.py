@@ -14,7 +14,7 @@ from typing import List, Optional, Tuple, Union
 
 from ._caproto import (
     CLIENT, EXTENDED_HEADER_SIZE, HEADER_SIZE, SERVER, Commands,
-    EventCancelResponse, ExtendedMessageHeader, MessageHeader,
+    EventAddResponse, EventCancelResponse, ExtendedMessageHeader, Message, MessageHeader,
 )
 
 DEFAULT_MAX_MESSAGE = 64 << 20   # like EPICS_CA_MAX_ARRAY_BYTES, per message
@@ -87,7 +87,10 @@ def size_fits(data_type: int, data_count: int, payload_size: int) -> bool:
     return need <= payload_size <= need + 8 + 7
 
 
-def _dbr_sizes(data_type: int, _cache={}):
+_DBR_SIZES: dict = {}     # data type -> (metadata size, element size), or None: unknown
+
+
+def _dbr_sizes(data_type: int, _cache=_DBR_SIZES):
     if data_type not in _cache:
         import ctypes
         from caproto._dbr import DBR_TYPES, native_type, special_types
@@ -125,6 +128,36 @@ def build(role, command: int, header_bytes: bytearray, payload, commands=None) -
         raise DecodeError(f"{cls.__name__} could not be decoded: {exc}") from None
 
 
+def build_later(cls, msg: bytes, hsize: int):
+    """The caproto object of a message that ``StreamDecoder`` left unbuilt:
+    exactly what ``build`` makes of the same bytes."""
+    header = (ExtendedMessageHeader if hsize == EXTENDED_HEADER_SIZE
+              else MessageHeader).from_buffer(bytearray(msg[:hsize]))
+    return cls.from_wire(header, bytearray(msg[hsize:]) if cls.HAS_PAYLOAD else None)
+
+
+# Building caproto objects is a third of the decoding time, and most messages
+# are never shown when a filter is on; their channel state needs only header
+# fields. So the messages whose caproto decoding cannot fail are built only
+# when asked for (``Record.command``): the classes that use caproto's plain
+# Message.from_wire (no payload, or DBR data whose type is known and whose
+# metadata fits the payload), and EventAddResponse, whose own from_wire does
+# the same for a non-empty payload. Every other message is built at once, so
+# that a message caproto rejects is reported where it was found.
+_LATER_NO_PAYLOAD, _LATER_DATA, _NOW = range(3)
+_UNKNOWN = (UnknownCommand, _NOW)
+
+
+def _when(cls) -> int:
+    if cls.from_wire.__func__ is Message.from_wire.__func__ or cls is EventAddResponse:
+        return _LATER_DATA if cls.HAS_PAYLOAD else _LATER_NO_PAYLOAD
+    return _NOW
+
+
+_WHEN = {role: {command: (cls, _when(cls)) for command, cls in table.items()}
+         for role, table in Commands.items()}
+
+
 def split_header(buf, pos: int) -> Optional[Tuple[int, int, int, int, int]]:
     """(command, header_size, payload_size, data_type, data_count) of the
     message at ``pos``, or None if the header is not complete yet."""
@@ -142,16 +175,20 @@ def split_header(buf, pos: int) -> Optional[Tuple[int, int, int, int, int]]:
 class StreamDecoder:
     """Decodes one direction of a TCP circuit.
 
-    ``feed(data)`` returns a list whose items are caproto commands or
-    ``str`` problems (one line each). A message larger than ``max_message``
+    ``feed(data)`` returns a list whose items are messages or ``str``
+    problems (one line each). A message is a tuple ``(cls, fields, msg,
+    hsize, command)``: its caproto class, its ``HEADER_FIELDS`` values, its
+    bytes (header of ``hsize`` bytes, then payload) and its caproto object,
+    or None when it is to be built later (``build_later``). A message larger than ``max_message``
     is skipped without buffering it.
     """
     __slots__ = ("role", "buf", "synced", "skip", "max_message", "partial", "commands",
-                 "fresh")
+                 "when", "fresh")
 
     def __init__(self, role, *, synced: bool = True, max_message: int = DEFAULT_MAX_MESSAGE):
         self.role = role
         self.commands = Commands[role]   # (hashing the role enum per message is slow)
+        self.when = _WHEN[role]
         self.fresh = True                # nothing decoded yet in this direction
         self.buf = bytearray()
         self.synced = synced
@@ -182,6 +219,7 @@ class StreamDecoder:
         pos = 0
         role = self.role
         commands = self.commands
+        when_table = self.when
         max_message = self.max_message
         n = len(buf)
         while True:
@@ -223,15 +261,32 @@ class StreamDecoder:
                 continue
             if n - pos < total:
                 break
-            try:
-                out.append(build(role, command, bytearray(buf[pos:pos + hsize]),
-                                 bytearray(buf[pos + hsize:pos + total]), commands))
-            except DecodeError as exc:
-                out.append(str(exc))
+            msg = buf[pos:pos + total]
+            if msg.__class__ is not bytes:
+                msg = bytes(msg)
+            fields = (command, size, _dtype, count, _p1, _p2)
+            cls, when = when_table.get(command, _UNKNOWN)
+            if role is SERVER and command == 1 and not size:
+                cls, when = EventCancelResponse, _LATER_NO_PAYLOAD   # (see build)
+            if when == _LATER_DATA:
+                sizes = _DBR_SIZES.get(_dtype) or _dbr_sizes(_dtype)
+                if sizes is None or sizes[0] > size:
+                    when = _NOW            # caproto will say what is wrong with it
+            if when == _NOW:
+                try:
+                    cmd = build(role, command, bytearray(msg[:hsize]), bytearray(msg[hsize:]),
+                                commands)
+                except DecodeError as exc:
+                    out.append(str(exc))
+                    pos += total
+                    continue
+                out.append((cmd.__class__, fields, msg, hsize, cmd))
+            else:
+                out.append((cls, fields, msg, hsize, None))
             pos += total
         if pos < n:
             self.buf = buf[pos:] if buf is self.buf else bytearray(buf[pos:])
-        else:
+        elif buf is self.buf:
             self.buf = bytearray()
         self.partial = pos < n or self.skip > 0
         if out:

@@ -86,9 +86,14 @@ class ChannelTracker:
             "ClearChannelResponse": self._clear_response,
             "ErrorResponse": self._error,
         }
-        from ._caproto import Commands
-        self._handlers = {cls: by_name[cls.__name__] for table in Commands.values()
-                          for cls in table.values() if cls.__name__ in by_name}
+        from ._caproto import Commands, header_field
+        classes = [cls for table in Commands.values() for cls in table.values()]
+        self._handlers = {cls: by_name[cls.__name__] for cls in classes
+                          if cls.__name__ in by_name}
+        # ids read from the header fields when caproto's property is a plain
+        # header field (all of them, in caproto 1.3): no caproto object needed
+        self._index = {(cls, name): header_field(cls, name) for cls in classes
+                       for name in ("cid", "sid", "ioid", "subscriptionid")}
 
     def run(self, items: Iterable) -> Iterator:
         handlers = self._handlers
@@ -96,7 +101,7 @@ class ChannelTracker:
             cls = item.__class__
             if cls is Decoded:
                 for record in item.records:
-                    handler = handlers.get(record.command.__class__)
+                    handler = handlers.get(record.cls)
                     if handler is not None:
                         handler(record)
             elif cls is CircuitClosed:
@@ -104,6 +109,13 @@ class ChannelTracker:
             yield item
 
     # ---------------------------------------------------------------- helpers
+    def _id(self, record: Record, name: str) -> int:
+        """The message's ``cid``/``sid``/``ioid``/``subscriptionid``."""
+        index = self._index.get((record.cls, name))
+        if index is None:
+            return getattr(record.command, name)
+        return record.fields[index]
+
     def _state(self, record: Record) -> CircuitState:
         state = self.circuits.get(record.circuit)
         if state is None:
@@ -142,7 +154,7 @@ class ChannelTracker:
         table = self._search_table(record, False)
         if table is None:
             return
-        entry = table.get(record.command.cid)
+        entry = table.get(self._id(record, "cid"))
         if entry is not None:
             record.pv = entry[0]
             self._pair(record, entry[1], entry[2])
@@ -157,66 +169,64 @@ class ChannelTracker:
         _trim(state.creates)
 
     def _create_response(self, record: Record) -> None:
-        cmd = record.command
+        cid = self._id(record, "cid")
         state = self._state(record)
-        name = state.cids.get(cmd.cid)
+        name = state.cids.get(cid)
         if name is not None:
             record.pv = name
-            state.sids[cmd.sid] = name
-        created = state.creates.pop(cmd.cid, None)
+            state.sids[self._id(record, "sid")] = name
+        created = state.creates.pop(cid, None)
         if created is not None:
             self._pair(record, *created)
 
     def _by_cid(self, record: Record) -> None:
-        record.pv = self._state(record).cids.get(record.command.cid)
+        record.pv = self._state(record).cids.get(self._id(record, "cid"))
 
     def _cid_end(self, record: Record) -> None:
         state = self._state(record)
-        cid = record.command.cid
+        cid = self._id(record, "cid")
         record.pv = state.cids.get(cid)
         created = state.creates.pop(cid, None)
-        if created is not None and record.command.__class__.__name__ == "CreateChFailResponse":
+        if created is not None and record.cls.__name__ == "CreateChFailResponse":
             self._pair(record, *created)
         sid = next((s for s, n in state.sids.items() if n == record.pv), None)
         state.forget(cid, sid)
 
     def _by_sid(self, record: Record) -> None:
-        record.pv = self._state(record).sids.get(record.command.sid)
+        record.pv = self._state(record).sids.get(self._id(record, "sid"))
 
     def _io_request(self, record: Record) -> None:
-        cmd = record.command
         state = self._state(record)
-        name = state.sids.get(cmd.sid)
+        name = state.sids.get(self._id(record, "sid"))
         record.pv = name
-        state.ioids[cmd.ioid] = (name, record.frame, record.ts)
+        state.ioids[self._id(record, "ioid")] = (name, record.packet.frame, record.packet.ts)
         _trim(state.ioids)
 
     def _io_response(self, record: Record) -> None:
-        entry = self._state(record).ioids.pop(record.command.ioid, None)
+        entry = self._state(record).ioids.pop(self._id(record, "ioid"), None)
         if entry is not None:
             record.pv = entry[0]
             self._pair(record, entry[1], entry[2])
 
     def _sub_request(self, record: Record) -> None:
-        cmd = record.command
         state = self._state(record)
-        name = state.sids.get(cmd.sid)
+        name = state.sids.get(self._id(record, "sid"))
         record.pv = name
         if name is not None:
-            state.subs[cmd.subscriptionid] = name
+            state.subs[self._id(record, "subscriptionid")] = name
 
     def _sub_update(self, record: Record) -> None:
-        record.pv = self._state(record).subs.get(record.command.subscriptionid)
+        record.pv = self._state(record).subs.get(self._id(record, "subscriptionid"))
 
     def _sub_cancel(self, record: Record) -> None:
         state = self._state(record)
-        record.pv = state.subs.pop(record.command.subscriptionid, None)
+        record.pv = state.subs.pop(self._id(record, "subscriptionid"), None)
 
     def _clear_response(self, record: Record) -> None:
-        cmd = record.command
+        cid, sid = self._id(record, "cid"), self._id(record, "sid")
         state = self._state(record)
-        record.pv = state.sids.get(cmd.sid) or state.cids.get(cmd.cid)
-        state.forget(cmd.cid, cmd.sid)
+        record.pv = state.sids.get(sid) or state.cids.get(cid)
+        state.forget(cid, sid)
 
     def _error(self, record: Record) -> None:
         cmd = record.command

@@ -12,14 +12,15 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, Iterator, Optional, Union
 
-from ._caproto import CLIENT, SERVER, Beacon, SearchResponse
+from ._caproto import CLIENT, SERVER, Beacon, SearchResponse, header_fields
 from .ca_decode import DEFAULT_MAX_MESSAGE, StreamDecoder, decode_datagram, looks_like_ca
 from .events import CircuitClosed, Packet, Passthrough, Problem
 from .link import PROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Segment, parse
 from .records import CLIENT_ROLE, SERVER_ROLE, Decoded, Record
 from .tcp_reassembly import HalfStream, seq_diff
 
-_LEARN_FROM = frozenset((SearchResponse, Beacon))   # messages that announce servers
+_LEARN_FROM = frozenset((SearchResponse, Beacon))
+_new = tuple.__new__       # a NamedTuple without its Python-level __new__ (one per packet)   # messages that announce servers
 CA_SERVER_PORT = 5064
 CA_REPEATER_PORT = 5065
 MAX_CIRCUITS = 50_000            # live TCP circuits kept; the least recent go first
@@ -187,7 +188,25 @@ class Decoder:
             if seg.seq == half.next_seq and not half.pending and len(payload) == wire_len:
                 # the common case: the next bytes, in order, complete
                 half.next_seq = (seg.seq + wire_len) & 0xFFFFFFFF
-                chunks = ((0, payload, None),)
+                if circuit.is_ca and not records:
+                    # ...of a CA circuit: decode here (what _chunks does for one chunk)
+                    role = CLIENT_ROLE if from_client else SERVER_ROLE
+                    key = circuit.key
+                    for item in circuit.decoders[side].feed(payload):
+                        if item.__class__ is str:
+                            notes.append("pcapca: " + item)
+                            self._report(circuit, side, f"{circuit.label(from_client)}: {item}",
+                                         packet, problems)
+                            continue
+                        cls, fields, msg, hsize, command = item
+                        records.append(Record(packet, seg, cls, fields, msg, hsize, command, role,
+                                              key))
+                        if cls in _LEARN_FROM and not from_client:
+                            self._learn(records[-1].command, seg)
+                    self.stats.messages += len(records)
+                    chunks = None
+                else:
+                    chunks = ((0, payload, None),)
             else:
                 before = half.retransmitted
                 chunks = half.segment(seg.seq, payload, wire_len, (packet, seg))
@@ -200,7 +219,7 @@ class Decoder:
             circuit.closing += 1
             if flags & TCP_RST or circuit.closing >= 2:
                 problems.extend(self._close(circuit))
-        return Decoded(packet, tuple(records), tuple(notes)), problems
+        return _new(Decoded, (packet, tuple(records), tuple(notes), False)), problems
 
     def _new_circuit(self, seg: Segment) -> Circuit:
         src = (seg.src, seg.sport)
@@ -270,10 +289,11 @@ class Decoder:
                     self._report(circuit, side, f"{circuit.label(from_client)}: {item}",
                                  packet, problems)
                     continue
-                records.append(Record(packet, msg_seg, item, role, key))
+                cls, fields, msg, hsize, command = item
+                records.append(Record(packet, msg_seg, cls, fields, msg, hsize, command, role, key))
                 stats.messages += 1
-                if item.__class__ in _LEARN_FROM and not from_client:
-                    self._learn(item, msg_seg)
+                if cls in _LEARN_FROM and not from_client:
+                    self._learn(records[-1].command, msg_seg)
 
     def _report(self, circuit: Circuit, side: int, text: str, packet: Packet, problems,
                 kind: str = "decode") -> None:
@@ -371,13 +391,13 @@ class Decoder:
                                         kind="decode"))
                 continue
             # beacons are sent by servers, also when the repeater forwards them
-            records.append(Record(packet, seg, cmd,
-                                  SERVER_ROLE if cmd.__class__ is Beacon else role_name,
+            records.append(Record(packet, seg, cmd.__class__, header_fields(cmd.header), None, 0,
+                                  cmd, SERVER_ROLE if cmd.__class__ is Beacon else role_name,
                                   (seg.src, seg.sport)))
             if role is SERVER or cmd.__class__ is Beacon:
                 self._learn(cmd, seg)
         self.stats.messages += len(records)
-        return Decoded(packet, tuple(records), tuple(notes)), problems
+        return _new(Decoded, (packet, tuple(records), tuple(notes), False)), problems
 
     def _udp_role(self, seg: Segment):
         sport, dport = seg.sport, seg.dport

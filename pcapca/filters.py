@@ -301,7 +301,7 @@ class Filter:
             cache: Dict[type, bool] = {}
 
             def command_ok(r, want=want, drop=drop, cache=cache):
-                cls = r.command.__class__
+                cls = r.cls
                 ok = cache.get(cls)
                 if ok is None:
                     name = cls.__name__

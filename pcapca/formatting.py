@@ -17,7 +17,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ._caproto import Commands, Message
+from ._caproto import HEADER_FIELDS, Commands, Message, header_field
 from .ca_decode import UnknownCommand
 
 DEFAULT_FORMAT = "{timestamp} {src}:{transport.sport}->{dst}:{transport.dport} {command}"
@@ -79,27 +79,34 @@ def value_repr(value) -> str:
 
 # How each parameter of a class is read, so that the common ones need not go
 # through caproto's property and an enum construction per message. Only
-# properties whose code is exactly one of caproto's three header patterns
-# get a shortcut; the shortcut computes the same value the same way, and
-# everything else (data, metadata, names...) goes through caproto.
-_FIELD, _CHANNEL_TYPE, _STATUS, _GENERIC = range(4)
+# properties whose code is exactly one of caproto's header patterns get a
+# shortcut; the shortcut computes the same value the same way. The value of
+# caproto's ``data`` and ``metadata`` properties depends only on the data
+# type, the count and the payload bytes, so their text is kept per payload
+# (``record_repr``); everything else (names, addresses...) goes through caproto.
+_FIELD, _CHANNEL_TYPE, _STATUS, _GENERIC, _DATA = range(5)
 _plans: Dict[type, Tuple] = {}
-_HEADER_FIELDS = {"command", "payload_size", "data_type", "data_count", "parameter1", "parameter2"}
+_DATA_CODE = {("extract_data", "buffers", "data_type", "data_count"),
+              ("extract_metadata", "buffers", "data_type")}
 
 
 def _param_plan(cls, name):
+    """(name, kind, header field name, index in HEADER_FIELDS)."""
+    index = header_field(cls, name)
+    if index is not None:
+        return (name, _FIELD, HEADER_FIELDS[index], index)          # self.header.X
     prop = getattr(cls, name, None)
     code = getattr(getattr(prop, "fget", None), "__code__", None)
     if not isinstance(prop, property) or code is None or code.co_argcount != 1:
-        return (name, _GENERIC, None)
+        return (name, _GENERIC, None, None)
     names = code.co_names
-    if len(names) == 2 and names[0] == "header" and names[1] in _HEADER_FIELDS:
-        return (name, _FIELD, names[1])                       # self.header.X
     if names == ("ChannelType", "header", "data_type"):
-        return (name, _CHANNEL_TYPE, "data_type")             # ChannelType(self.header.data_type)
+        return (name, _CHANNEL_TYPE, "data_type", 2)                 # ChannelType(self.header.data_type)
     if names == ("eca_value_to_status", "header", "parameter1"):
-        return (name, _STATUS, "parameter1")                  # eca_value_to_status[self.header.parameter1]
-    return (name, _GENERIC, None)
+        return (name, _STATUS, "parameter1", 4)                      # eca_value_to_status[self.header.parameter1]
+    if names in _DATA_CODE and code.co_argcount == 1:
+        return (name, _DATA, None, None)                             # extract_(meta)data(self.buffers...)
+    return (name, _GENERIC, None, None)
 
 
 def _plan(cls):
@@ -247,7 +254,7 @@ def command_repr(command) -> str:
         return repr(command)
     header = command.header
     parts = []
-    for name, kind, field in plan:
+    for name, kind, field, _index in plan:
         if kind == _FIELD:
             text = repr(getattr(header, field))
         elif kind == _CHANNEL_TYPE:
@@ -258,6 +265,71 @@ def command_repr(command) -> str:
             text = _generic(command, name)
         parts.append(f"{name}={text}")
     return f"{cls.__name__}({', '.join(parts)})"
+
+
+# Texts of data/metadata by (parameter, data type, count, payload bytes); the
+# payloads of a real capture repeat (the same readback again and again).
+_data_texts: Dict[tuple, str] = {}
+_DATA_TEXT_MAX_PAYLOAD = 4096          # bigger payloads are formatted each time
+_DATA_TEXTS_MAX_BYTES = 16 << 20       # the memo is emptied when it holds more
+_data_bytes = [0]
+
+
+def record_repr(record) -> str:
+    """``command_repr(record.command)``, made from the record's header fields
+    and memoised payload texts where it can, without building the caproto
+    object (see ``Record.command``)."""
+    if record._command is not None or record.msg is None:
+        return command_repr(record.command)
+    render = _renderers.get(record.cls)
+    if render is None:
+        render = _renderers[record.cls] = _renderer(record.cls)
+    return render(record, record.fields)
+
+
+_renderers: Dict[type, object] = {}
+
+
+def _renderer(cls):
+    """A function (record, fields) -> the repr of a message of class ``cls``,
+    compiled from the class's plan into one f-string (the same pieces, in
+    the same order, as ``command_repr`` writes)."""
+    if not issubclass(cls, Message):
+        return lambda record, fields: command_repr(record.command)
+    pieces = []
+    for name, kind, _field, index in _plan(cls):
+        if kind == _FIELD:
+            expr = f"f[{index}]"                     # ints: str() is repr()
+        elif kind == _CHANNEL_TYPE:
+            expr = f"_ct.get(f[2]) or _generic(r.command, {name!r})"
+        elif kind == _STATUS:
+            expr = f"_st.get(f[4]) or _generic(r.command, {name!r})"
+        elif kind == _DATA:
+            expr = f"_data_text(r, {name!r})"
+        else:
+            expr = f"_generic(r.command, {name!r})"
+        pieces.append(f"{name}={{{expr}}}")
+    source = "lambda r, f: f" + repr(f"{cls.__name__}({', '.join(pieces)})")
+    env = {"_ct": _CT_REPR, "_st": _STATUS_REPR, "_generic": _generic, "_data_text": _data_text}
+    return eval(source, env)  # noqa: S307 - built from caproto's parameter names only
+
+
+def _data_text(record, name: str) -> str:
+    """The text of a message's ``data`` or ``metadata``, memoised by payload."""
+    payload = record.msg[record.hsize:]
+    if len(payload) > _DATA_TEXT_MAX_PAYLOAD:
+        return _generic(record.command, name)
+    fields = record.fields
+    key = (name, fields[2], fields[3], payload)
+    text = _data_texts.get(key)
+    if text is None:
+        text = _generic(record.command, name)
+        _data_bytes[0] += len(payload) + len(text) + 100
+        if _data_bytes[0] > _DATA_TEXTS_MAX_BYTES:
+            _data_texts.clear()
+            _data_bytes[0] = 0
+        _data_texts[key] = text
+    return text
 
 
 def _enum_texts():
@@ -283,7 +355,7 @@ def command_fields(command) -> Dict[str, object]:
                 "parameter1": h.parameter1, "parameter2": h.parameter2}
     out = {}
     header = command.header
-    for name, kind, field in _plan(command.__class__):
+    for name, kind, field, _index in _plan(command.__class__):
         # header fields as the repr reads them: ints, and enums by name
         if kind == _FIELD:
             out[name] = getattr(header, field)
@@ -350,7 +422,7 @@ def record_json(record) -> str:
         "pv": record.pv,
         "request_frame": record.request_frame,
         "latency": record.latency,
-        "repr": command_repr(cmd),
+        "repr": record_repr(record),
         "fields": command_fields(cmd),
     }
     return json.dumps(obj, ensure_ascii=False, allow_nan=False)
@@ -380,7 +452,7 @@ _EXPRESSIONS: Dict[str, str] = {
     "dport": "r.segment.dport",
     "proto": "r.proto",
     "role": "r.role",
-    "name": "r.command.__class__.__name__",
+    "name": "r.cls.__name__",
     "pv": "_opt(r.pv)",
     "latency": "_latency(r.latency)",
     "request_frame": "_opt(r.request_frame)",
@@ -511,7 +583,7 @@ class Template:
                 continue
             root, chain, conv, spec = part
             if not chain and root == "command":
-                expr = "_repr(r.command)"      # {command}, {command!r}, {command!s}
+                expr = "_repr(r)"      # {command}, {command!r}, {command!s}
                 conv = None if conv in ("r", "s") else conv
             elif len(chain) == 1 and (root, chain[0][1]) in _SHORTCUTS:
                 expr = _SHORTCUTS[(root, chain[0][1])]
@@ -528,7 +600,7 @@ class Template:
             pieces.append("{" + expr + ("!" + conv if conv else "")
                           + (":" + spec_text if spec_text else "") + "}")
         source = "lambda r: f" + repr("".join(pieces))
-        env = {"_c": tuple(consts), "_repr": command_repr, "_opt": _opt, "_latency": _latency, "_ts_string": ts_string, "_chain": _chain}
+        env = {"_c": tuple(consts), "_repr": record_repr, "_opt": _opt, "_latency": _latency, "_ts_string": ts_string, "_chain": _chain}
         return eval(source, env)  # noqa: S307 - built only from the fixed expressions above
 
     def __call__(self, record) -> str:

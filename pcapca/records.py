@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import NamedTuple, Optional, Tuple
 
+from .ca_decode import build_later
 from .events import Packet
 from .link import PROTO_TCP, Segment, dpkt_layers
 
@@ -21,19 +22,32 @@ SERVER_ROLE = "server"
 
 
 class Record:
-    __slots__ = ("packet", "segment", "command", "role", "circuit", "pv",
-                 "request_frame", "latency", "_layers")
+    __slots__ = ("packet", "segment", "cls", "fields", "msg", "hsize", "_command", "role",
+                 "circuit", "pv", "request_frame", "latency", "_layers")
 
-    def __init__(self, packet: Packet, segment: Segment, command, role: str, circuit):
+    def __init__(self, packet: Packet, segment: Segment, cls, fields: tuple, msg: Optional[bytes],
+                 hsize: int, command, role: str, circuit):
         self.packet = packet
         self.segment = segment
-        self.command = command
+        self.cls = cls              # the caproto class of the message
+        self.fields = fields        # its header, as a HEADER_FIELDS tuple
+        self.msg = msg              # its bytes (None for UDP messages: built at once)
+        self.hsize = hsize          # header size in msg
+        self._command = command     # the caproto object, or None until asked for
         self.role = role            # "client" or "server": who sent it
         self.circuit = circuit      # key of the TCP circuit / UDP peer pair
         self.pv: Optional[str] = None
         self.request_frame: Optional[int] = None
         self.latency: Optional[float] = None
         self._layers = None
+
+    @property
+    def command(self):
+        """The caproto command object (built on first use: see ca_decode)."""
+        command = self._command
+        if command is None:
+            command = self._command = build_later(self.cls, self.msg, self.hsize)
+        return command
 
     # -- pcapca's own attributes
     @property
@@ -72,7 +86,7 @@ class Record:
 
     @property
     def name(self) -> str:
-        return type(self.command).__name__
+        return self.cls.__name__
 
     # -- caproto-shark's dpkt objects, built on demand
     def _dpkt(self):
