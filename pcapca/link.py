@@ -37,7 +37,7 @@ TCP_RST = 0x04
 TCP_ACK = 0x10
 
 _u16 = struct.Struct("!H").unpack_from
-_ipv4 = struct.Struct("!BBHHHBBH4s4s").unpack_from
+_ipv4 = struct.Struct("!BBHHHBBH8s").unpack_from
 _tcp = struct.Struct("!HHIIBB").unpack_from
 _udp = struct.Struct("!HHH").unpack_from
 _ntoa = socket.inet_ntoa
@@ -108,29 +108,51 @@ def ip_offset(linktype: int, data: bytes) -> Union[int, str]:
     return "not IPv4"
 
 
-_addresses: dict = {}
+_address_pairs: dict = {}
 
 
-def _ntoa_cached(raw: bytes) -> str:
-    text = _addresses.get(raw)
-    if text is None:
-        if len(_addresses) > 65536:
-            _addresses.clear()
-        text = _addresses[raw] = _ntoa(raw)
-    return text
+def _addresses(raw: bytes) -> Tuple[str, str]:
+    """(src, dst) as text from the 8 address bytes of an IPv4 header."""
+    pair = _address_pairs.get(raw)
+    if pair is None:
+        if len(_address_pairs) > 65536:
+            _address_pairs.clear()
+        pair = _address_pairs[raw] = (_ntoa(raw[:4]), _ntoa(raw[4:]))
+    return pair
+
+
+# Ethernet type + IPv4 header without options + TCP header up to the flags:
+# most frames of a CA capture are exactly this, parsed with one unpack.
+_eth_ipv4_tcp = struct.Struct("!12xHBxHHHxBxx8sHHIIBB").unpack_from
+_new = tuple.__new__     # builds a Segment without NamedTuple's Python-level __new__
 
 
 def parse(linktype: int, data: bytes) -> Union[Segment, str]:
     """The TCP/UDP segment in a captured frame, or a reason (str) to skip it."""
+    if linktype == DLT_EN10MB and len(data) >= 54:
+        (etype, vihl, total_len, ip_id, frag, proto, addrs,
+         sport, dport, seq, ack, doff, flags) = _eth_ipv4_tcp(data)
+        if etype == ETH_IPV4 and vihl == 0x45 and proto == PROTO_TCP and not frag & 0x3FFF:
+            hlen = (doff >> 4) * 4
+            end_wire = 14 + total_len
+            end = end_wire if end_wire < len(data) else len(data)
+            if hlen >= 20 and end >= 34 + hlen:
+                src, dst = _addresses(addrs)
+                return _new(Segment, (PROTO_TCP, src, dst, sport, dport, data[34 + hlen:end],
+                                      end_wire - 34 - hlen, seq, ack, flags, ip_id, 14))
+    return _parse(linktype, data)
+
+
+def _parse(linktype: int, data: bytes) -> Union[Segment, str]:
     if linktype == DLT_EN10MB and data[12:14] == b"\x08\x00":
-        off = 14                                   # the common case: Ethernet, IPv4
+        off = 14                                   # Ethernet, IPv4
     else:
         off = ip_offset(linktype, data)
         if off.__class__ is str:
             return off
     if len(data) < off + 20:
         return "truncated IPv4 header"
-    vihl, _tos, total_len, ip_id, frag, _ttl, proto, _sum, src, dst = _ipv4(data, off)
+    vihl, _tos, total_len, ip_id, frag, _ttl, proto, _sum, addrs = _ipv4(data, off)
     if vihl >> 4 != 4:
         return "not IPv4"
     ihl = (vihl & 0x0F) * 4
@@ -140,6 +162,7 @@ def parse(linktype: int, data: bytes) -> Union[Segment, str]:
         return "IPv4 fragment"
     if proto != PROTO_TCP and proto != PROTO_UDP:
         return "not TCP or UDP"
+    src, dst = _addresses(addrs)
     start = off + ihl
     # Ethernet pads short frames: the IP total length says where data ends.
     end_wire = off + total_len
@@ -151,7 +174,7 @@ def parse(linktype: int, data: bytes) -> Union[Segment, str]:
         hlen = (doff >> 4) * 4
         if hlen < 20 or end < start + hlen:
             return "truncated TCP header"
-        return Segment(PROTO_TCP, _ntoa_cached(src), _ntoa_cached(dst), sport, dport,
+        return Segment(PROTO_TCP, src, dst, sport, dport,
                        data[start + hlen:end], end_wire - start - hlen,
                        seq, ack, flags, ip_id, off)
     if end < start + 8:
@@ -159,7 +182,7 @@ def parse(linktype: int, data: bytes) -> Union[Segment, str]:
     sport, dport, ulen = _udp(data, start)
     wire = max(ulen - 8, 0)
     payload = data[start + 8:min(end, start + max(ulen, 8))]
-    return Segment(PROTO_UDP, _ntoa_cached(src), _ntoa_cached(dst), sport, dport, payload, wire,
+    return Segment(PROTO_UDP, src, dst, sport, dport, payload, wire,
                    0, 0, 0, ip_id, off)
 
 

@@ -63,6 +63,7 @@ def read_pcap(src: ByteSource, *, first_frame: int = 1,
                 and (prev_sec is None or abs(sec - prev_sec) < WEEK))
 
     unpack_from = record.unpack_from
+    new = tuple.__new__
     buf, pos = src.window()
     end = len(buf)
 
@@ -118,8 +119,10 @@ def read_pcap(src: ByteSource, *, first_frame: int = 1,
             # libpcap never writes an empty record: the file was edited or damaged
             yield Problem(f"empty packet record (0 captured bytes, length {length})",
                           frame=frame, offset=src.offset_of(pos))
-        yield Packet(frame, sec * 1_000_000_000 + frac * frac_scale, buf[pos + RECORD_SIZE:stop],
-                     length, interface, 0, src.offset_of(pos))
+        # (tuple.__new__: a Packet without NamedTuple's Python-level __new__)
+        yield new(Packet, (frame, sec * 1_000_000_000 + frac * frac_scale,
+                           buf[pos + RECORD_SIZE:stop], length, interface, 0,
+                           src.offset_of(pos), None, "<"))
         pos = stop
         frame += 1
 
