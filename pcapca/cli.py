@@ -145,16 +145,19 @@ def cmd_print(args) -> int:
     decoder = _decoder(args)
     progress = open_with_progress(args.capture, enabled=args.progress and not args.quiet)
     stream = decode(progress.src, decoder=decoder, strict=args.strict)
-    tick = progress.update
+    tick = progress.update if progress.active else None
     out = sys.stdout
     write = out.write
     live = args.capture == "-"
     damaged = False
     keep = None if args.filter is None else args.filter.matches
+    render = template if template is not None else record_json
+    lines: list = []          # written in batches: one write per line costs as much as the line
     for item in stream:
         cls = item.__class__
         if cls is Decoded:
-            tick()
+            if tick is not None:
+                tick()
             records = item.records
             if not records:
                 continue
@@ -162,23 +165,28 @@ def cmd_print(args) -> int:
                 records = [r for r in records if keep(r)]
                 if not records:
                     continue
-            if template is not None:
-                for record in records:
-                    write(template(record))
-                    write("\n")
-            else:
-                for record in records:
-                    write(record_json(record))
-                    write("\n")
-            if live:
-                out.flush()
+            for record in records:
+                lines.append(render(record))
+            if live or len(lines) >= 512:
+                lines.append("")
+                write("\n".join(lines))
+                lines.clear()
+                if live:
+                    out.flush()
         elif cls is Problem:
+            if lines:                     # (keep the order of output and messages)
+                lines.append("")
+                write("\n".join(lines))
+                lines.clear()
             if item.kind == "capture":
                 damaged = True
             _report(item)
             if args.strict:
                 damaged = True
                 break
+    if lines:
+        lines.append("")
+        write("\n".join(lines))
     progress.close()
     out.flush()
     if not args.quiet:

@@ -17,6 +17,11 @@ class Progress:
         self._bar = bar
         self._n = 0
 
+    @property
+    def active(self) -> bool:
+        """Is a bar shown? (callers may skip ``update`` when not)"""
+        return self._bar is not None
+
     def update(self) -> None:
         self._n += 1
         if self._bar is not None and self._n % self.EVERY == 0:
