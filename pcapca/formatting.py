@@ -214,27 +214,48 @@ def _fast_float(a):
     return f"array([{body}]{_suffix(a)}"
 
 
-def _scientific_parts(x: float):
-    """(sign, digits, exponent) as numpy's dragon4 writes x in scientific
-    notation with precision 8: the shortest digits, or x rounded to 9
-    significant digits when the shortest needs more. Both are "%.8e" without
-    its trailing zeros: a double is within 1e-16 (relative) of its shortest
-    repr, far closer than 9 significant digits can tell apart."""
-    mantissa, _, exp = ("%.8e" % x).partition("e")
-    sign = "-" if mantissa[0] == "-" else ""
-    digits = mantissa.lstrip("-").replace(".", "").rstrip("0") or "0"
-    return sign, digits, int(exp)
+# Scientific notation, as numpy's dragon4 writes it with precision 8: each
+# value's shortest digits, or the value rounded to 9 significant digits when
+# the shortest needs more; both are C's "%.8e" without its trailing zeros (a
+# double is within 1e-16, relative, of its shortest repr: far closer than 9
+# digits can tell apart). All elements are padded to the same precision and
+# exponent width, so every element has the same width: the texts are laid
+# out as a character matrix and assembled column by column with numpy.
+_ZERO, _DOT, _E, _MINUS, _SPACE = (ord(c) for c in "0.e- ")
 
 
 def _fast_scientific(a):
-    parts = [_scientific_parts(x) for x in a.tolist()]
-    left = max(len(sign) + 1 for sign, _, _ in parts)
-    precision = max(len(digits) - 1 for _, digits, _ in parts)
-    exp_size = max(max(2, len(str(abs(exp)))) for _, _, exp in parts)
-    body = ", ".join(
-        f"{(sign + digits[0]).rjust(left)}.{digits[1:].ljust(precision, '0')}"
-        f"e{'-' if exp < 0 else '+'}{str(abs(exp)).zfill(exp_size)}"
-        for sign, digits, exp in parts)
+    n = a.size
+    # "d.dddddddde+XX" or "d.dddddddde+XXX" for each magnitude (signs added below)
+    texts = np.array(("%.8e," * n % tuple(np.abs(a).tolist()))[:-1].split(","))
+    width = texts.dtype.itemsize // 4
+    chars = texts.view(np.uint32).reshape(n, width)
+    used = np.flatnonzero((chars[:, 2:10] != _ZERO).any(axis=0))
+    precision = int(used[-1]) + 1 if used.size else 0
+    three = width == 15 and bool((chars[:, 14] != 0).any())   # an exponent of 100 or more
+    negative = np.signbit(a)
+    signed = bool(negative.any())
+    out = np.empty((n, signed + 2 + precision + 2 + (3 if three else 2)), dtype=np.uint32)
+    col = 0
+    if signed:
+        out[:, 0] = np.where(negative, _MINUS, _SPACE)
+        col = 1
+    out[:, col] = chars[:, 0]
+    out[:, col + 1] = _DOT
+    col += 2
+    out[:, col:col + precision] = chars[:, 2:2 + precision]
+    col += precision
+    out[:, col] = _E
+    out[:, col + 1] = chars[:, 11]                              # exponent sign
+    col += 2
+    if three:
+        short = chars[:, 14] == 0                               # two digits: pad with 0
+        out[:, col] = np.where(short, _ZERO, chars[:, 12])
+        out[:, col + 1] = np.where(short, chars[:, 12], chars[:, 13])
+        out[:, col + 2] = np.where(short, chars[:, 13], chars[:, 14])
+    else:
+        out[:, col:col + 2] = chars[:, 12:14]
+    body = ", ".join(out.view(f"U{out.shape[1]}").ravel().tolist())
     return f"array([{body}]{_suffix(a)}"
 
 

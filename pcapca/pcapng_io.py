@@ -528,7 +528,7 @@ def _pack_options(opts: Iterable[tuple[int, bytes]], endian: str) -> bytes:
     if not opts:
         return b""
     parts = []
-    hh = struct.Struct(endian + "HH").pack
+    hh = _HH[endian]
     for code, value in opts:
         parts.append(hh(code, len(value)))
         parts.append(value)
@@ -552,6 +552,7 @@ def pack_epb(endian: str, interface_id: int, ticks: int, data: bytes, orig_len: 
 
 
 _PADDING = (b"", b"\0", b"\0\0", b"\0\0\0")
+_HH = {e: struct.Struct(e + "HH").pack for e in "<>"}
 _EPB_STRUCTS = {e: (struct.Struct(e + "7I").pack, struct.Struct(e + "I").pack) for e in "<>"}
 
 
@@ -603,6 +604,7 @@ class PcapngWriter:
         self._ifaces: list[bytes] = []          # IDB raw bytes of the current section
         self._ids: dict[bytes, int] = {}        # IDB raw bytes -> first interface id
         self._idb_cache: dict[tuple, bytes] = {}
+        self._markers: dict[tuple, tuple] = {}     # (endian, count) -> marker option
         self._wrote = False
 
     # -- sections and interfaces
@@ -664,7 +666,11 @@ class PcapngWriter:
         comments = list(comments)
         iid, same = self._interface_for(pkt)
         raw = pkt.raw
-        if (same and iid == pkt.interface_id and not comments
+        if raw is None:
+            # from legacy pcap: no options of its own to keep (the common case, packed here)
+            self._write(pack_epb(self._endian, iid, pkt.ts, pkt.data, pkt.orig_len,
+                                 self._comment_options(comments)))
+        elif (same and iid == pkt.interface_id and not comments
                 and MARKER_PREFIX not in raw):
             self._write(raw)
         else:
@@ -693,11 +699,22 @@ class PcapngWriter:
             opts = strip_pcapca_comments(opts, pe)
             if pe != e:   # numbers in other options would be in the wrong byte order
                 opts = [(c, v) for c, v in opts if c in (1, 3)]   # comment, hash
-        if comments:
-            opts.extend((OPT_COMMENT, cut_comment(c)) for c in comments)
-            opts.append((OPT_CUSTOM_STR_COPY, struct.pack(e + "I", MARKER_PEN)
-                         + MARKER_PREFIX + str(len(comments)).encode()))
+        opts.extend(self._comment_options(comments))
         return pack_epb(e, iid, ticks, pkt.data, pkt.orig_len, opts)
+
+    def _comment_options(self, comments: list) -> list:
+        """The comment options and pcapca's marker option that counts them."""
+        if not comments:
+            return []
+        opts = [(OPT_COMMENT, cut_comment(c)) for c in comments]
+        n = len(comments)
+        marker = self._markers.get((self._endian, n))
+        if marker is None:
+            marker = self._markers[(self._endian, n)] = (
+                OPT_CUSTOM_STR_COPY,
+                struct.pack(self._endian + "I", MARKER_PEN) + MARKER_PREFIX + str(n).encode())
+        opts.append(marker)
+        return opts
 
     def flush(self) -> None:
         self.out.flush()

@@ -174,3 +174,20 @@ def test_array_repr_falls_back_to_numpy():
     for a in (np.array([1e-5, 1.0]), np.array([np.nan, 1.0]), np.arange(1001) * 0.5,
               np.array([1.5], ">f4"), np.zeros((2, 2)), np.array([], ">f8")):
         assert array_repr(a) == np.array_repr(a, max_line_width=sys.maxsize)
+
+
+@pytest.mark.parametrize("values", [
+    [1e-300, -1e300, 5e-5, 1.0],               # three-digit exponents, both signs
+    [-0.0, 1e-5, 3.3e10],                      # negative zero
+    [1e100, 1.0, 12345.678],                   # one three-digit exponent among two-digit ones
+    [1e-100, -2.5e-7, 1.0, 0.0],
+    [1.5e9, 2.5e9],                            # no fraction digits but one
+    [1e9, 2e9, 3e-5],                          # precision 0
+    [0.1 + 0.2, 1 / 3, 2 / 3, 1e-5],           # rounded at 9 significant digits
+    [-1.0000000049999999e-5, 123456789.0],
+])
+def test_fast_scientific_examples(values):
+    a = np.array(values)
+    text = _fast_float(a)
+    assert text is not None and "e" in text
+    assert text == np.array_repr(a, max_line_width=sys.maxsize)
