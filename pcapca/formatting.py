@@ -194,6 +194,8 @@ def _fast_float(a):
     if not nonzero.size or hi < _EXACT_8F:
         # below 2**26 a double is closer to its shortest repr than 0.5e-8:
         # "%.8f" rounds to the same digits (past 8 digits, it is dragon4's cut-off)
+        if a.size >= _MATRIX_MIN:
+            return _fixed_matrix(a)
         pairs = [("%.8f" % x).rstrip("0").partition(".") for x in a.tolist()]
         ints = [p[0] for p in pairs]
         fracs = [p[2] for p in pairs]
@@ -214,6 +216,32 @@ def _fast_float(a):
     return f"array([{body}]{_suffix(a)}"
 
 
+_ZERO, _DOT, _E, _MINUS, _SPACE = (ord(c) for c in "0.e- ")
+_DIGIT_INDEX = np.arange(8)
+_DIGIT_PLACES = _DIGIT_INDEX + 1
+_MATRIX_MIN = 64       # below this many elements Python's string methods are faster
+
+
+def _fixed_matrix(a):
+    """The "%.8f" branch of _fast_float for long arrays: every element written
+    right-aligned to one width (so the integer parts are right-aligned), then
+    the trailing zeros of each fraction turned into spaces and the fraction
+    columns no element uses dropped, as numpy pads them."""
+    values = tuple(a.tolist())
+    n = len(values)
+    width = max(map(len, ("%.8f," * n % values)[:-1].split(",")))
+    texts = np.array((f"%{width}.8f," * n % values)[:-1].split(","))
+    chars = texts.view(np.uint32).reshape(n, width)
+    frac = chars[:, width - 8:]
+    kept = np.where(frac != _ZERO, _DIGIT_PLACES, 0).max(axis=1)   # digits to keep per row
+    right = int(kept.max())
+    out = np.empty((n, width - 8 + right), dtype=np.uint32)
+    out[:, :width - 8] = chars[:, :width - 8]
+    out[:, width - 8:] = np.where(_DIGIT_INDEX[:right] < kept[:, None], frac[:, :right], _SPACE)
+    body = ", ".join(out.view(f"U{out.shape[1]}").ravel().tolist())
+    return f"array([{body}]{_suffix(a)}"
+
+
 # Scientific notation, as numpy's dragon4 writes it with precision 8: each
 # value's shortest digits, or the value rounded to 9 significant digits when
 # the shortest needs more; both are C's "%.8e" without its trailing zeros (a
@@ -221,7 +249,7 @@ def _fast_float(a):
 # digits can tell apart). All elements are padded to the same precision and
 # exponent width, so every element has the same width: the texts are laid
 # out as a character matrix and assembled column by column with numpy.
-_ZERO, _DOT, _E, _MINUS, _SPACE = (ord(c) for c in "0.e- ")
+
 
 
 def _fast_scientific(a):

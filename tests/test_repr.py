@@ -189,5 +189,21 @@ def test_array_repr_falls_back_to_numpy():
 def test_fast_scientific_examples(values):
     a = np.array(values)
     text = _fast_float(a)
-    assert text is not None and "e" in text
+    assert text is not None and "e" in text.split("]")[0]
+    assert text == np.array_repr(a, max_line_width=sys.maxsize)
+
+
+@pytest.mark.parametrize("values", [
+    np.linspace(-5, 5, 101),                   # negative and positive, varying widths
+    np.arange(200) * 0.125,                    # exact binary fractions
+    np.arange(100, dtype=float),               # no fraction digits at all: "0.,  1., ..."
+    np.r_[np.arange(1, 71) * 0.1, 99.5, 0.123456789],   # rounding at 8 digits, a wider integer part
+    np.r_[np.zeros(80), -0.0, 0.3],
+    np.r_[np.full(64, 0.99999999999), 1.0],    # rounds up into the integer part
+])
+def test_fast_fixed_long_arrays(values):
+    a = np.asarray(values, dtype=">f8")
+    assert a.size >= 64
+    text = _fast_float(a)
+    assert text is not None and "e" not in text.split("]")[0]
     assert text == np.array_repr(a, max_line_width=sys.maxsize)
