@@ -203,6 +203,18 @@ class StreamDecoder:
         self.synced = False
 
     def feed(self, data) -> List[Union[object, str]]:
+        if self.synced and not self.buf and not self.skip and len(data) >= HEADER_SIZE:
+            # the common case: a segment that holds exactly one message to build later
+            command, size, dtype, count, p1, p2 = _header(data, 0)
+            if size + HEADER_SIZE == len(data) and size != 0xFFFF and size <= self.max_message:
+                cls, when = self.when.get(command, _UNKNOWN)
+                if when == _LATER_NO_PAYLOAD or (
+                        when == _LATER_DATA and size
+                        and (_DBR_SIZES.get(dtype) or (size + 1, 0))[0] <= size):
+                    self.fresh = False
+                    self.partial = False
+                    return [(cls, (command, size, dtype, count, p1, p2),
+                             data if data.__class__ is bytes else bytes(data), HEADER_SIZE, None)]
         out: List[Union[object, str]] = []
         if self.skip:
             n = min(self.skip, len(data))

@@ -120,7 +120,8 @@ class Decoder:
                 continue
             stats.packets += 1
             decoded, problems = self.packet(item)
-            yield from problems
+            if problems:
+                yield from problems
             yield decoded
             if stats.packets % 8192 == 0:
                 yield from self._evict(item.ts)
