@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import inspect
 import json
+import math
 import string
 import sys
 from typing import Dict, List, Optional, Tuple
@@ -65,6 +66,8 @@ def value_repr(value) -> str:
         return array_repr(value)
     if cls is int or cls is str:
         return repr(value)
+    if cls in _time_classes:
+        return _time_repr(value)
     try:
         text = _repr_cache.get((cls, value))
     except TypeError:            # unhashable (ctypes structures, lists...)
@@ -74,6 +77,47 @@ def value_repr(value) -> str:
         if len(_repr_cache) > _CACHE_MAX:
             _repr_cache.clear()
         _repr_cache[(cls, value)] = text
+    return text
+
+
+# DBR_TIME_* metadata: caproto's DbrTypeBase.__repr__ builds a dict and two
+# enums per message. The same text from the same parts: the enums' reprs
+# looked up by value, the timestamp from caproto's own property. Used only for
+# classes that inherit caproto's __repr__, to_dict and timestamp unchanged;
+# the first ones are compared with caproto's repr, and any difference turns
+# this off for good (as for arrays).
+def _time_metadata_classes() -> set:
+    from caproto._dbr import DBR_TYPES, DbrTypeBase, TimeTypeBase
+    return {cls for cls in set(DBR_TYPES.values())
+            if isinstance(cls, type) and issubclass(cls, TimeTypeBase)
+            and cls.info_fields == ("status", "severity", "timestamp")
+            and cls.__repr__ is DbrTypeBase.__repr__ and cls.to_dict is DbrTypeBase.to_dict
+            and cls.timestamp is TimeTypeBase.timestamp}
+
+
+def _alarm_texts():
+    from caproto import AlarmSeverity, AlarmStatus
+    return ({int(v): repr(v) for v in AlarmStatus}, {int(v): repr(v) for v in AlarmSeverity})
+
+
+_time_classes = _time_metadata_classes()
+_ALARM_STATUS_REPR, _ALARM_SEVERITY_REPR = _alarm_texts()
+_time_verified = [0]
+
+
+def _time_repr(md) -> str:
+    status = _ALARM_STATUS_REPR.get(md.status)
+    severity = _ALARM_SEVERITY_REPR.get(md.severity)
+    if status is None or severity is None:
+        return repr(md)                  # caproto logs and leaves the field out
+    text = (f"{md.__class__.__name__}(status={status}, severity={severity}, "
+            f"timestamp={md.timestamp!r})")
+    if _time_verified[0] < _VERIFY_FIRST:
+        _time_verified[0] += 1
+        slow = repr(md)
+        if slow != text:
+            _time_classes.clear()
+        return slow
     return text
 
 
@@ -138,6 +182,7 @@ def _generic(command, name) -> str:
 _VERIFY_FIRST = 32
 _TINY = float(np.finfo(np.float64).tiny)
 _EXACT_8F = 2.0 ** 26
+_isfinite = math.isfinite
 _fast = {"f": [0, True], "i": [0, True]}      # kind -> [verified so far, enabled]
 _suffixes: Dict[str, str] = {}
 
@@ -182,16 +227,27 @@ def _fast_float(a):
     if (opts["precision"] != 8 or opts["floatmode"] != "maxprec" or opts["suppress"]
             or opts["sign"] != "-" or opts["legacy"] is not False or opts["formatter"]):
         return None
-    if not np.isfinite(a).all():
-        return None
-    nonzero = np.abs(a[a != 0])
-    if nonzero.size:
-        hi, lo = nonzero.max(), nonzero.min()
+    if a.size < _MATRIX_MIN:
+        # short arrays (most are scalars): numpy's per-call costs (a big-endian
+        # array is converted for every ufunc) are ten times the Python ones
+        values = a.tolist()
+        if not all(map(_isfinite, values)):
+            return None
+        nonzero = [abs(x) for x in values if x]     # (-0.0 is zero too)
+        if nonzero:
+            hi, lo = max(nonzero), min(nonzero)
+    else:
+        if not np.isfinite(a).all():
+            return None
+        nonzero = np.abs(a[a != 0])
+        if nonzero.size:
+            hi, lo = nonzero.max(), nonzero.min()
+    if len(nonzero):
         if lo < _TINY:
             return None                   # subnormals: dragon4 and repr pick other digits
         if hi >= 1e8 or lo < 1e-4 or hi / lo > 1000.0:
             return _fast_scientific(a)    # numpy's choice of notation
-    if not nonzero.size or hi < _EXACT_8F:
+    if not len(nonzero) or hi < _EXACT_8F:
         # below 2**26 a double is closer to its shortest repr than 0.5e-8:
         # "%.8f" rounds to the same digits (past 8 digits, it is dragon4's cut-off)
         if a.size >= _MATRIX_MIN:

@@ -207,3 +207,38 @@ def test_fast_fixed_long_arrays(values):
     text = _fast_float(a)
     assert text is not None and "e" not in text.split("]")[0]
     assert text == np.array_repr(a, max_line_width=sys.maxsize)
+
+
+# ---- DBR_TIME_* metadata written from its parts (no runtime check here)
+from caproto._dbr import DBR_TYPES  # noqa: E402
+
+from pcapca import formatting  # noqa: E402
+
+TIME_TYPES = [ChannelType.TIME_STRING, ChannelType.TIME_INT, ChannelType.TIME_FLOAT,
+              ChannelType.TIME_ENUM, ChannelType.TIME_CHAR, ChannelType.TIME_LONG,
+              ChannelType.TIME_DOUBLE]
+
+
+def test_every_time_type_takes_the_fast_path():
+    assert {DBR_TYPES[t] for t in TIME_TYPES} == formatting._time_classes
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(TIME_TYPES), st.integers(0, 22), st.integers(0, 3),
+       st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1))
+def test_time_metadata_repr(dbr_type, status, severity, seconds, nanoseconds):
+    md = DBR_TYPES[dbr_type]()
+    md.status, md.severity = status, severity
+    md.secondsSinceEpoch, md.nanoSeconds = seconds, nanoseconds
+    saved = formatting._time_verified[0]
+    formatting._time_verified[0] = formatting._VERIFY_FIRST     # the fast text itself
+    try:
+        assert formatting.value_repr(md) == repr(md)
+    finally:
+        formatting._time_verified[0] = saved
+
+
+def test_time_metadata_with_unknown_alarm_values_is_caproto_repr():
+    md = DBR_TYPES[ChannelType.TIME_DOUBLE]()
+    md.status, md.severity = 999, 7             # caproto leaves them out of its repr
+    assert formatting.value_repr(md) == repr(md)
