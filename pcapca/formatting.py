@@ -37,7 +37,7 @@ class FormatError(ValueError):
 _params: Dict[type, Tuple[str, ...]] = {}
 _repr_cache: Dict[object, str] = {}
 _ARRAY_CACHE_MAX_BYTES = 512
-_CACHE_MAX = 1 << 16
+_CACHE_MAX = 1 << 14          # entries (arrays of up to 512 bytes: at most ~25 MB)
 _NO_WRAP = sys.maxsize
 
 
@@ -376,7 +376,7 @@ def command_repr(command) -> str:
 # payloads of a real capture repeat (the same readback again and again).
 _data_texts: Dict[tuple, str] = {}
 _DATA_TEXT_MAX_PAYLOAD = 4096          # bigger payloads are formatted each time
-_DATA_TEXTS_MAX_BYTES = 16 << 20       # the memo is emptied when it holds more
+_DATA_TEXTS_MAX_BYTES = 8 << 20        # the memo is emptied when it holds more
 _data_bytes = [0]
 
 
