@@ -515,8 +515,60 @@ def ts_string(ts: int) -> str:
     return f"{sign}{s}.{ns:09d}"
 
 
+def record_fields(record) -> Dict[str, object]:
+    """``command_fields(record.command)``, from the header fields and
+    memoised payload values where it can (as ``record_repr``)."""
+    cls = record.cls
+    if record._command is not None or record.msg is None or not issubclass(cls, Message):
+        return command_fields(record.command)
+    fields = record.fields
+    out = {}
+    for name, kind, _field, index in _plans.get(cls) or _plan(cls):
+        if kind == _FIELD:
+            out[name] = fields[index]
+        elif kind == _CHANNEL_TYPE and fields[2] in _CT_NAME:
+            out[name] = _CT_NAME[fields[2]]
+        elif kind == _STATUS and fields[4] in _STATUS_NAME:
+            out[name] = _STATUS_NAME[fields[4]]
+        elif kind == _DATA:
+            out[name] = _data_json(record, name)
+        else:
+            out[name] = _field_json(record.command, name)
+    return out
+
+
+def _field_json(command, name: str):
+    try:
+        return jsonable(getattr(command, name))
+    except Exception as ex:
+        return f"(error: {ex})"
+
+
+_data_values: Dict[tuple, object] = {}
+_MISSING = object()
+_data_values_bytes = [0]
+
+
+def _data_json(record, name: str):
+    """The JSON-able ``data`` or ``metadata`` of a message, memoised by payload
+    (shared, never modified: it is only serialised)."""
+    payload = record.msg[record.hsize:]
+    if len(payload) > _DATA_TEXT_MAX_PAYLOAD:
+        return _field_json(record.command, name)
+    fields = record.fields
+    key = (name, fields[2], fields[3], payload)
+    value = _data_values.get(key, _MISSING)
+    if value is _MISSING:
+        value = _field_json(record.command, name)
+        _data_values_bytes[0] += 16 * len(payload) + 200
+        if _data_values_bytes[0] > _DATA_TEXTS_MAX_BYTES:
+            _data_values.clear()
+            _data_values_bytes[0] = 0
+        _data_values[key] = value
+    return value
+
+
 def record_json(record) -> str:
-    cmd = record.command
     obj = {
         "frame": record.frame,
         "timestamp": ts_string(record.ts),
@@ -528,7 +580,7 @@ def record_json(record) -> str:
         "request_frame": record.request_frame,
         "latency": record.latency,
         "repr": record_repr(record),
-        "fields": command_fields(cmd),
+        "fields": record_fields(record),
     }
     return json.dumps(obj, ensure_ascii=False, allow_nan=False)
 

@@ -12,7 +12,7 @@ from pcapca import formatting
 from pcapca._caproto import CLIENT, SERVER, header_fields
 from pcapca.ca_decode import build
 from pcapca.channels import ChannelTracker
-from pcapca.formatting import record_repr
+from pcapca.formatting import command_fields, record_fields, record_repr
 from pcapca.records import CLIENT_ROLE
 
 from conftest import FIXTURES
@@ -99,3 +99,11 @@ def test_repr_memo_answers_without_building():
     # the first reply of each payload builds its object, the repeats do not
     assert 0 < len(unbuilt) < len(records)
     assert texts == [repr(built_now(r)) for r in records]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_json_fields_from_header_fields_are_caproto_fields(name):
+    formatting._data_values.clear()
+    for _ in range(2):                         # the second time from the memo
+        for record in tcp_records(name):
+            assert record_fields(record) == command_fields(built_now(record)), record
