@@ -303,7 +303,7 @@ def bench_capture(capture: Path, work: Path, env, args) -> dict:
 
 def flat_check(base: Path, base_rss_mb, work: Path, env, args):
     """pcapca print's peak RSS on the synthetic capture and on one 4x as long."""
-    big = HERE / f"synthetic_x4.pcap"
+    big = HERE / "synthetic_x4.pcap"
     if not big.exists():
         print(f"# generating {big} ({4 * args.packets} packets)...", file=sys.stderr, flush=True)
         subprocess.run([sys.executable, str(HERE / "make_synthetic.py"),

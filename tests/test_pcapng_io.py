@@ -737,7 +737,6 @@ def test_reannotation_replaces_our_comments_only(e):
 
 
 def test_marker_not_preceded_by_comments_removes_only_the_marker():
-    e = "<"
     block_ = epb(0, 1, b"p", options=opts(opt(1, b"mine?"), opt(0x7777, b"x"),
                                           opt(*marker(1))))
     out = copy_all(read_all(shb() + idb() + block_), comments=lambda p: ["new"])

@@ -8,7 +8,6 @@ features that are known and not fixed yet (the reason says where).
 from __future__ import annotations
 
 import os
-import resource
 import struct
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from conftest import ROOT, fixture, run_cli
 from pcapca.capture import CaptureFormatError
-from pcapca.events import CircuitClosed, Packet, Passthrough, Problem
+from pcapca.events import CircuitClosed, Passthrough, Problem
 from pcapca.pipeline import decode
 from pcapca.records import Decoded
 

@@ -19,7 +19,6 @@ from types import SimpleNamespace
 import dpkt
 import pytest
 
-from pcapca.decoder import Decoder
 from pcapca.stats import (RESERVOIR_SIZE, Reservoir, StatsCollector, Timeline, collect,
                           percentile)
 from pcapca.stats_render import render_text, table
@@ -253,7 +252,6 @@ def test_latency_by_server_corpus(corpus):
 def test_per_pv_counts_corpus(corpus):
     msgs = print_json(fixture("corpus_libca.pcap"))
     count = defaultdict(lambda: defaultdict(int))
-    size = defaultdict(int)
     for m in msgs:
         if m["pv"]:
             count[m["pv"]][m["command"]] += 1
