@@ -136,7 +136,7 @@ def build_later(cls, msg: bytes, hsize: int):
     return cls.from_wire(header, bytearray(msg[hsize:]) if cls.HAS_PAYLOAD else None)
 
 
-# Building caproto objects is a third of the decoding time, and most messages
+# Building caproto objects is about a sixth of the decoding time, and most messages
 # are never shown when a filter is on; their channel state needs only header
 # fields. So the messages whose caproto decoding cannot fail are built only
 # when asked for (``Record.command``): the classes that use caproto's plain
