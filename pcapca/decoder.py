@@ -19,8 +19,8 @@ from .link import PROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Segment, parse
 from .records import CLIENT_ROLE, SERVER_ROLE, Decoded, Record
 from .tcp_reassembly import HalfStream, seq_diff
 
-_LEARN_FROM = frozenset((SearchResponse, Beacon))
-_new = tuple.__new__       # a NamedTuple without its Python-level __new__ (one per packet)   # messages that announce servers
+_LEARN_FROM = frozenset((SearchResponse, Beacon))   # messages that announce servers
+_new = tuple.__new__       # a NamedTuple without its Python-level __new__ (one per packet)
 CA_SERVER_PORT = 5064
 CA_REPEATER_PORT = 5065
 MAX_CIRCUITS = 50_000            # live TCP circuits kept; the least recent go first
@@ -189,22 +189,10 @@ class Decoder:
             if seg.seq == half.next_seq and not half.pending and len(payload) == wire_len:
                 # the common case: the next bytes, in order, complete
                 half.next_seq = (seg.seq + wire_len) & 0xFFFFFFFF
-                if circuit.is_ca and not records:
-                    # ...of a CA circuit: decode here (what _chunks does for one chunk)
-                    role = CLIENT_ROLE if from_client else SERVER_ROLE
-                    key = circuit.key
-                    for item in circuit.decoders[side].feed(payload):
-                        if item.__class__ is str:
-                            notes.append("pcapca: " + item)
-                            self._report(circuit, side, f"{circuit.label(from_client)}: {item}",
-                                         packet, problems)
-                            continue
-                        cls, fields, msg, hsize, command = item
-                        records.append(Record(packet, seg, cls, fields, msg, hsize, command, role,
-                                              key))
-                        if cls in _LEARN_FROM and not from_client:
-                            self._learn(records[-1].command, seg)
-                    self.stats.messages += len(records)
+                if circuit.is_ca:
+                    # ...of a CA circuit (what _chunks does for one chunk without a gap)
+                    self._messages(circuit, from_client, circuit.decoders[side].feed(payload),
+                                   packet, seg, records, notes, problems)
                     chunks = None
                 else:
                     chunks = ((0, payload, None),)
@@ -253,7 +241,6 @@ class Decoder:
                 records, notes, problems, swapped: bool = False) -> None:
         side = 0 if from_client else 1
         decoder = circuit.decoders[side]
-        role = CLIENT_ROLE if from_client else SERVER_ROLE
         if circuit.is_ca is None:
             # a circuit to a port not known as CA: CA only if its first bytes say so
             first = next((c[1] for c in chunks if c[1]), None)
@@ -268,7 +255,6 @@ class Decoder:
         if swapped:
             msg_seg = seg._replace(src=seg.dst, dst=seg.src, sport=seg.dport, dport=seg.sport)
         stats = self.stats
-        key = circuit.key
         for missing, data, _tag in chunks:
             if missing:
                 stats.gaps += 1
@@ -282,19 +268,28 @@ class Decoder:
                 notes.append("pcapca: " + text)
                 self._report(circuit, side, text, packet, problems,
                              kind="capture" if cut else "decode")
-            if not data:
+            if data:
+                self._messages(circuit, from_client, decoder.feed(data), packet, msg_seg,
+                               records, notes, problems)
+
+    def _messages(self, circuit: Circuit, from_client: bool, items, packet, seg,
+                  records, notes, problems) -> None:
+        """Records (and notes/problems) from what a StreamDecoder returned."""
+        role = CLIENT_ROLE if from_client else SERVER_ROLE
+        key = circuit.key
+        n = 0
+        for item in items:
+            if item.__class__ is str:
+                notes.append("pcapca: " + item)
+                self._report(circuit, 0 if from_client else 1,
+                             f"{circuit.label(from_client)}: {item}", packet, problems)
                 continue
-            for item in decoder.feed(data):
-                if item.__class__ is str:
-                    notes.append("pcapca: " + item)
-                    self._report(circuit, side, f"{circuit.label(from_client)}: {item}",
-                                 packet, problems)
-                    continue
-                cls, fields, msg, hsize, command = item
-                records.append(Record(packet, msg_seg, cls, fields, msg, hsize, command, role, key))
-                stats.messages += 1
-                if cls in _LEARN_FROM and not from_client:
-                    self._learn(records[-1].command, msg_seg)
+            cls, fields, msg, hsize, command = item
+            records.append(Record(packet, seg, cls, fields, msg, hsize, command, role, key))
+            n += 1
+            if cls in _LEARN_FROM and not from_client:
+                self._learn(records[-1].command, seg)
+        self.stats.messages += n
 
     def _report(self, circuit: Circuit, side: int, text: str, packet: Packet, problems,
                 kind: str = "decode") -> None:
