@@ -179,8 +179,8 @@ class StreamDecoder:
     problems (one line each). A message is a tuple ``(cls, fields, msg,
     hsize, command)``: its caproto class, its ``HEADER_FIELDS`` values, its
     bytes (header of ``hsize`` bytes, then payload) and its caproto object,
-    or None when it is to be built later (``build_later``). A message larger than ``max_message``
-    is skipped without buffering it.
+    or None when it is to be built later (``build_later``). A message larger
+    than ``max_message`` is skipped without buffering it.
     """
     __slots__ = ("role", "buf", "synced", "skip", "max_message", "partial", "commands",
                  "when", "fresh")
@@ -208,6 +208,7 @@ class StreamDecoder:
             command, size, dtype, count, p1, p2 = _header(data, 0)
             if size + HEADER_SIZE == len(data) and size != 0xFFFF and size <= self.max_message:
                 cls, when = self.when.get(command, _UNKNOWN)
+                # (a data type not seen yet, or whose metadata does not fit: general loop)
                 if when == _LATER_NO_PAYLOAD or (
                         when == _LATER_DATA and size
                         and (_DBR_SIZES.get(dtype) or (size + 1, 0))[0] <= size):
