@@ -386,22 +386,26 @@ def record_repr(record) -> str:
     object (see ``Record.command``)."""
     if record._command is not None or record.msg is None:
         return command_repr(record.command)
-    render = _renderers.get(record.cls)
-    if render is None:
-        render = _renderers[record.cls] = _renderer(record.cls)
-    return render(record, record.fields)
+    renderer = _renderers.get(record.cls)
+    if renderer is None:
+        renderer = _renderers[record.cls] = _renderer(record.cls)
+    render, data_names = renderer
+    return render(record, record.fields,
+                  _payload_texts(record, data_names) if data_names else None)
 
 
-_renderers: Dict[type, object] = {}
+_renderers: Dict[type, tuple] = {}
 
 
 def _renderer(cls):
-    """A function (record, fields) -> the repr of a message of class ``cls``,
-    compiled from the class's plan into one f-string (the same pieces, in
-    the same order, as ``command_repr`` writes)."""
+    """(render, data_names): ``render(record, fields, texts)`` is the repr of
+    a message of class ``cls``, compiled from the class's plan into one
+    f-string (the same pieces, in the same order, as ``command_repr``
+    writes); ``texts`` are the texts of its ``data_names`` parameters."""
     if not issubclass(cls, Message):
-        return lambda record, fields: command_repr(record.command)
+        return (lambda record, fields, texts: command_repr(record.command)), ()
     pieces = []
+    data_names = []
     for name, kind, _field, index in _plan(cls):
         if kind == _FIELD:
             expr = f"f[{index}]"                     # ints: str() is repr()
@@ -410,31 +414,35 @@ def _renderer(cls):
         elif kind == _STATUS:
             expr = f"_st.get(f[4]) or _generic(r.command, {name!r})"
         elif kind == _DATA:
-            expr = f"_data_text(r, {name!r})"
+            expr = f"t[{len(data_names)}]"
+            data_names.append(name)
         else:
             expr = f"_generic(r.command, {name!r})"
         pieces.append(f"{name}={{{expr}}}")
-    source = "lambda r, f: f" + repr(f"{cls.__name__}({', '.join(pieces)})")
-    env = {"_ct": _CT_REPR, "_st": _STATUS_REPR, "_generic": _generic, "_data_text": _data_text}
-    return eval(source, env)  # noqa: S307 - built from caproto's parameter names only
+    source = "lambda r, f, t: f" + repr(f"{cls.__name__}({', '.join(pieces)})")
+    env = {"_ct": _CT_REPR, "_st": _STATUS_REPR, "_generic": _generic}
+    return eval(source, env), tuple(data_names)  # noqa: S307 - from caproto's parameter names
 
 
-def _data_text(record, name: str) -> str:
-    """The text of a message's ``data`` or ``metadata``, memoised by payload."""
+def _payload_texts(record, names: tuple) -> tuple:
+    """The texts of a message's ``data``/``metadata`` (``names``), memoised
+    by data type, count and payload bytes."""
     payload = record.msg[record.hsize:]
     if len(payload) > _DATA_TEXT_MAX_PAYLOAD:
-        return _generic(record.command, name)
+        command = record.command
+        return tuple(_generic(command, name) for name in names)
     fields = record.fields
-    key = (name, fields[2], fields[3], payload)
-    text = _data_texts.get(key)
-    if text is None:
-        text = _generic(record.command, name)
-        _data_bytes[0] += len(payload) + len(text) + 100
+    key = (names, fields[2], fields[3], payload)
+    texts = _data_texts.get(key)
+    if texts is None:
+        command = record.command
+        texts = tuple(_generic(command, name) for name in names)
+        _data_bytes[0] += len(payload) + sum(map(len, texts)) + 100
         if _data_bytes[0] > _DATA_TEXTS_MAX_BYTES:
             _data_texts.clear()
             _data_bytes[0] = 0
-        _data_texts[key] = text
-    return text
+        _data_texts[key] = texts
+    return texts
 
 
 def _enum_texts():
