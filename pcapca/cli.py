@@ -153,6 +153,12 @@ def cmd_print(args) -> int:
     keep = None if args.filter is None else args.filter.matches
     render = template if template is not None else record_json
     lines: list = []          # written in batches: one write per line costs as much as the line
+
+    def write_lines() -> None:
+        lines.append("")
+        write("\n".join(lines))
+        lines.clear()
+
     for item in stream:
         cls = item.__class__
         if cls is Decoded:
@@ -168,16 +174,12 @@ def cmd_print(args) -> int:
             for record in records:
                 lines.append(render(record))
             if live or len(lines) >= 512:
-                lines.append("")
-                write("\n".join(lines))
-                lines.clear()
+                write_lines()
                 if live:
                     out.flush()
         elif cls is Problem:
             if lines:                     # (keep the order of output and messages)
-                lines.append("")
-                write("\n".join(lines))
-                lines.clear()
+                write_lines()
             if item.kind == "capture":
                 damaged = True
             _report(item)
@@ -185,8 +187,7 @@ def cmd_print(args) -> int:
                 damaged = True
                 break
     if lines:
-        lines.append("")
-        write("\n".join(lines))
+        write_lines()
     progress.close()
     out.flush()
     if not args.quiet:
