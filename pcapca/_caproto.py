@@ -24,7 +24,7 @@ from caproto._headers import ExtendedMessageHeader, MessageHeader
 __all__ = [
     "caproto", "CLIENT", "SERVER", "Beacon", "Commands", "Message", "EventAddResponse", "EventCancelResponse", "SearchResponse",
     "MessageHeader", "ExtendedMessageHeader", "HEADER_SIZE", "EXTENDED_HEADER_SIZE",
-    "command_class", "HEADER_FIELDS", "header_field",
+    "command_class", "HEADER_FIELDS", "header_field", "header_fields", "property_code",
 ]
 
 HEADER_SIZE = ctypes.sizeof(MessageHeader)              # 16
@@ -56,13 +56,22 @@ def _return_header_field(self):
 _PLAIN_CODE = _return_header_field.__code__.co_code
 
 
+def property_code(cls, name: str):
+    """The code object of caproto's property ``cls.name`` (a plain getter
+    of ``self``), or None when it is not such a property."""
+    prop = getattr(cls, name, None)
+    code = getattr(getattr(prop, "fget", None), "__code__", None)
+    if not isinstance(prop, property) or code is None or code.co_argcount != 1:
+        return None
+    return code
+
+
 def header_field(cls, name: str):
     """Index in ``HEADER_FIELDS`` of the header field that caproto's property
     ``cls.name`` returns unchanged (its code is ``return self.header.X``), or
     None when the property computes something else (or is not a property)."""
-    prop = getattr(cls, name, None)
-    code = getattr(getattr(prop, "fget", None), "__code__", None)
-    if not isinstance(prop, property) or code is None or code.co_argcount != 1:
+    code = property_code(cls, name)
+    if code is None:
         return None
     names = code.co_names
     if (len(names) == 2 and names[0] == "header" and names[1] in _FIELD_INDEX

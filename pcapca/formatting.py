@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ._caproto import HEADER_FIELDS, Commands, Message, header_field
+from ._caproto import HEADER_FIELDS, Commands, Message, header_field, header_fields, property_code
 from .ca_decode import UnknownCommand
 
 DEFAULT_FORMAT = "{timestamp} {src}:{transport.sport}->{dst}:{transport.dport} {command}"
@@ -139,16 +139,15 @@ def _param_plan(cls, name):
     index = header_field(cls, name)
     if index is not None:
         return (name, _FIELD, HEADER_FIELDS[index], index)          # self.header.X
-    prop = getattr(cls, name, None)
-    code = getattr(getattr(prop, "fget", None), "__code__", None)
-    if not isinstance(prop, property) or code is None or code.co_argcount != 1:
+    code = property_code(cls, name)
+    if code is None:
         return (name, _GENERIC, None, None)
     names = code.co_names
     if names == ("ChannelType", "header", "data_type"):
         return (name, _CHANNEL_TYPE, "data_type", 2)                 # ChannelType(self.header.data_type)
     if names == ("eca_value_to_status", "header", "parameter1"):
         return (name, _STATUS, "parameter1", 4)                      # eca_value_to_status[self.header.parameter1]
-    if names in _DATA_CODE and code.co_argcount == 1:
+    if names in _DATA_CODE:
         return (name, _DATA, None, None)                             # extract_(meta)data(self.buffers...)
     return (name, _GENERIC, None, None)
 
@@ -353,31 +352,31 @@ def _fast_int(a):
 
 def command_repr(command) -> str:
     """Exactly ``repr(command)`` for caproto commands, on one line."""
-    cls = command.__class__
-    plan = _plans.get(cls) or (_plan(cls) if isinstance(command, Message) else None)
-    if plan is None:
+    if not isinstance(command, Message):
         return repr(command)
-    header = command.header
-    parts = []
-    for name, kind, field, _index in plan:
-        if kind == _FIELD:
-            text = repr(getattr(header, field))
-        elif kind == _CHANNEL_TYPE:
-            text = _CT_REPR.get(header.data_type) or _generic(command, name)
-        elif kind == _STATUS:
-            text = _STATUS_REPR.get(header.parameter1) or _generic(command, name)
-        else:
-            text = _generic(command, name)
-        parts.append(f"{name}={text}")
-    return f"{cls.__name__}({', '.join(parts)})"
+    render, data_names = _renderer_of(command.__class__)
+    return render(_Built(command), header_fields(command.header),
+                  tuple(_generic(command, name) for name in data_names))
 
 
-# Texts of data/metadata by (parameter, data type, count, payload bytes); the
-# payloads of a real capture repeat (the same readback again and again).
-_data_texts: Dict[tuple, str] = {}
+class _Built:
+    """A caproto object as the compiled renderers read it (``.command``,
+    like a Record's)."""
+    __slots__ = ("command",)
+
+    def __init__(self, command):
+        self.command = command
+
+
+# The data/metadata of a message by (parameters, data type, count, payload
+# bytes): the payloads of a real capture repeat (the same readback again and
+# again). One memo for the repr texts, one for the JSON values.
 _DATA_TEXT_MAX_PAYLOAD = 4096          # bigger payloads are formatted each time
-_DATA_TEXTS_MAX_BYTES = 8 << 20        # the memo is emptied when it holds more
-_data_bytes = [0]
+_DATA_TEXTS_MAX_BYTES = 8 << 20        # a memo is emptied when it holds more
+_data_texts: Dict[tuple, tuple] = {}
+_data_texts_bytes = [0]
+_data_values: Dict[tuple, tuple] = {}
+_data_values_bytes = [0]
 
 
 def record_repr(record) -> str:
@@ -386,24 +385,30 @@ def record_repr(record) -> str:
     object (see ``Record.command``)."""
     if record._command is not None or record.msg is None:
         return command_repr(record.command)
-    renderer = _renderers.get(record.cls)
-    if renderer is None:
-        renderer = _renderers[record.cls] = _renderer(record.cls)
-    render, data_names = renderer
+    render, data_names = _renderer_of(record.cls)
     return render(record, record.fields,
-                  _payload_texts(record, data_names) if data_names else None)
+                  _by_payload(record, data_names, _generic, _data_texts, _data_texts_bytes,
+                              _text_size) if data_names else None)
 
 
 _renderers: Dict[type, tuple] = {}
 
 
+def _renderer_of(cls) -> tuple:
+    renderer = _renderers.get(cls)
+    if renderer is None:
+        renderer = _renderers[cls] = _renderer(cls)
+    return renderer
+
+
 def _renderer(cls):
-    """(render, data_names): ``render(record, fields, texts)`` is the repr of
+    """(render, data_names): ``render(source, fields, texts)`` is the repr of
     a message of class ``cls``, compiled from the class's plan into one
-    f-string (the same pieces, in the same order, as ``command_repr``
-    writes); ``texts`` are the texts of its ``data_names`` parameters."""
+    f-string: header fields from ``fields`` (a HEADER_FIELDS tuple), enums by
+    their precomputed reprs, the texts of its ``data_names`` parameters from
+    ``texts``, anything else from ``source.command`` through caproto."""
     if not issubclass(cls, Message):
-        return (lambda record, fields, texts: command_repr(record.command)), ()
+        return (lambda source, fields, texts: command_repr(source.command)), ()
     pieces = []
     data_names = []
     for name, kind, _field, index in _plan(cls):
@@ -424,25 +429,36 @@ def _renderer(cls):
     return eval(source, env), tuple(data_names)  # noqa: S307 - from caproto's parameter names
 
 
-def _payload_texts(record, names: tuple) -> tuple:
-    """The texts of a message's ``data``/``metadata`` (``names``), memoised
-    by data type, count and payload bytes."""
+def _text_size(payload, texts) -> int:
+    return len(payload) + sum(map(len, texts)) + 100
+
+
+def _values_size(payload, values) -> int:
+    return 16 * len(payload) + 200          # (lists of Python numbers: ~16x the bytes)
+
+
+def _by_payload(record, names: tuple, value_of, memo: dict, held: list, size) -> tuple:
+    """``value_of(record.command, name)`` for each of ``names`` (parameters
+    whose value depends only on the data type, count and payload), memoised
+    in ``memo`` by those; ``held[0]`` counts the bytes the memo holds, as
+    ``size(payload, values)`` estimates them. The values are shared: they are
+    only formatted or serialised, never modified."""
     payload = record.msg[record.hsize:]
     if len(payload) > _DATA_TEXT_MAX_PAYLOAD:
         command = record.command
-        return tuple(_generic(command, name) for name in names)
+        return tuple(value_of(command, name) for name in names)
     fields = record.fields
     key = (names, fields[2], fields[3], payload)
-    texts = _data_texts.get(key)
-    if texts is None:
+    values = memo.get(key)
+    if values is None:
         command = record.command
-        texts = tuple(_generic(command, name) for name in names)
-        _data_bytes[0] += len(payload) + sum(map(len, texts)) + 100
-        if _data_bytes[0] > _DATA_TEXTS_MAX_BYTES:
-            _data_texts.clear()
-            _data_bytes[0] = 0
-        _data_texts[key] = texts
-    return texts
+        values = tuple(value_of(command, name) for name in names)
+        held[0] += size(payload, values)
+        if held[0] > _DATA_TEXTS_MAX_BYTES:
+            memo.clear()
+            held[0] = 0
+        memo[key] = values
+    return values
 
 
 def _enum_texts():
@@ -466,23 +482,30 @@ def command_fields(command) -> Dict[str, object]:
         return {"command_id": h.command, "payload_size": h.payload_size,
                 "data_type": h.data_type, "data_count": h.data_count,
                 "parameter1": h.parameter1, "parameter2": h.parameter2}
+    data_names = _renderer_of(command.__class__)[1]
+    return _fields_json(command.__class__, header_fields(command.header), _Built(command),
+                        tuple(_field_json(command, name) for name in data_names))
+
+
+def _fields_json(cls, fields: tuple, source, data: tuple) -> Dict[str, object]:
+    """The fields of a message of class ``cls`` from its header ``fields``,
+    the values ``data`` of its data/metadata parameters (in plan order) and,
+    for anything else, ``source.command``."""
     out = {}
-    header = command.header
-    for name, kind, field, _index in _plan(command.__class__):
+    data_index = 0
+    for name, kind, _field, index in _plan(cls):
         # header fields as the repr reads them: ints, and enums by name
         if kind == _FIELD:
-            out[name] = getattr(header, field)
-            continue
-        if kind == _CHANNEL_TYPE and header.data_type in _CT_NAME:
-            out[name] = _CT_NAME[header.data_type]
-            continue
-        if kind == _STATUS and header.parameter1 in _STATUS_NAME:
-            out[name] = _STATUS_NAME[header.parameter1]
-            continue
-        try:
-            out[name] = jsonable(getattr(command, name))
-        except Exception as ex:
-            out[name] = f"(error: {ex})"
+            out[name] = fields[index]
+        elif kind == _CHANNEL_TYPE and fields[2] in _CT_NAME:
+            out[name] = _CT_NAME[fields[2]]
+        elif kind == _STATUS and fields[4] in _STATUS_NAME:
+            out[name] = _STATUS_NAME[fields[4]]
+        elif kind == _DATA:
+            out[name] = data[data_index]
+            data_index += 1
+        else:
+            out[name] = _field_json(source.command, name)
     return out
 
 
@@ -526,23 +549,12 @@ def ts_string(ts: int) -> str:
 def record_fields(record) -> Dict[str, object]:
     """``command_fields(record.command)``, from the header fields and
     memoised payload values where it can (as ``record_repr``)."""
-    cls = record.cls
-    if record._command is not None or record.msg is None or not issubclass(cls, Message):
+    if record._command is not None or record.msg is None:
         return command_fields(record.command)
-    fields = record.fields
-    out = {}
-    for name, kind, _field, index in _plans.get(cls) or _plan(cls):
-        if kind == _FIELD:
-            out[name] = fields[index]
-        elif kind == _CHANNEL_TYPE and fields[2] in _CT_NAME:
-            out[name] = _CT_NAME[fields[2]]
-        elif kind == _STATUS and fields[4] in _STATUS_NAME:
-            out[name] = _STATUS_NAME[fields[4]]
-        elif kind == _DATA:
-            out[name] = _data_json(record, name)
-        else:
-            out[name] = _field_json(record.command, name)
-    return out
+    data_names = _renderer_of(record.cls)[1]
+    return _fields_json(record.cls, record.fields, record,
+                        _by_payload(record, data_names, _field_json, _data_values,
+                                    _data_values_bytes, _values_size) if data_names else ())
 
 
 def _field_json(command, name: str):
@@ -550,30 +562,6 @@ def _field_json(command, name: str):
         return jsonable(getattr(command, name))
     except Exception as ex:
         return f"(error: {ex})"
-
-
-_data_values: Dict[tuple, object] = {}
-_MISSING = object()
-_data_values_bytes = [0]
-
-
-def _data_json(record, name: str):
-    """The JSON-able ``data`` or ``metadata`` of a message, memoised by payload
-    (shared, never modified: it is only serialised)."""
-    payload = record.msg[record.hsize:]
-    if len(payload) > _DATA_TEXT_MAX_PAYLOAD:
-        return _field_json(record.command, name)
-    fields = record.fields
-    key = (name, fields[2], fields[3], payload)
-    value = _data_values.get(key, _MISSING)
-    if value is _MISSING:
-        value = _field_json(record.command, name)
-        _data_values_bytes[0] += 16 * len(payload) + 200
-        if _data_values_bytes[0] > _DATA_TEXTS_MAX_BYTES:
-            _data_values.clear()
-            _data_values_bytes[0] = 0
-        _data_values[key] = value
-    return value
 
 
 def record_json(record) -> str:

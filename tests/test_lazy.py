@@ -2,6 +2,7 @@
 (``Record.command``); the channel state and ``{command}`` work from the
 header fields and memoised payload texts. Everything pcapca computes that way
 must be what caproto's own object gives, for every message of every fixture."""
+import inspect
 import sys
 
 import numpy as np
@@ -12,7 +13,8 @@ from pcapca import formatting
 from pcapca._caproto import CLIENT, SERVER, header_fields
 from pcapca.ca_decode import build
 from pcapca.channels import ChannelTracker
-from pcapca.formatting import command_fields, record_fields, record_repr
+from pcapca._caproto import Message
+from pcapca.formatting import command_fields, jsonable, record_fields, record_repr
 from pcapca.records import CLIENT_ROLE
 
 from conftest import FIXTURES
@@ -106,4 +108,20 @@ def test_json_fields_from_header_fields_are_caproto_fields(name):
     formatting._data_values.clear()
     for _ in range(2):                         # the second time from the memo
         for record in tcp_records(name):
-            assert record_fields(record) == command_fields(built_now(record)), record
+            now = built_now(record)
+            assert record_fields(record) == command_fields(now), record
+            assert record_fields(record) == caproto_fields(now), record
+
+
+def caproto_fields(command):
+    """An independent reference: every constructor parameter of the class,
+    read through caproto's own property and made JSON-able."""
+    if not isinstance(command, Message):
+        return command_fields(command)          # (UnknownCommand: its header)
+    out = {}
+    for param in inspect.signature(type(command)).parameters:
+        try:
+            out[param] = jsonable(getattr(command, param))
+        except Exception as ex:
+            out[param] = f"(error: {ex})"
+    return out
