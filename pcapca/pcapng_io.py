@@ -666,11 +666,7 @@ class PcapngWriter:
         comments = list(comments)
         iid, same = self._interface_for(pkt)
         raw = pkt.raw
-        if raw is None:
-            # from legacy pcap: no options of its own to keep (the common case, packed here)
-            self._write(pack_epb(self._endian, iid, pkt.ts, pkt.data, pkt.orig_len,
-                                 self._comment_options(comments)))
-        elif (same and iid == pkt.interface_id and not comments
+        if (same and iid == pkt.interface_id and not comments
                 and MARKER_PREFIX not in raw):
             self._write(raw)
         else:
