@@ -222,6 +222,7 @@ class StreamDecoder:
             self.skip -= n
             data = data[n:]
             if not data:
+                self.partial = self.skip > 0     # (the skipped message may have ended here)
                 return out
         boundary = len(self.buf)   # where this segment starts in the buffer
         if self.buf:

@@ -274,3 +274,22 @@ def test_message_without_caproto_class_is_shown_with_its_header():
                                  "data_count=1, parameter1=1, parameter2=4)")
     later = [r.name for r in pcapca.read(data) if r.frame > 29]
     assert later == [r.name for r in decoded("basic.pcap") if r.frame > 29]
+
+
+def test_an_oversized_message_skipped_to_its_end_is_not_incomplete():
+    """--max-message: the bytes of a message over the limit are dropped as
+    they come; once its last byte has come, nothing is left incomplete."""
+    import caproto as ca
+    from pcapca._caproto import CLIENT
+    from pcapca.ca_decode import StreamDecoder
+    write = bytes(ca.WriteNotifyRequest(data=[0.0] * 10, data_type=6, data_count=10, sid=1,
+                                        ioid=2))
+    assert len(write) == 96
+    stream = StreamDecoder(CLIENT, max_message=64)
+    out = stream.feed(write[:80])
+    assert out == ["message (command 19) claims 80 bytes, over the 64-byte limit; skipped"]
+    assert stream.partial
+    assert stream.feed(write[80:90]) == [] and stream.partial
+    assert stream.feed(write[90:]) == [] and not stream.partial
+    read = bytes(ca.ReadNotifyRequest(data_type=6, data_count=1, sid=1, ioid=3))
+    assert [m[0].__name__ for m in stream.feed(read)] == ["ReadNotifyRequest"]
