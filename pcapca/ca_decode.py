@@ -156,6 +156,9 @@ def _when(cls) -> int:
 
 _WHEN = {role: {command: (cls, _when(cls)) for command, cls in table.items()}
          for role, table in Commands.items()}
+# Per role, filled as messages come: (command << 16 | data type) -> (class,
+# smallest payload size) of the messages built later (see StreamDecoder.later_rule)
+_LATER = {role: {} for role in Commands}
 
 
 def split_header(buf, pos: int) -> Optional[Tuple[int, int, int, int, int]]:
@@ -182,19 +185,38 @@ class StreamDecoder:
     or None when it is to be built later (``build_later``). A message larger
     than ``max_message`` is skipped without buffering it.
     """
+    # (pcapca.skim reads synced/buf/skip and sets fresh/partial as feed does
+    # after whole messages: keep it in step with feed)
     __slots__ = ("role", "buf", "synced", "skip", "max_message", "partial", "commands",
-                 "when", "fresh")
+                 "when", "later", "fresh")
 
     def __init__(self, role, *, synced: bool = True, max_message: int = DEFAULT_MAX_MESSAGE):
         self.role = role
         self.commands = Commands[role]   # (hashing the role enum per message is slow)
         self.when = _WHEN[role]
+        self.later = _LATER[role]
         self.fresh = True                # nothing decoded yet in this direction
         self.buf = bytearray()
         self.synced = synced
         self.skip = 0            # payload bytes of an oversized message still to drop
         self.max_message = max_message
         self.partial = False     # a message is incomplete (for end-of-capture reports)
+
+    def later_rule(self, command: int, dtype: int):
+        """(class, smallest payload size) of the complete messages with this
+        command and data type that are built later, or None: the general loop
+        of ``feed`` decides (it also builds later an empty data message, or
+        one of a data type whose sizes are not cached yet). Callers look in
+        ``self.later`` first."""
+        cls, when = self.when.get(command, _UNKNOWN)
+        if when == _LATER_NO_PAYLOAD:
+            rule = (cls, 0)
+        elif when == _LATER_DATA and _DBR_SIZES.get(dtype) is not None:
+            rule = (cls, max(1, _DBR_SIZES[dtype][0]))
+        else:
+            return None
+        self.later[command << 16 | dtype] = rule
+        return rule
 
     def gap(self) -> None:
         """Bytes were lost: whatever is buffered can't be trusted."""
@@ -207,14 +229,11 @@ class StreamDecoder:
             # the common case: a segment that holds exactly one message to build later
             command, size, dtype, count, p1, p2 = _header(data, 0)
             if size + HEADER_SIZE == len(data) and size != 0xFFFF and size <= self.max_message:
-                cls, when = self.when.get(command, _UNKNOWN)
-                # (a data type not seen yet, or whose metadata does not fit: general loop)
-                if when == _LATER_NO_PAYLOAD or (
-                        when == _LATER_DATA and size
-                        and (_DBR_SIZES.get(dtype) or (size + 1, 0))[0] <= size):
+                rule = self.later.get(command << 16 | dtype) or self.later_rule(command, dtype)
+                if rule is not None and size >= rule[1]:
                     self.fresh = False
                     self.partial = False
-                    return [(cls, (command, size, dtype, count, p1, p2),
+                    return [(rule[0], (command, size, dtype, count, p1, p2),
                              data if data.__class__ is bytes else bytes(data), HEADER_SIZE, None)]
         out: List[Union[object, str]] = []
         if self.skip:

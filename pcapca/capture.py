@@ -64,13 +64,14 @@ def detect(src: ByteSource) -> str:
         f"{src.name}: not a pcap or pcapng file (magic bytes {magic.hex()})")
 
 
-def read_capture(source: Union[str, os.PathLike, BinaryIO, ByteSource], *, strict: bool = False
-                 ) -> Iterator[Union[Packet, Passthrough, Problem]]:
+def read_capture(source: Union[str, os.PathLike, BinaryIO, ByteSource], *, strict: bool = False,
+                 skim=None) -> Iterator[Union[Packet, Passthrough, Problem]]:
     """Yield the packets of a capture (and, for pcapng, its other blocks as
     ``Passthrough``), with ``Problem`` items where the file is damaged.
 
     Raises CaptureFormatError (before yielding anything) if it is not a
-    capture file at all, and OSError if it cannot be opened."""
+    capture file at all, and OSError if it cannot be opened. ``skim``: see
+    ``pcapca.skim`` (legacy pcap only)."""
     src = source if isinstance(source, ByteSource) else open_source(source)
     kind = detect(src)
     if kind == "truncated":
@@ -78,6 +79,6 @@ def read_capture(source: Union[str, os.PathLike, BinaryIO, ByteSource], *, stric
         return iter([Problem(f"capture file is truncated: it ends inside its magic number "
                              f"({n} of 4 bytes)", offset=0, fatal=True)])
     if kind == "pcap":
-        return read_pcap(src, strict=strict)
+        return read_pcap(src, strict=strict, skim=skim)
     from .pcapng_io import read_pcapng
     return read_pcapng(_SourceFile(src), strict=strict)

@@ -27,6 +27,7 @@ from typing import Dict, Iterable, Iterator, Optional, Tuple
 from .events import CircuitClosed
 from .records import Decoded, Record
 
+_SUB, _SID, _REQUEST, _RESPONSE = range(4)    # kinds of skim_rules
 MAX_PENDING = 65536        # outstanding searches / ioids kept per client or circuit
 
 
@@ -94,6 +95,22 @@ class ChannelTracker:
         # header field (all of them, in caproto 1.3): no caproto object needed
         self._index = {(cls, name): header_field(cls, name) for cls in classes
                        for name in ("cid", "sid", "ioid", "subscriptionid")}
+        # For ``pcapca.skim``: the messages whose PV and whole effect on this
+        # state follow from their parameter1/parameter2 header fields (see
+        # ``skim``): class -> (kind, which parameter holds the sid/subscription
+        # id/ioid, which the ioid), 0 for parameter1 and 1 for parameter2
+        kinds = {self._sub_update: (_SUB, "subscriptionid"), self._by_sid: (_SID, "sid"),
+                 self._io_request: (_REQUEST, "sid"), self._io_response: (_RESPONSE, "ioid")}
+        params = {4: 0, 5: 1}           # HEADER_FIELDS index -> parameter
+        self.skim_rules = {}
+        for cls, handler in self._handlers.items():
+            kind, id_name = kinds.get(handler, (None, None))
+            if kind is None:
+                continue
+            first = params.get(self._index[(cls, id_name)])
+            ioid = params.get(self._index[(cls, "ioid")])
+            if first is not None and (kind != _REQUEST or ioid is not None):
+                self.skim_rules[cls] = (kind, first, ioid)
 
     def run(self, items: Iterable) -> Iterator:
         handlers = self._handlers
@@ -117,10 +134,59 @@ class ChannelTracker:
         return record.fields[index]
 
     def _state(self, record: Record) -> CircuitState:
-        state = self.circuits.get(record.circuit)
+        return self.state_of(record.circuit)
+
+    def state_of(self, circuit) -> CircuitState:
+        state = self.circuits.get(circuit)
         if state is None:
-            state = self.circuits[record.circuit] = CircuitState()
+            state = self.circuits[circuit] = CircuitState()
         return state
+
+    # ---------------------------------------------------------------- for skim
+    @staticmethod
+    def skim(state: CircuitState, rule, params, cls, frame: int, ts: int, drops,
+             apply: bool = True) -> bool:
+        """For ``pcapca.skim``: would ``drops(pv, cls)`` drop the record of
+        this message (of the circuit whose state is ``state``, with its
+        ``skim_rules`` entry and its (parameter1, parameter2))? If so (and
+        ``apply``), change the state as its handler (_sub_update, _by_sid,
+        _io_request, _io_response) would. tests/test_skim.py compares the
+        output with and without skim."""
+        kind, first, ioid = rule
+        entry = None
+        if kind == _SUB:
+            name = state.subs.get(params[first])
+        elif kind == _RESPONSE:
+            entry = state.ioids.get(params[first])
+            name = None if entry is None else entry[0]
+        else:                                          # _SID, _REQUEST
+            name = state.sids.get(params[first])
+        if not drops(name, cls):
+            return False
+        if apply:
+            if kind == _REQUEST:
+                ioids = state.ioids
+                ioids[params[ioid]] = (name, frame, ts)
+                if len(ioids) > MAX_PENDING:
+                    _trim(ioids)
+            elif entry is not None:
+                del state.ioids[params[first]]
+        return True
+
+    def skim_all(self, state: CircuitState, messages, frame: int, ts: int, drops) -> bool:
+        """``skim`` for the messages of one packet, [(cls, params, rule)]:
+        all of them if the filter drops them all, else none."""
+        replies = set()
+        for cls, params, rule in messages:
+            if rule[0] == _RESPONSE:
+                if params[rule[1]] in replies:
+                    return False       # two replies to one ioid: the first takes it
+                replies.add(params[rule[1]])
+            if not self.skim(state, rule, params, cls, frame, ts, drops, apply=False):
+                return False
+        for cls, params, rule in messages:
+            self.skim(state, rule, params, cls, frame, ts, drops)
+        return True
 
     @staticmethod
     def _pair(record: Record, frame: int, ts: int) -> None:

@@ -144,13 +144,17 @@ def cmd_print(args) -> int:
     template = None if args.json else Template(args.format or DEFAULT_FORMAT)
     decoder = _decoder(args)
     progress = open_with_progress(args.capture, enabled=args.progress and not args.quiet)
-    stream = decode(progress.src, decoder=decoder, strict=args.strict)
+    live = args.capture == "-"
+    keep = None if args.filter is None else args.filter.matches
+    # a filter by PV or command: packets it would drop wholly are skipped in
+    # bulk (pcapca.skim), except on live input, where each packet is shown
+    # as soon as it arrives
+    drops = None if args.filter is None or live else args.filter.drops
+    stream = decode(progress.src, decoder=decoder, strict=args.strict, drops=drops)
     tick = progress.update if progress.active else None
     out = sys.stdout
     write = out.write
-    live = args.capture == "-"
     damaged = False
-    keep = None if args.filter is None else args.filter.matches
     render = template if template is not None else record_json
     lines: list = []          # written in batches: one write per line costs as much as the line
 

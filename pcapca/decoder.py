@@ -25,6 +25,7 @@ CA_SERVER_PORT = 5064
 CA_REPEATER_PORT = 5065
 MAX_CIRCUITS = 50_000            # live TCP circuits kept; the least recent go first
 IDLE_NS = 600 * 10**9            # a circuit silent this long (capture time) is dropped
+EVICT_EVERY = 8192               # packets between two looks for such circuits
 DUP_WINDOW_NS = 50 * 10**6       # the same packet on two interfaces within this
 DUP_MEMORY = 4096                # packets remembered to find such duplicates
 
@@ -101,6 +102,7 @@ class Decoder:
         self.recent_packets: "OrderedDict[tuple, tuple]" = OrderedDict()  # for _duplicate
         self.stats = Stats()
         self._circuit_count = 0
+        self.generation = 0                          # changes of ``circuits`` (for pcapca.skim)
         self._closed: list = []                      # CircuitClosed and late items to pass on
         self._interfaces = 0                         # interfaces declared (pcapng IDBs)
 
@@ -123,7 +125,7 @@ class Decoder:
             if problems:
                 yield from problems
             yield decoded
-            if stats.packets % 8192 == 0:
+            if stats.packets % EVICT_EVERY == 0:
                 yield from self._evict(item.ts)
             if self._closed:
                 yield from self._closed
@@ -225,6 +227,7 @@ class Decoder:
         else:
             client, server = dst, src
         self._circuit_count += 1
+        self.generation += 1
         # Without the SYN the capture may start inside a message: resync first.
         circuit = Circuit(client, server, self.max_message, synced=bool(flags & TCP_SYN),
                           number=self._circuit_count)
@@ -247,6 +250,7 @@ class Decoder:
             if first is None:
                 return
             circuit.is_ca = looks_like_ca(first, decoder.role, self.max_message)
+            self.generation += 1
             if circuit.is_ca:
                 self.servers.add(circuit.server)
         if not circuit.is_ca:
@@ -334,6 +338,7 @@ class Decoder:
             self.circuits.pop((c_ip, c_port, s_ip, s_port), None)
             self.circuits.pop((s_ip, s_port, c_ip, c_port), None)
             self._closed.append(CircuitClosed(circuit.key))
+            self.generation += 1
 
     def _unique_circuits(self):
         seen = set()

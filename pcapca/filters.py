@@ -228,6 +228,22 @@ def parse_time(value, key: str = "since") -> int:
 
 
 # ------------------------------------------------------------------ the filter
+def _drops(pv_ok, cls_ok, pv_cache) -> Optional[Callable]:
+    """``Filter.drops`` from the PV and the command conditions (each a
+    predicate or None): every condition must hold for a record to be kept."""
+    if pv_ok is None and cls_ok is None:
+        return None
+    if cls_ok is None:
+        def drops(pv, cls):
+            ok = pv_cache.get(pv)       # (the answers of pv_ok, as it caches them)
+            return not (pv_ok(pv) if ok is None else ok)
+        return drops
+    if pv_ok is None:
+        return lambda pv, cls: not cls_ok(cls)
+    return lambda pv, cls: not (cls_ok(cls) and pv_ok(pv))
+
+
+
 @dataclass(frozen=True)
 class Filter:
     """Which records to keep. Build with ``Filter.build``; test with ``matches``."""
@@ -265,11 +281,18 @@ class Filter:
                     or self.ports or self.since_ns is not None or self.until_ns is not None)
 
     def __post_init__(self):
+        # (``_compile`` also sets ``drops``, see there)
         match = self._compile()
         object.__setattr__(self, "_match", match)
         # The compiled predicate itself, so ``f.matches(record)`` costs no
         # extra method call (it shadows the method below, kept for help()).
         object.__setattr__(self, "matches", match)
+
+    # ``drops(pv, cls)``: is a message with this PV name and caproto class
+    # dropped whatever its other attributes? None when the filter has no PV or
+    # command condition. (The filtered print's shortcut, ``pcapca.skim``,
+    # asks this before a message becomes a record.)
+    drops: Optional[Callable] = field(default=None, init=False, repr=False, compare=False)
 
     def matches(self, record) -> bool:  # noqa: F811 (replaced per instance)
         """Does the record pass every condition?"""
@@ -295,28 +318,28 @@ class Filter:
             ports = frozenset(self.ports)
             checks.append(lambda r: r.sport in ports or r.dport in ports)
 
+        cls_ok = pv_ok = None
         if self.command or self.not_command:
             want = _Matcher(self.command) if self.command else None
             drop = _Matcher(self.not_command) if self.not_command else None
             cache: Dict[type, bool] = {}
 
-            def command_ok(r, want=want, drop=drop, cache=cache):
-                cls = r.cls
+            def class_ok(cls, want=want, drop=drop, cache=cache):
                 ok = cache.get(cls)
                 if ok is None:
                     name = cls.__name__
                     ok = ((want is None or want(name)) and not (drop is not None and drop(name)))
                     cache[cls] = ok
                 return ok
-            checks.append(command_ok)
+            cls_ok = class_ok
+            checks.append(lambda r: class_ok(r.cls))
 
         if self.pv or self.not_pv:
             want = _Matcher(self.pv) if self.pv else None
             drop = _Matcher(self.not_pv) if self.not_pv else None
             pv_cache: Dict[Optional[str], bool] = {None: want is None}
 
-            def pv_ok(r, want=want, drop=drop, cache=pv_cache):
-                pv = r.pv
+            def name_ok(pv, want=want, drop=drop, cache=pv_cache):
                 ok = cache.get(pv)
                 if ok is None:
                     ok = ((want is None or want(pv)) and not (drop is not None and drop(pv)))
@@ -325,7 +348,9 @@ class Filter:
                         cache[None] = want is None
                     cache[pv] = ok
                 return ok
-            checks.append(pv_ok)
+            pv_ok = name_ok
+            checks.append(lambda r: name_ok(r.pv))
+        object.__setattr__(self, "drops", _drops(pv_ok, cls_ok, pv_cache if pv_ok else None))
 
         if self.hosts:
             exact = frozenset(h for h in self.hosts if "/" not in h)

@@ -8,6 +8,7 @@ keeps integer nanoseconds and reports damage with its byte offset.
 from __future__ import annotations
 
 import struct
+import sys
 from typing import Iterator, Union
 
 from dpkt import pcap as dpkt_pcap
@@ -22,6 +23,7 @@ RECORD_SIZE = 16
 MAX_PACKET = 262144
 MAX_SANE_PACKET = 256 << 20
 RESYNC_WINDOW = 16 << 20
+MAX_RUN = 8192     # records taken per call of _good_run (bounds what a damaged window costs)
 WEEK = 7 * 86400   # a record whose time jumps more than this from the previous one is corrupt
 
 MAGICS = {
@@ -37,10 +39,12 @@ def is_pcap(magic: bytes) -> bool:
     return len(magic) == 4 and struct.unpack("<I", magic)[0] in MAGICS
 
 
-def read_pcap(src: ByteSource, *, first_frame: int = 1,
-              strict: bool = False) -> Iterator[Union[Packet, Problem]]:
+def read_pcap(src: ByteSource, *, first_frame: int = 1, strict: bool = False,
+              skim=None) -> Iterator[Union[Packet, Problem]]:
     """Packets of a legacy pcap; after a corrupt record, reading resumes at
-    the next plausible one (``strict``: it stops there)."""
+    the next plausible one (``strict``: it stops there). ``skim``: a
+    ``pcapca.skim.Skimmer`` that may account for packets itself; they are
+    then not yielded."""
     head = src.read(FILE_HEADER_SIZE)
     if len(head) < FILE_HEADER_SIZE:
         yield Problem(f"pcap file header is truncated: {len(head)} of {FILE_HEADER_SIZE} bytes",
@@ -50,6 +54,9 @@ def read_pcap(src: ByteSource, *, first_frame: int = 1,
     # dpkt's FileHdr is big-endian and LEFileHdr little-endian ("<" files)
     fh = (dpkt_pcap.LEFileHdr if order == "<" else dpkt_pcap.FileHdr)(head)
     interface = Interface(linktype=fh.linktype & 0x0FFFFFFF, snaplen=fh.snaplen, tsresol=tsresol)
+    if skim is not None and not skim.handles(interface.linktype):
+        skim = None
+    skim_after = 0           # offset from which to try skimming again
     limit = min(max(fh.snaplen, MAX_PACKET), MAX_SANE_PACKET)
     frac_scale = 10**9 // tsresol
     record = struct.Struct(order + "IIII")
@@ -75,6 +82,20 @@ def read_pcap(src: ByteSource, *, first_frame: int = 1,
         return ok, new_buf, new_pos, len(new_buf)
 
     while True:
+        if skim is not None and src.offset_of(pos) >= skim_after:
+            # the run of good records in the window, in bulk (see pcapca.skim)
+            run, stop = _good_run(buf, pos, end, record, limit, tsresol, prev_sec)
+            if run is None:
+                skim_after = src.offset_of(stop)
+            else:
+                offsets, caplens, lengths, secs, tss = run
+                for i in skim.run(buf, offsets, caplens, tss, frame, interface.linktype):
+                    at = offsets[i]
+                    yield new(Packet, (frame + i, tss[i], buf[at + RECORD_SIZE:at + RECORD_SIZE + caplens[i]],
+                                       lengths[i], interface, 0, src.offset_of(at), None, "<"))
+                pos = offsets[-1] + RECORD_SIZE + caplens[-1]
+                frame += len(offsets)
+                prev_sec = secs[-1]
         if end - pos < RECORD_SIZE:
             ok, buf, pos, end = refill(RECORD_SIZE)
             if not ok:
@@ -125,6 +146,64 @@ def read_pcap(src: ByteSource, *, first_frame: int = 1,
                            src.offset_of(pos), None, "<"))
         pos = stop
         frame += 1
+
+
+def _good_run(buf, pos: int, end: int, record: struct.Struct, limit: int, tsresol: int,
+              prev_sec):
+    """The complete records from ``pos`` that the loop of ``read_pcap`` would
+    take as they are (plausible, not empty), up to the first it would not or
+    MAX_RUN of them: ``(run, stop)``. ``run`` is (offsets, caplens, lengths,
+    secs, timestamps in ns) as lists, or None when there are too few to be
+    worth it; ``stop`` is where the records stop being taken (with a run)
+    or where to try again (without)."""
+    import numpy as np
+
+    from .skim import MIN_RECORDS
+    offsets = []
+    append = offsets.append
+    count = 0
+    if record.format[0] == "<" and sys.byteorder == "little":
+        # the captured length as a native uint32 at pos + 8: views at the 4 alignments
+        size = len(buf)
+        view = memoryview(buf)
+        words = [view[k:k + (size - k) // 4 * 4].cast("I") for k in range(4)]
+        while end - pos >= RECORD_SIZE and count < MAX_RUN:
+            caplen = words[pos & 3][(pos >> 2) + 2]
+            stop = pos + RECORD_SIZE + caplen
+            if not caplen or caplen > limit or stop > end:
+                break
+            append(pos)
+            pos = stop
+            count += 1
+    else:
+        unpack_from = record.unpack_from
+        while end - pos >= RECORD_SIZE and count < MAX_RUN:
+            caplen = unpack_from(buf, pos)[2]
+            stop = pos + RECORD_SIZE + caplen
+            if not caplen or caplen > limit or stop > end:
+                break
+            append(pos)
+            pos = stop
+            count += 1
+    if count < MIN_RECORDS:
+        return None, pos
+    a = np.frombuffer(buf, dtype=np.uint8)
+    heads = a[np.asarray(offsets, dtype=np.int64)[:, None] + np.arange(RECORD_SIZE)]
+    sec, frac, caplen, length = heads.view(np.dtype(record.format[0] + "u4")).astype(np.int64).T
+    before = np.empty_like(sec)
+    before[0] = sec[0] if prev_sec is None else prev_sec
+    before[1:] = sec[:-1]
+    bad = ((frac >= tsresol) | (length < caplen) | (length > MAX_SANE_PACKET)
+           | (np.abs(sec - before) >= WEEK))
+    if bad.any():
+        count = int(bad.argmax())
+        if count < MIN_RECORDS:
+            return None, pos             # (not again before what was looked at)
+        pos = offsets[count]
+        del offsets[count:]
+        sec, caplen, length, frac = sec[:count], caplen[:count], length[:count], frac[:count]
+    ts = sec * 1_000_000_000 + frac * (1_000_000_000 // tsresol)
+    return (offsets, caplen.tolist(), length.tolist(), sec.tolist(), ts.tolist()), pos
 
 
 def _resync(src: ByteSource, plausible, unpack):

@@ -15,11 +15,19 @@ from .records import Decoded, Record
 
 
 def decode(source, *, decoder: Optional[Decoder] = None,
-           tracker: Optional[ChannelTracker] = None, strict: bool = False) -> Iterator:
-    """Decoded packets (plus Passthrough and Problem items) of a capture."""
+           tracker: Optional[ChannelTracker] = None, strict: bool = False,
+           drops: Optional[Callable] = None) -> Iterator:
+    """Decoded packets (plus Passthrough and Problem items) of a capture.
+
+    ``drops``: a ``Filter.drops``; packets whose messages it drops (all of
+    them) may then be left out, counted but not yielded (``pcapca.skim``)."""
     decoder = decoder or Decoder()
     tracker = tracker or ChannelTracker()
-    return tracker.run(decoder.run(read_capture(source, strict=strict)))
+    skim = None
+    if drops is not None:
+        from .skim import Skimmer
+        skim = Skimmer(decoder, tracker, drops)
+    return tracker.run(decoder.run(read_capture(source, strict=strict, skim=skim)))
 
 
 def read(source, *, on_problem: Optional[Callable[[Problem], None]] = None,

@@ -1,0 +1,501 @@
+"""The filtered print's shortcut (pcapca.skim): the same output without it.
+
+A ``print`` with a PV or command filter lets ``pcapca.skim`` account for the
+packets whose messages the filter drops instead of decoding them. Every test
+here runs the same command with the shortcut and without it (``no_skim``)
+and compares stdout, stderr and the exit code; the format prints what the
+channel state computes (PV, request frame, latency), so a wrong ioid table
+shows. The fixtures are short, so the shortcut is made to take windows of
+any size (``MIN_RECORDS``), and the tests check that it did skip packets.
+"""
+import random
+import struct
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from conftest import FIXTURES, fixture
+from pcapca import cli, pcap_reader, skim
+from pcapca.skim import Skimmer
+
+FORMAT = ("{frame} {pv} {request_frame} {latency} {role} {name} {src}:{sport}->{dst}:{dport} "
+          "{command}")
+CAPTURES = sorted(p.name for p in FIXTURES.iterdir() if p.suffix in (".pcap", ".pcapng"))
+FILTERS = [
+    ["--pv", "NOPE:nothing"],
+    ["--pv", "FIX:dbl"],
+    ["--pv", "CORPUS:dbl"],
+    ["--pv", "FIX:*", "--pv", "CORPUS:str"],
+    ["--not-pv", "FIX:dbl", "--not-pv", "CORPUS:counter"],
+    ["--command", "ReadNotifyResponse"],
+    ["--not-command", "EventAddResponse"],
+    ["--pv", "re:(dbl|long)$", "--command", "*Request"],
+    ["--pv", "FIX:long", "--host", "127.0.0.1", "--port", "5064"],
+]
+
+
+@pytest.fixture
+def skims(monkeypatch):
+    """Skim windows of any size; collect the Skimmers made."""
+    monkeypatch.setattr(skim, "MIN_RECORDS", 1)
+    made = []
+    init = Skimmer.__init__
+
+    def record(self, *args, **kw):
+        init(self, *args, **kw)
+        made.append(self)
+    monkeypatch.setattr(Skimmer, "__init__", record)
+    return made
+
+
+def no_skim(monkeypatch) -> None:
+    monkeypatch.setattr(Skimmer, "handles", staticmethod(lambda linktype: False))
+
+
+def run(capsys, *args):
+    code = cli.main(["print", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def both(capsys, monkeypatch, *args):
+    """(with the shortcut, without it) of one print command."""
+    fast = run(capsys, *args)
+    with monkeypatch.context() as m:
+        no_skim(m)
+        slow = run(capsys, *args)
+    return fast, slow
+
+
+@pytest.mark.parametrize("name", CAPTURES)
+@pytest.mark.parametrize("flt", FILTERS, ids=" ".join)
+def test_same_output(name, flt, skims, capsys, monkeypatch):
+    fast, slow = both(capsys, monkeypatch, str(fixture(name)), "--format", FORMAT, *flt)
+    assert fast == slow
+
+
+@pytest.mark.parametrize("name", CAPTURES)
+def test_same_default_output_and_summary(name, skims, capsys, monkeypatch):
+    fast, slow = both(capsys, monkeypatch, str(fixture(name)), "--pv", "FIX:dbl")
+    assert fast == slow
+    assert "CA messages" in fast[2]
+
+
+def test_corpus_capture_is_mostly_skipped(skims, capsys, monkeypatch):
+    """corpus_libca.pcap (807 packets, 915 messages), --pv CORPUS:dbl: the 38
+    lines of the filter tests. The shortcut takes 668 packets: all but the 37
+    that carry CORPUS:dbl's messages and those it leaves to the decoder: UDP
+    (searches, beacons), channel set-up and tear-down (create, access
+    rights, subscribe, clear), SYN/FIN/RST, and the waveform replies that
+    span several segments."""
+    monkeypatch.setattr(skim, "MIN_RECORDS", 64)          # the real threshold
+    fast, slow = both(capsys, monkeypatch, str(fixture("corpus_libca.pcap")),
+                      "--format", FORMAT, "--pv", "CORPUS:dbl")
+    assert fast == slow
+    assert len(fast[1].splitlines()) == 38
+    assert len({line.split()[0] for line in fast[1].splitlines()}) == 37   # frames
+    assert "807 packets; 915 CA messages" in fast[2]
+    assert sum(s.skipped for s in skims) == 668
+
+
+def test_skips_with_every_kind_of_filter(skims, capsys):
+    """Each filter of FILTERS that can drop something lets the shortcut skip."""
+    for flt in FILTERS:
+        skims.clear()
+        run(capsys, str(fixture("corpus_libca.pcap")), *flt)
+        assert sum(s.skipped for s in skims) > 0, flt
+
+
+def test_no_shortcut_without_pv_or_command_filter(skims, capsys):
+    run(capsys, str(fixture("corpus_libca.pcap")), "--host", "127.0.0.1", "--quiet")
+    run(capsys, str(fixture("corpus_libca.pcap")), "--quiet")
+    assert skims == []
+
+
+def test_no_shortcut_for_pcapng(skims, capsys):
+    run(capsys, str(fixture("session.pcapng")), "--pv", "FIX:dbl")
+    assert sum(s.skipped for s in skims) == 0
+
+
+def test_flows_that_mix_alike(skims, capsys, monkeypatch):
+    """Flows are told apart by one sort of a mix of their two ends, checked;
+    when mixes collide (here: all flows to one end), by the ends themselves."""
+    monkeypatch.setattr(skim, "_MIX", 0)
+    fast, slow = both(capsys, monkeypatch, str(fixture("twoservers.pcap")), "--format", FORMAT,
+                      "--not-pv", "FIX:common")
+    assert fast == slow
+    assert sum(s.skipped for s in skims) > 10
+
+
+@pytest.mark.parametrize("run_size", [1, 2, 7])
+def test_short_runs(run_size, skims, capsys, monkeypatch):
+    """Windows cut into runs of a few records (MAX_RUN): the same."""
+    monkeypatch.setattr(pcap_reader, "MAX_RUN", run_size)
+    fast, slow = both(capsys, monkeypatch, str(fixture("corpus_libca.pcap")),
+                      "--format", FORMAT, "--pv", "CORPUS:str")
+    assert fast == slow
+    assert sum(s.skipped for s in skims) > 300       # (the loop reads one record after each run)
+
+
+def test_eviction_packets_are_decoded(skims, capsys, monkeypatch):
+    """The decoder looks for idle circuits after every EVICT_EVERY-th packet;
+    those packets go through it even when the filter drops them."""
+    args = (str(fixture("corpus_libca.pcap")), "--format", FORMAT, "--pv", "CORPUS:dbl")
+    usual = run(capsys, *args)
+    import pcapca.decoder
+    monkeypatch.setattr(skim, "EVICT_EVERY", 5)
+    monkeypatch.setattr(pcapca.decoder, "EVICT_EVERY", 5)
+    monkeypatch.setattr(pcapca.decoder, "IDLE_NS", 10**6)    # 1 ms: circuits do go idle
+    skims.clear()
+    fast, slow = both(capsys, monkeypatch, *args)
+    assert fast == slow
+    assert fast != usual          # circuits were forgotten (and their PV names with them)
+    assert sum(s.skipped for s in skims) > 300
+
+
+# ------------------------------------------------------------ damaged captures
+def _damaged(data: bytes, seed: int) -> bytes:
+    rng = random.Random(seed)
+    buf = bytearray(data)
+    for _ in range(rng.randint(1, 8)):
+        what = rng.random()
+        at = rng.randrange(24, len(buf))
+        if what < 0.6:
+            buf[at] ^= 1 << rng.randrange(8)
+        elif what < 0.8:
+            del buf[at:at + rng.randint(1, 200)]
+        else:
+            buf[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 40)))
+    return bytes(buf[:rng.randint(len(buf) // 2, len(buf))])
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(["libca.pcap", "rsrv.pcap", "twoservers.pcap", "noise.pcap",
+                             "sll.pcap", "reuse.pcap"]),
+       seed=st.integers(0, 2**32 - 1),
+       flt=st.sampled_from(FILTERS))
+def test_same_output_on_damaged_captures(name, seed, flt, skims, capsys, monkeypatch,
+                                         tmp_path):
+    path = tmp_path / "damaged.pcap"
+    path.write_bytes(_damaged(fixture(name).read_bytes(), seed))
+    fast, slow = both(capsys, monkeypatch, str(path), "--format", FORMAT, *flt)
+    assert fast == slow
+
+
+# ------------------------------------------------------------ the reader's runs
+def _record(caplen: int, sec: int = 1_800_000_000, frac: int = 5, length=None) -> bytes:
+    return struct.pack("<IIII", sec, frac, caplen, caplen if length is None else length) \
+        + bytes(caplen)
+
+
+def test_good_run_stops_at_the_first_record_the_loop_would_not_take(monkeypatch):
+    monkeypatch.setattr(skim, "MIN_RECORDS", 2)
+    rec = struct.Struct("<IIII")
+    good = [_record(60), _record(70), _record(54)]
+    for bad in (_record(0), _record(60, frac=10**6), _record(60, length=59),
+                _record(60, sec=1_800_000_000 + 8 * 86400)):
+        buf = b"".join(good) + bad + _record(60)
+        run, stop = pcap_reader._good_run(buf, 0, len(buf), rec, 262144, 10**6, None)
+        offsets, caplens, lengths, secs, tss = run
+        assert offsets == [0, 76, 162] and caplens == [60, 70, 54] and stop == 232
+        assert tss == [1_800_000_000 * 10**9 + 5000] * 3
+    # too few before the bad one: no run, and no new try before where it looked
+    buf = _record(60) + _record(60, frac=10**6) + b"".join(good)
+    run, stop = pcap_reader._good_run(buf, 0, len(buf), rec, 262144, 10**6, None)
+    assert run is None and stop == len(buf)
+    # a record cut by the end of the window ends the run
+    buf = b"".join(good) + _record(60)[:40]
+    run, stop = pcap_reader._good_run(buf, 0, len(buf), rec, 262144, 10**6, None)
+    assert run[0] == [0, 76, 162] and stop == 232
+
+
+@pytest.mark.parametrize("idle_ms", [0.2, 1, 5, 50])
+def test_idle_circuits_use_the_time_of_skipped_packets(idle_ms, skims, capsys, monkeypatch):
+    """A circuit's last packet time counts skipped packets too (idle eviction)."""
+    import pcapca.decoder
+    monkeypatch.setattr(skim, "EVICT_EVERY", 3)
+    monkeypatch.setattr(pcapca.decoder, "EVICT_EVERY", 3)
+    monkeypatch.setattr(pcapca.decoder, "IDLE_NS", int(idle_ms * 10**6))
+    for pv in ("CORPUS:dbl", "CORPUS:str", "NOPE"):
+        fast, slow = both(capsys, monkeypatch, str(fixture("corpus_libca.pcap")),
+                          "--format", FORMAT, "--pv", pv)
+        assert fast == slow
+
+
+@pytest.mark.parametrize("limit", [64, 200, 4000])
+def test_oversized_messages(limit, skims, capsys, monkeypatch):
+    """--max-message: the bytes of a skipped oversized message are not taken
+    for messages."""
+    fast, slow = both(capsys, monkeypatch, str(fixture("corpus_libca.pcap")),
+                      "--format", FORMAT, "--not-pv", "CORPUS:dbl", "--max-message", str(limit))
+    assert fast == slow
+    assert "over the" in fast[2]
+
+
+# ------------------------------------------------------------ crafted circuits
+def _capture(steps, gap_us: int = 1, handshake: bool = True, order=None,
+             port: int = 5064) -> bytes:
+    """A pcap of one TCP connection 127.0.0.1:40000 -> 127.0.0.1:``port`` (with
+    its handshake unless not ``handshake``), then ``steps``: (True: from the
+    client, False: from the server, or "udp": a datagram from port 40001 to
+    5064, payload), TCP data sent with PSH|ACK; one packet every ``gap_us``
+    microseconds, in ``order`` (indices into the frames) if given."""
+    seq = {True: 1000, False: 5000}
+    frames = []
+    local = bytes([127, 0, 0, 1])
+
+    def ip(proto, body):
+        return struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(body), 0, 0x4000, 64, proto, 0,
+                           local, local) + body
+
+    def frame(from_client, flags, payload=b""):
+        sport, dport = (40000, port) if from_client else (port, 40000)
+        tcp = struct.pack("!HHIIBBHHH", sport, dport, seq[from_client],
+                          seq[not from_client] if flags & 0x10 else 0, 5 << 4, flags, 65535, 0, 0)
+        frames.append(ip(6, tcp + payload))
+        seq[from_client] = (seq[from_client] + len(payload) + (1 if flags & 0x02 else 0)) \
+            & 0xFFFFFFFF
+
+    if handshake:
+        frame(True, 0x02)
+        frame(False, 0x12)
+        frame(True, 0x10)
+    for who, payload in steps:
+        if who == "udp":
+            frames.append(ip(17, struct.pack("!HHHH", 40001, 5064, 8 + len(payload), 0) + payload))
+        else:
+            frame(who, 0x18, payload)
+    if order is not None:
+        frames = [frames[i] for i in order]
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1)]
+    for i, data in enumerate(frames):
+        data = b"\0" * 12 + b"\x08\x00" + data
+        out.append(struct.pack("<IIII", 1_800_000_000, i * gap_us, len(data), len(data)) + data)
+    return b"".join(out)
+
+
+def _ca(*commands) -> bytes:
+    return b"".join(bytes(c) for c in commands)
+
+
+def test_two_replies_to_one_ioid_in_a_packet(skims, capsys, monkeypatch, tmp_path):
+    """The first reply takes the pending read; the second has no PV, so
+    --not-pv keeps it: the packet must not be skipped whole."""
+    import caproto as ca
+    reply = ca.ReadNotifyResponse(data=[1.5], data_type=ca.ChannelType.DOUBLE, data_count=1,
+                                  status=1, ioid=7)
+    path = tmp_path / "twice.pcap"
+    path.write_bytes(_capture([
+        (True, _ca(ca.VersionRequest(priority=0, version=13),
+                   ca.CreateChanRequest(name="X:a", cid=1, version=13))),
+        (False, _ca(ca.CreateChanResponse(data_type=6, data_count=1, cid=1, sid=9))),
+        (True, _ca(ca.ReadNotifyRequest(data_type=6, data_count=1, sid=9, ioid=7))),
+        (False, _ca(reply, reply)),
+        (True, _ca(ca.ReadNotifyRequest(data_type=6, data_count=1, sid=9, ioid=8))),
+        (False, _ca(ca.ReadNotifyResponse(data=[2.5], data_type=ca.ChannelType.DOUBLE,
+                                          data_count=1, status=1, ioid=8))),
+    ]))
+    fast, slow = both(capsys, monkeypatch, str(path), "--format", "{frame} {pv} {name}",
+                      "--not-pv", "X:a")
+    assert fast == slow
+    assert fast[1].splitlines() == ["4  VersionRequest", "7  ReadNotifyResponse"]   # (no PV)
+    assert sum(s.skipped for s in skims) == 4          # the ACK, frames 6, 8 and 9
+    # and with the PV: every message of it, the second reply not
+    fast, slow = both(capsys, monkeypatch, str(path), "--format", "{frame} {pv} {name}",
+                      "--pv", "X:a")
+    assert fast == slow
+    assert fast[1].splitlines() == [
+        "4 X:a CreateChanRequest", "5 X:a CreateChanResponse", "6 X:a ReadNotifyRequest",
+        "7 X:a ReadNotifyResponse", "8 X:a ReadNotifyRequest", "9 X:a ReadNotifyResponse"]
+
+
+def test_channel_state_skim_matches_the_handlers():
+    """For every message of every fixture that has a skim rule,
+    ChannelTracker.skim (told to drop) leaves the channel state as the
+    message's handler does and names the same PV."""
+    from pcapca.capture import read_capture
+    from pcapca.channels import ChannelTracker
+    from pcapca.decoder import Decoder
+    from pcapca.records import Decoded
+    checked = 0
+    for name in CAPTURES:
+        usual, skimming = ChannelTracker(), ChannelTracker()
+        for item in Decoder().run(read_capture(str(fixture(name)))):
+            if item.__class__ is not Decoded:
+                continue
+            for record in item.records:
+                handler = usual._handlers.get(record.cls)
+                if handler is None:
+                    continue
+                handler(record)
+                rule = skimming.skim_rules.get(record.cls)
+                if rule is None:
+                    skimming._handlers[record.cls](record)
+                    continue
+                asked = []
+                assert skimming.skim(skimming.state_of(record.circuit), rule,
+                                     record.fields[4:6], record.cls, record.frame, record.ts,
+                                     lambda pv, cls: asked.append((pv, cls)) or True)
+                assert asked == [(record.pv, record.cls)]
+                a, b = usual.circuits[record.circuit], skimming.circuits[record.circuit]
+                assert (a.cids, a.sids, a.ioids, a.subs) == (b.cids, b.sids, b.ioids, b.subs)
+                checked += 1
+    assert checked == 803
+
+
+def _two_channels(ca):
+    return [(True, _ca(ca.VersionRequest(priority=0, version=13),
+                       ca.CreateChanRequest(name="X:a", cid=1, version=13),
+                       ca.CreateChanRequest(name="Y:b", cid=2, version=13))),
+            (False, _ca(ca.CreateChanResponse(data_type=6, data_count=1, cid=1, sid=9),
+                        ca.CreateChanResponse(data_type=6, data_count=1, cid=2, sid=10)))]
+
+
+def test_skipped_data_keeps_a_circuit_alive(skims, capsys, monkeypatch, tmp_path):
+    """Packets 1 ms apart, circuits idle for 2.5 ms forgotten, looked for at
+    every third packet, a search: the skipped reads of Y:b keep the circuit
+    (and so the name of X:a) alive."""
+    import caproto as ca
+    import pcapca.decoder
+    monkeypatch.setattr(skim, "EVICT_EVERY", 3)
+    monkeypatch.setattr(pcapca.decoder, "EVICT_EVERY", 3)
+    monkeypatch.setattr(pcapca.decoder, "IDLE_NS", 2_500_000)
+    search = _ca(ca.VersionRequest(priority=0, version=13),
+                 ca.SearchRequest(name="Z:c", cid=7, version=13))
+    steps = _two_channels(ca)                     # frames 4 and 5
+    for ioid in range(1, 11, 2):                  # frames 6 (search), 7, 8, 9 (search)...
+        steps += [("udp", search)] + [
+            (True, _ca(ca.ReadNotifyRequest(data_type=6, data_count=1, sid=10, ioid=i)))
+            for i in (ioid, ioid + 1)]
+    steps.append((True, _ca(ca.ReadNotifyRequest(data_type=6, data_count=1, sid=9, ioid=99))))
+    path = tmp_path / "alive.pcap"
+    path.write_bytes(_capture(steps, gap_us=1000))
+    fast, slow = both(capsys, monkeypatch, str(path), "--format", "{frame} {pv} {name}",
+                      "--pv", "X:a")
+    assert fast == slow
+    assert fast[1].splitlines() == ["4 X:a CreateChanRequest", "5 X:a CreateChanResponse",
+                                    "21 X:a ReadNotifyRequest"]
+    assert sum(s.skipped for s in skims) == 10
+
+
+def test_a_segment_that_fills_a_hole_is_not_skipped(skims, capsys, monkeypatch, tmp_path):
+    """Y:b's read fills the hole before X:a's (captured first): decoding it
+    delivers X:a's read too, before the reply to it."""
+    import caproto as ca
+    steps = _two_channels(ca) + [
+        (True, _ca(ca.ReadNotifyRequest(data_type=6, data_count=1, sid=10, ioid=1))),
+        (True, _ca(ca.ReadNotifyRequest(data_type=6, data_count=1, sid=9, ioid=2))),
+        (False, _ca(ca.ReadNotifyResponse(data=[2.5], data_type=ca.ChannelType.DOUBLE,
+                                          data_count=1, status=1, ioid=2)))]
+    path = tmp_path / "hole.pcap"
+    path.write_bytes(_capture(steps, order=[0, 1, 2, 3, 4, 6, 5, 7]))
+    fast, slow = both(capsys, monkeypatch, str(path),
+                      "--format", "{frame} {pv} {name} {request_frame}", "--pv", "X:a")
+    assert fast == slow
+    assert fast[1].splitlines() == ["4 X:a CreateChanRequest ", "5 X:a CreateChanResponse 4",
+                                    "7 X:a ReadNotifyRequest ", "8 X:a ReadNotifyResponse 7"]
+
+
+def test_a_direction_not_in_step_yet_is_not_skipped(skims, capsys, monkeypatch, tmp_path):
+    """A capture that starts inside a connection: the server's first segment
+    is a reply caproto would take, but a payload size that is not a multiple
+    of 8 is not a place to start decoding at."""
+    import caproto as ca
+    request = _ca(ca.ReadNotifyRequest(data_type=6, data_count=1, sid=10, ioid=1))
+    reply = _odd_reply(ca, 1)
+    path = tmp_path / "midstream.pcap"
+    path.write_bytes(_capture([(True, request), (False, reply), (False, reply)],
+                              handshake=False))
+    fast, slow = both(capsys, monkeypatch, str(path), "--format", "{frame} {name}",
+                      "--pv", "X:a")
+    assert fast == slow
+    assert "3 packets; 1 CA messages" in fast[2]
+
+
+def test_the_rest_of_an_oversized_message_is_not_a_message(skims, capsys, monkeypatch,
+                                                          tmp_path):
+    """--max-message 64: an 80-byte write is skipped; the segment with its
+    last 16 bytes, which look like a read request, is not skipped."""
+    import caproto as ca
+    read = _ca(ca.ReadNotifyRequest(data_type=6, data_count=1, sid=10, ioid=5))
+    write = _ca(ca.WriteNotifyRequest(data=[0.0] * 10, data_type=6, data_count=10, sid=10,
+                                      ioid=4))
+    big = write[:-16] + read
+    assert len(big) == 96
+    path = tmp_path / "big.pcap"
+    path.write_bytes(_capture(_two_channels(ca) + [(True, big[:80]), (True, big[80:])]))
+    fast, slow = both(capsys, monkeypatch, str(path), "--format", "{frame} {pv} {name}",
+                      "--pv", "X:a", "--max-message", "64")
+    assert fast == slow
+    assert "claims 80 bytes, over the 64-byte limit; skipped" in fast[2]
+    assert fast[2].endswith("pcapca: 7 packets; 5 CA messages; 1 decode problems\n")
+
+
+def _odd_reply(ca, ioid):
+    """A read reply caproto decodes but whose payload size (12) is not a
+    multiple of 8: not a place where decoding may start."""
+    reply = bytearray(_ca(ca.ReadNotifyResponse(data=[2.5], data_type=ca.ChannelType.DOUBLE,
+                                                data_count=1, status=1, ioid=ioid)))
+    reply[2:4] = struct.pack("!H", 12)
+    return bytes(reply) + bytes(4)
+
+
+def test_after_lost_bytes_decoding_starts_at_a_plausible_message(skims, capsys, monkeypatch,
+                                                                tmp_path):
+    """The server's reply to read 1 was not captured (the client acknowledges
+    it): decoding resumes only at a plausible header, which the next reply is
+    not; the shortcut leaves such a direction to the decoder."""
+    import caproto as ca
+    steps = _two_channels(ca) + [
+        (True, _ca(ca.ReadNotifyRequest(data_type=6, data_count=1, sid=10, ioid=1))),
+        (False, _ca(ca.ReadNotifyResponse(data=[1.5], data_type=ca.ChannelType.DOUBLE,
+                                          data_count=1, status=1, ioid=1))),
+        (True, _ca(ca.ReadNotifyRequest(data_type=6, data_count=1, sid=10, ioid=2))),
+        (False, _odd_reply(ca, 2)),
+        (True, _ca(ca.ReadNotifyRequest(data_type=6, data_count=1, sid=10, ioid=3))),
+        (False, _odd_reply(ca, 3))]
+    path = tmp_path / "lost.pcap"
+    path.write_bytes(_capture(steps, order=[0, 1, 2, 3, 4, 5, 7, 8, 9, 10]))
+    fast, slow = both(capsys, monkeypatch, str(path), "--format", "{frame} {name}",
+                      "--pv", "X:a")
+    assert fast == slow
+    assert "24 bytes of 127.0.0.1:5064->127.0.0.1:40000 were not captured" in fast[2]
+    assert "10 packets; 8 CA messages" in fast[2]     # (no reply decoded)
+
+
+def test_a_circuit_that_is_not_ca_is_not_skipped(skims, capsys, monkeypatch, tmp_path):
+    """Port 6000 is not a CA port and its first bytes are not CA: what looks
+    like CA messages later on that connection is not decoded."""
+    import caproto as ca
+    read = _ca(ca.ReadNotifyRequest(data_type=6, data_count=1, sid=10, ioid=1))
+    path = tmp_path / "other.pcap"
+    path.write_bytes(_capture([(True, b"GET / HTTP/1.0\r\n\r\n"), (True, read), (True, read)],
+                              port=6000))
+    fast, slow = both(capsys, monkeypatch, str(path), "--format", "{frame} {name}",
+                      "--pv", "X:a")
+    assert fast == slow
+    assert "6 packets; 0 CA messages" in fast[2]
+
+
+@pytest.mark.parametrize("kw", [
+    {"pv": ["CORPUS:dbl"]}, {"not_pv": ["CORPUS:*"]}, {"command": ["ReadNotify*"]},
+    {"not_command": ["EventAddResponse"]}, {"pv": ["re:str|dbl"], "command": ["*Response"]},
+    {"pv": ["CORPUS:dbl"], "host": ["127.0.0.2"]}, {"command": ["*Request"], "port": [5065]},
+    {"host": ["127.0.0.1"]}])
+def test_filter_drops_agrees_with_matches(kw):
+    """Filter.drops(pv, cls) says a record is dropped only when ``matches``
+    drops it; with PV and command conditions only, exactly then."""
+    from pcapca.filters import Filter
+    from pcapca.pipeline import read
+    f = Filter.build(**kw)
+    records = list(read(str(fixture("corpus_libca.pcap"))))
+    if not ({"pv", "not_pv", "command", "not_command"} & set(kw)):
+        assert f.drops is None
+        return
+    dropped = [f.drops(r.pv, r.cls) for r in records]
+    kept = [f.matches(r) for r in records]
+    assert not any(d and k for d, k in zip(dropped, kept))
+    if set(kw) <= {"pv", "not_pv", "command", "not_command"}:
+        assert dropped == [not k for k in kept]
+    assert 0 < sum(dropped) < len(records)
