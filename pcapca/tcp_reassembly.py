@@ -108,6 +108,8 @@ class HalfStream:
             target = upto
         missing = seq_diff(target, self.next_seq)
         if missing <= 0:
+            # (no hole before it: not left by this class, but flush must end)
+            self._drain(out)
             return out
         self.next_seq = target
         out.append((missing, b"", tag))

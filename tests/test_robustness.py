@@ -769,3 +769,15 @@ def test_closed_flows_free_their_state():
     for _ in decode(data(BASIC), decoder=dec, tracker=tr):
         pass
     assert dec.circuits == {} and tr.circuits == {}
+
+
+def test_flush_ends_with_a_waiting_segment_at_the_next_sequence_number():
+    """HalfStream never leaves a segment waiting at next_seq itself, but if
+    anything did (skim once could, in a mutant), flush delivers it and ends."""
+    from pcapca.tcp_reassembly import HalfStream
+    half = HalfStream()
+    assert half.segment(100, b"abcd", 4) == [(0, b"abcd", None)]
+    half.pending[104] = (b"efgh", 4, "tag")
+    half.pending_bytes += 4
+    assert half.flush() == [(0, b"efgh", "tag")]
+    assert half.next_seq == 108 and not half.pending
