@@ -5,14 +5,14 @@ that in the end change nothing but counters: the monitor updates and read
 replies of other PVs, bare ACKs. Every stage would build its objects for
 them (Packet, Segment, Record) only for the filter to drop the records.
 
-The legacy pcap reader hands a ``Skimmer`` each window of complete,
-plausible packet records. The skimmer parses the link, IPv4, TCP and first
-CA headers of all of them at once with numpy, then goes through them in
-order and skips the packets it can prove would leave only counters and
-dropped records, judging from the live state of the decoder (circuit, TCP
-sequence, CA framing) and of the channel tracker (which PV an id names).
-Every other packet goes back to the reader and through the whole pipeline,
-which has processed the packets before it by then (the stages are
+The legacy pcap reader hands a ``Skimmer`` each run of complete, plausible
+packet records (up to ``pcap_reader.MAX_RUN``). The skimmer parses the link,
+IPv4, TCP and first CA headers of all of them at once with numpy, then goes
+through them in order and skips the packets it can prove would leave only
+counters and dropped records, judging from the live state of the decoder
+(circuit, TCP sequence, CA framing) and of the channel tracker (which PV an
+id names). Every other packet goes back to the reader and through the whole
+pipeline, which has processed the packets before it by then (the stages are
 generators). A packet is skipped only if it is:
 
 - TCP over IPv4 without options, no SYN/FIN/RST, completely captured, in a
@@ -140,7 +140,7 @@ class Skimmer:
         key = (_ntoa(_pack_ip(a >> 16)), a & 0xFFFF, _ntoa(_pack_ip(b >> 16)), b & 0xFFFF)
         circuit = decoder.circuits.get(key)
         if circuit is None or circuit.is_ca is not True:
-            # (is_ca None may turn True with this generation: looked at again next window)
+            # (when the decoder learns that it is CA, its generation changes)
             flow = (decoder.generation, None, None, None, None, None, None)
         else:
             side = 0 if (key[1] == circuit.client[1] and key[0] == circuit.client[0]) else 1
