@@ -243,7 +243,6 @@ def _drops(pv_ok, cls_ok, pv_cache) -> Optional[Callable]:
     return lambda pv, cls: not (cls_ok(cls) and pv_ok(pv))
 
 
-
 @dataclass(frozen=True)
 class Filter:
     """Which records to keep. Build with ``Filter.build``; test with ``matches``."""

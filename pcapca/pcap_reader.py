@@ -90,9 +90,9 @@ def read_pcap(src: ByteSource, *, first_frame: int = 1, strict: bool = False,
             else:
                 offsets, caplens, lengths, secs, tss = run
                 for i in skim.run(buf, offsets, caplens, tss, frame, interface.linktype):
-                    at = offsets[i]
-                    yield new(Packet, (frame + i, tss[i], buf[at + RECORD_SIZE:at + RECORD_SIZE + caplens[i]],
-                                       lengths[i], interface, 0, src.offset_of(at), None, "<"))
+                    at = offsets[i] + RECORD_SIZE        # (the packet the skimmer leaves)
+                    yield new(Packet, (frame + i, tss[i], buf[at:at + caplens[i]], lengths[i],
+                                       interface, 0, src.offset_of(offsets[i]), None, "<"))
                 pos = offsets[-1] + RECORD_SIZE + caplens[-1]
                 frame += len(offsets)
                 prev_sec = secs[-1]

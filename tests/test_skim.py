@@ -81,6 +81,14 @@ def test_same_default_output_and_summary(name, skims, capsys, monkeypatch):
     assert "CA messages" in fast[2]
 
 
+@pytest.mark.parametrize("flt", [["--pv", "CORPUS:dbl"], ["--not-command", "ReadNotify*"]],
+                         ids=" ".join)
+def test_same_json(flt, skims, capsys, monkeypatch):
+    fast, slow = both(capsys, monkeypatch, str(fixture("corpus_libca.pcap")), "--json", *flt)
+    assert fast == slow
+    assert sum(s.skipped for s in skims) > 100
+
+
 def test_corpus_capture_is_mostly_skipped(skims, capsys, monkeypatch):
     """corpus_libca.pcap (807 packets, 915 messages), --pv CORPUS:dbl: the 38
     lines of the filter tests. The shortcut takes 668 packets: all but the 37
