@@ -8,7 +8,6 @@ keeps integer nanoseconds and reports damage with its byte offset.
 from __future__ import annotations
 
 import struct
-import sys
 from typing import Iterator, Union
 
 from dpkt import pcap as dpkt_pcap
@@ -162,29 +161,15 @@ def _good_run(buf, pos: int, end: int, record: struct.Struct, limit: int, tsreso
     offsets = []
     append = offsets.append
     count = 0
-    if record.format[0] == "<" and sys.byteorder == "little":
-        # the captured length as a native uint32 at pos + 8: views at the 4 alignments
-        size = len(buf)
-        view = memoryview(buf)
-        words = [view[k:k + (size - k) // 4 * 4].cast("I") for k in range(4)]
-        while end - pos >= RECORD_SIZE and count < MAX_RUN:
-            caplen = words[pos & 3][(pos >> 2) + 2]
-            stop = pos + RECORD_SIZE + caplen
-            if not caplen or caplen > limit or stop > end:
-                break
-            append(pos)
-            pos = stop
-            count += 1
-    else:
-        unpack_from = record.unpack_from
-        while end - pos >= RECORD_SIZE and count < MAX_RUN:
-            caplen = unpack_from(buf, pos)[2]
-            stop = pos + RECORD_SIZE + caplen
-            if not caplen or caplen > limit or stop > end:
-                break
-            append(pos)
-            pos = stop
-            count += 1
+    unpack_from = record.unpack_from
+    while end - pos >= RECORD_SIZE and count < MAX_RUN:
+        caplen = unpack_from(buf, pos)[2]
+        stop = pos + RECORD_SIZE + caplen
+        if not caplen or caplen > limit or stop > end:
+            break
+        append(pos)
+        pos = stop
+        count += 1
     if count < MIN_RECORDS:
         return None, pos
     a = np.frombuffer(buf, dtype=np.uint8)

@@ -507,3 +507,27 @@ def test_filter_drops_agrees_with_matches(kw):
     if set(kw) <= {"pv", "not_pv", "command", "not_command"}:
         assert dropped == [not k for k in kept]
     assert 0 < sum(dropped) < len(records)
+
+
+def _big_endian(data: bytes) -> bytes:
+    """The same pcap written big-endian (file header and record headers)."""
+    magic, major, minor, zone, sigfigs, snaplen, linktype = struct.unpack_from("<IHHiIII", data)
+    out = [struct.pack(">IHHiIII", magic, major, minor, zone, sigfigs, snaplen, linktype)]
+    pos = 24
+    while pos < len(data):
+        sec, frac, caplen, length = struct.unpack_from("<IIII", data, pos)
+        out.append(struct.pack(">IIII", sec, frac, caplen, length))
+        out.append(data[pos + 16:pos + 16 + caplen])
+        pos += 16 + caplen
+    return b"".join(out)
+
+
+def test_big_endian_capture(skims, capsys, monkeypatch, tmp_path):
+    path = tmp_path / "big.pcap"
+    path.write_bytes(_big_endian(fixture("corpus_libca.pcap").read_bytes()))
+    fast, slow = both(capsys, monkeypatch, str(path), "--format", FORMAT, "--pv", "CORPUS:dbl")
+    assert fast == slow
+    little = run(capsys, str(fixture("corpus_libca.pcap")), "--format", FORMAT, "--pv",
+                 "CORPUS:dbl")
+    assert fast == little
+    assert sum(s.skipped for s in skims) == 2 * 668
