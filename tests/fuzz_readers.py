@@ -7,7 +7,9 @@
 The target feeds the input bytes to ``pcapca.pipeline.decode`` (pcap or
 pcapng reader -> decoder -> channel tracker) and consumes every item.  A
 crash is any exception other than ``CaptureFormatError`` (not a capture at
-all: the CLI exits 2 for it), or an item of an unexpected type.
+all: the CLI exits 2 for it), or an item of an unexpected type, or (legacy
+pcap) a PV filter keeping other records, problems or counts with the
+filtered print's shortcut (``pcapca.skim``) than without it.
 
 Directory arguments are *seed* directories: the capture files in them (by
 magic, not by name) of at most ``MAX_SEED`` bytes are copied into a working
@@ -55,13 +57,21 @@ if atheris is not None:
         import pcapca.pipeline  # noqa: F401
         import pcapca.pcapng_io  # noqa: F401
 
+import pcapca.skim  # noqa: E402
 from pcapca.capture import CaptureFormatError  # noqa: E402
+from pcapca.decoder import Decoder  # noqa: E402
+from pcapca.filters import Filter  # noqa: E402
 from pcapca.events import CircuitClosed, Passthrough, Problem  # noqa: E402
 from pcapca.formatting import record_fields, record_repr  # noqa: E402
 from pcapca.pipeline import decode  # noqa: E402
 from pcapca.records import Decoded  # noqa: E402
 
 _KINDS = (Decoded, Passthrough, Problem, CircuitClosed)
+# The filtered print's shortcut (pcapca.skim) must not change what a filter
+# keeps: each legacy pcap input is also decoded with and without it.
+pcapca.skim.MIN_RECORDS = 1          # (fuzz inputs are short)
+_FILTER = Filter.build(pv=["FIX:dbl", "CORPUS:dbl"])
+_PCAP = MAGICS[:4]
 
 
 # Bugs already reported (with an xfail test in tests/test_robustness.py) that
@@ -108,6 +118,22 @@ def _target(data: bytes) -> None:
                 repr(record.command)      # caproto's own, built later from the bytes
     if fatal > 1:
         raise AssertionError("more than one fatal problem")
+    if data[:4] in _PCAP and _filtered(data, _FILTER.drops) != _filtered(data, None):
+        raise AssertionError("the --pv shortcut (pcapca.skim) changed the output")
+
+
+def _filtered(data: bytes, drops):
+    """What a filtered print shows (records, problems, summary), with the
+    shortcut (``drops``) or without it."""
+    decoder = Decoder()
+    out = []
+    for item in decode(data, decoder=decoder, drops=drops):
+        if item.__class__ is Problem:
+            out.append(str(item))
+        elif item.__class__ is Decoded:
+            out.extend((r.frame, r.pv, r.request_frame, r.latency, r.cls, r.fields)
+                       for r in item.records if _FILTER.matches(r))
+    return out, decoder.stats.summary()
 
 
 def _seeds(dirs):
