@@ -71,7 +71,7 @@ def read_capture(source: Union[str, os.PathLike, BinaryIO, ByteSource], *, stric
 
     Raises CaptureFormatError (before yielding anything) if it is not a
     capture file at all, and OSError if it cannot be opened. ``skim``: see
-    ``pcapca.skim`` (legacy pcap only)."""
+    ``pcapca.skim``."""
     src = source if isinstance(source, ByteSource) else open_source(source)
     kind = detect(src)
     if kind == "truncated":
@@ -81,4 +81,4 @@ def read_capture(source: Union[str, os.PathLike, BinaryIO, ByteSource], *, stric
     if kind == "pcap":
         return read_pcap(src, strict=strict, skim=skim)
     from .pcapng_io import read_pcapng
-    return read_pcapng(_SourceFile(src), strict=strict)
+    return read_pcapng(_SourceFile(src), strict=strict, skim=skim)

@@ -106,6 +106,11 @@ class Decoder:
         self._closed: list = []                      # CircuitClosed and late items to pass on
         self._interfaces = 0                         # interfaces declared (pcapng IDBs)
 
+    @property
+    def finds_duplicates(self) -> bool:
+        """Is every packet compared with those before it (several interfaces)?"""
+        return self._interfaces > 1
+
     # ------------------------------------------------------------------ API
     def run(self, items: Iterable[Union[Packet, Passthrough, Problem]]
             ) -> Iterator[Union[Decoded, Passthrough, Problem]]:

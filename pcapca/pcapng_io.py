@@ -119,11 +119,12 @@ class _CountingReader:
     pushed back with ``unread()`` (used when resynchronising).
     """
 
-    __slots__ = ("_read", "_pending", "pos")
+    __slots__ = ("_read", "_pending", "_at", "pos")
 
     def __init__(self, stream: BinaryIO):
         self._read = stream.read
         self._pending = b""
+        self._at = 0            # read position in _pending (no copy per read)
         self.pos = 0
 
     def tell(self) -> int:
@@ -131,8 +132,13 @@ class _CountingReader:
 
     def read(self, n: int) -> bytes:
         if self._pending:
-            data = self._pending[:n]
-            self._pending = self._pending[n:]
+            at = self._at
+            data = self._pending[at:at + n]
+            at += len(data)
+            if at >= len(self._pending):
+                self._pending = b""
+                at = 0
+            self._at = at
             if len(data) < n:
                 data += self._read_stream(n - len(data))
         else:
@@ -155,8 +161,14 @@ class _CountingReader:
         return b"".join(parts)
 
     def unread(self, data: bytes) -> None:
-        self._pending = bytes(data) + self._pending
-        self.pos -= len(data)
+        """Push back ``data``, the last bytes read."""
+        n = len(data)
+        if n <= self._at:
+            self._at -= n          # (they came from _pending: step back, no copy)
+        else:
+            self._pending = bytes(data) + self._pending[self._at:]
+            self._at = 0
+        self.pos -= n
 
 
 def parse_options(buf: bytes, start: int, end: int, endian: str):
@@ -300,7 +312,58 @@ def _resync(reader: _CountingReader, start: int, buf: bytes, endian: str) -> Opt
     return None
 
 
-def read_pcapng(stream: BinaryIO, *, first_frame: int = 1, strict: bool = False) -> Iterator[Item]:
+SKIM_CHUNK = 1 << 20      # bytes read at once for pcapca.skim
+SKIM_MAX_RUN = 8192       # blocks per run (as pcap_reader.MAX_RUN)
+
+
+def _skim_run(reader: _CountingReader, skim, endian: str, ifaces, frame: int):
+    """Read ahead; hand ``skim`` the enhanced packet blocks from here on that
+    the loop of ``read_pcapng`` would take as packets as they are (valid
+    lengths, known interface, one link type), yield the packets it leaves,
+    and push back the bytes after them. Returns (blocks taken, offset from
+    which to try again). ``endian`` and ``ifaces``: the section's."""
+    from .skim import MIN_RECORDS
+    start = reader.pos
+    buf = reader.read(SKIM_CHUNK)
+    head = struct.Struct(endian + "IIIIIII").unpack_from
+    tail = struct.Struct(endian + "I").unpack_from
+    offsets, caplens, lengths, ids, tss = [], [], [], [], []
+    linktype = None
+    pos, end = 0, len(buf)
+    while end - pos >= 32 and len(offsets) < SKIM_MAX_RUN:
+        btype, blen, iid, th, tl, caplen, orig_len = head(buf, pos)
+        if (btype != EPB or blen < 32 or blen % 4 or blen > MAX_BLOCK_LEN or pos + blen > end
+                or tail(buf, pos + blen - 4)[0] != blen or caplen > blen - 32
+                or iid >= len(ifaces)):
+            break
+        iface, tps, tsoffset = ifaces[iid]
+        if linktype is None:
+            linktype = iface.linktype
+            if not skim.handles(linktype):
+                break
+        elif iface.linktype != linktype:
+            break
+        offsets.append(pos)
+        caplens.append(caplen)
+        lengths.append(orig_len)
+        ids.append(iid)
+        tss.append(((th << 32) | tl) * _NS // tps + tsoffset)
+        pos += blen
+    if len(offsets) < MIN_RECORDS:
+        reader.unread(buf)
+        # (not again before MIN_RECORDS more blocks: bounds what trying costs)
+        return 0, start + max(pos, 32 * MIN_RECORDS) + 1
+    for i in skim.run(buf, offsets, caplens, tss, frame, linktype, data_at=28):
+        at = offsets[i]
+        raw = buf[at:head(buf, at)[1] + at]
+        yield Packet(frame + i, tss[i], raw[28:28 + caplens[i]], lengths[i], ifaces[ids[i]][0],
+                     ids[i], start + at, raw, endian)
+    reader.unread(buf[pos:])
+    return len(offsets), start + pos
+
+
+def read_pcapng(stream: BinaryIO, *, first_frame: int = 1, strict: bool = False,
+                skim=None) -> Iterator[Item]:
     """Yield the contents of a pcapng stream, in file order.
 
     ``stream`` is a binary file object at the very start of the file (it may
@@ -310,9 +373,12 @@ def read_pcapng(stream: BinaryIO, *, first_frame: int = 1, strict: bool = False)
     :class:`Problem` items (``fatal=True`` when reading had to stop); a
     packet block that cannot be used as a packet (unknown interface,
     inconsistent lengths) gives a Problem and is then passed through as a
-    :class:`Passthrough` so that writers can still copy it.
+    :class:`Passthrough` so that writers can still copy it.  ``skim``: a
+    ``pcapca.skim.Skimmer`` that may account for packets itself; they are
+    then not yielded.
     """
     reader = _CountingReader(stream)
+    skim_after = 0           # offset from which to try skimming again
     read = reader.read
     frame = first_frame
     endian: Optional[str] = None
@@ -337,6 +403,13 @@ def read_pcapng(stream: BinaryIO, *, first_frame: int = 1, strict: bool = False)
         head = read(8)
         if not head:
             return
+        if (skim is not None and ifaces and offset >= skim_after and len(head) == 8
+                and u2(head)[0] == EPB and skim.wants(ifaces)):
+            # a run of enhanced packet blocks from here, in bulk (see pcapca.skim)
+            reader.unread(head)
+            taken, skim_after = yield from _skim_run(reader, skim, endian, ifaces, frame)
+            frame += taken
+            continue
         if len(head) < 8:
             yield Problem(f"pcapng block at byte offset {offset} is truncated (needs at "
                           f"least 8 bytes, file ends after {len(head)})",

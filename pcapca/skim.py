@@ -68,13 +68,25 @@ class Skimmer:
     def handles(linktype: int) -> bool:
         return linktype in LINKS
 
+    def wants(self, interfaces) -> bool:
+        """Worth trying on a pcapng section with these interfaces? Not when
+        the decoder compares every packet with the others (several
+        interfaces: packets captured twice), nor for an unknown link type."""
+        return (len(interfaces) == 1 and not self.decoder.finds_duplicates
+                and self.handles(interfaces[0][0].linktype))
+
     def run(self, buf: bytes, offsets: List[int], caplens: List[int], tss: List[int],
-            frame: int, linktype: int) -> Iterator[int]:
-        """Indices of the records at ``offsets`` in ``buf`` (frame numbers from
-        ``frame``) that must be read as packets; the others are accounted for."""
-        cols, flow_ids, pays = _columns(buf, offsets, caplens, linktype)
-        flows = [None] * len(flow_ids)       # what _flow says of each, while valid
+            frame: int, linktype: int, data_at: int = 16) -> Iterator[int]:
+        """Indices of the records at ``offsets`` in ``buf`` (the packet's bytes
+        ``data_at`` bytes in, frame numbers from ``frame``) that must be read
+        as packets; the others are accounted for."""
         decoder = self.decoder
+        if decoder.finds_duplicates:
+            # (it remembers every packet to find those captured twice)
+            yield from range(len(offsets))
+            return
+        cols, flow_ids, pays = _columns(buf, offsets, caplens, linktype, data_at)
+        flows = [None] * len(flow_ids)       # what _flow says of each, while valid
         stats = decoder.stats
         max_message = decoder.max_message
         rules = self.tracker.skim_rules
@@ -193,7 +205,8 @@ def _messages(buf: bytes, pos: int, length: int, stream, max_message: int, rules
     return out
 
 
-def _columns(buf: bytes, offsets: List[int], caplens: List[int], linktype: int):
+def _columns(buf: bytes, offsets: List[int], caplens: List[int], linktype: int,
+             data_at: int):
     """(columns, flows, payload offsets). ``columns``, per record, as lists:
     ok, flow (an index in ``flows``), seq, ack (-1 without the ACK flag),
     payload size, and the first CA header's (command << 16 | data type),
@@ -207,7 +220,7 @@ def _columns(buf: bytes, offsets: List[int], caplens: List[int], linktype: int):
     # every byte offset of buf as the start of a big-endian 32-bit word
     words = np.ndarray(shape=(len(buf) - 3,), dtype=">u4", buffer=buf, strides=(1,))
     last = len(buf) - 4
-    frame = np.asarray(offsets, dtype=np.int64) + 16
+    frame = np.asarray(offsets, dtype=np.int64) + data_at
     caplen = np.asarray(caplens, dtype=np.int64)
     # (an ok packet's IPv4 and TCP headers and first CA header are within
     # its record: clamping moves only the others')

@@ -7,9 +7,9 @@
 The target feeds the input bytes to ``pcapca.pipeline.decode`` (pcap or
 pcapng reader -> decoder -> channel tracker) and consumes every item.  A
 crash is any exception other than ``CaptureFormatError`` (not a capture at
-all: the CLI exits 2 for it), or an item of an unexpected type, or (legacy
-pcap) a PV filter keeping other records, problems or counts with the
-filtered print's shortcut (``pcapca.skim``) than without it.
+all: the CLI exits 2 for it), or an item of an unexpected type, or a PV
+filter keeping other records, problems or counts with the filtered print's
+shortcut (``pcapca.skim``) than without it.
 
 Directory arguments are *seed* directories: the capture files in them (by
 magic, not by name) of at most ``MAX_SEED`` bytes are copied into a working
@@ -68,10 +68,10 @@ from pcapca.records import Decoded  # noqa: E402
 
 _KINDS = (Decoded, Passthrough, Problem, CircuitClosed)
 # The filtered print's shortcut (pcapca.skim) must not change what a filter
-# keeps: each legacy pcap input is also decoded with and without it.
+# keeps: each input is also decoded with and without it.
 pcapca.skim.MIN_RECORDS = 1          # (fuzz inputs are short)
 _FILTER = Filter.build(pv=["FIX:dbl", "CORPUS:dbl"])
-_PCAP = MAGICS[:4]
+_PCAP = MAGICS
 
 
 # Bugs already reported (with an xfail test in tests/test_robustness.py) that

@@ -120,19 +120,70 @@ def test_no_shortcut_without_pv_or_command_filter(skims, capsys):
     assert skims == []
 
 
-def test_no_shortcut_for_pcapng(skims, capsys):
-    run(capsys, str(fixture("session.pcapng")), "--pv", "FIX:dbl")
+@pytest.mark.parametrize("endian", "<>")
+def test_pcapng(endian, skims, capsys, monkeypatch, tmp_path):
+    """A pcapng file of the same packets as corpus_libca.pcap (written by
+    _pcapng): the same output, the same packets skipped."""
+    monkeypatch.setattr(skim, "MIN_RECORDS", 64)
+    args = ("--format", FORMAT, "--pv", "CORPUS:dbl")
+    expected = run(capsys, str(fixture("corpus_libca.pcap")), *args)
+    path = tmp_path / "libca.pcapng"
+    path.write_bytes(_pcapng(fixture("corpus_libca.pcap").read_bytes(), endian))
+    skims.clear()
+    fast, slow = both(capsys, monkeypatch, str(path), *args)
+    assert fast == slow == expected
+    # (one more than from the pcap file, whose reader reads the record after a run itself)
+    assert sum(s.skipped for s in skims) == 669
+
+
+def test_pcapng_session_is_skimmed(skims, capsys, monkeypatch):
+    fast, slow = both(capsys, monkeypatch, str(fixture("session.pcapng")), "--format", FORMAT,
+                      "--pv", "FIX:dbl")
+    assert fast == slow
+    assert sum(s.skipped for s in skims) > 20
+
+
+def test_pcapng_with_other_blocks_between_packets(skims, capsys, monkeypatch, tmp_path):
+    """Name resolution blocks every 50 packets end the runs; the blocks are
+    passed through as usual."""
+    path = tmp_path / "nrb.pcapng"
+    path.write_bytes(_pcapng(fixture("corpus_libca.pcap").read_bytes(), "<", nrb_every=50))
+    fast, slow = both(capsys, monkeypatch, str(path), "--format", FORMAT, "--pv", "CORPUS:str")
+    assert fast == slow
+    assert sum(s.skipped for s in skims) > 500
+
+
+def test_no_shortcut_with_several_interfaces(skims, capsys, monkeypatch):
+    """twoif.pcapng: packets captured on two interfaces are compared with each
+    other (duplicates are dropped), so every one goes through the decoder."""
+    fast, slow = both(capsys, monkeypatch, str(fixture("twoif.pcapng")), "--format", FORMAT,
+                      "--pv", "FIX:long")
+    assert fast == slow
+    assert "seen again on another interface ignored" in fast[2]
     assert sum(s.skipped for s in skims) == 0
 
 
-def test_flows_that_mix_alike(skims, capsys, monkeypatch):
-    """Flows are told apart by one sort of a mix of their two ends, checked;
-    when mixes collide (here: all flows to one end), by the ends themselves."""
-    monkeypatch.setattr(skim, "_MIX", 0)
-    fast, slow = both(capsys, monkeypatch, str(fixture("twoservers.pcap")), "--format", FORMAT,
-                      "--not-pv", "FIX:common")
-    assert fast == slow
-    assert sum(s.skipped for s in skims) > 10
+def _pcapng(pcap: bytes, endian: str, nrb_every: int = 0) -> bytes:
+    """A little-endian Ethernet pcap (µs) as a pcapng file in byte order
+    ``endian``: SHB, IDB, one EPB per packet (and a name resolution block
+    every ``nrb_every`` packets)."""
+    def block(btype, body):
+        body += bytes(-len(body) % 4)
+        return struct.pack(endian + "II", btype, 12 + len(body)) + body + \
+            struct.pack(endian + "I", 12 + len(body))
+    out = [block(0x0A0D0D0A, struct.pack(endian + "IHHq", 0x1A2B3C4D, 1, 0, -1)),
+           block(1, struct.pack(endian + "HHI", 1, 0, 262144))]
+    pos, n = 24, 0
+    while pos < len(pcap):
+        sec, usec, caplen, length = struct.unpack_from("<IIII", pcap, pos)
+        ticks = sec * 10**6 + usec
+        out.append(block(6, struct.pack(endian + "IIIII", 0, ticks >> 32, ticks & 0xFFFFFFFF,
+                                        caplen, length) + pcap[pos + 16:pos + 16 + caplen]))
+        pos += 16 + caplen
+        n += 1
+        if nrb_every and n % nrb_every == 0:
+            out.append(block(4, struct.pack(endian + "HH", 0, 0)))
+    return b"".join(out)
 
 
 @pytest.mark.parametrize("run_size", [1, 2, 7])
@@ -180,7 +231,7 @@ def _damaged(data: bytes, seed: int) -> bytes:
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(name=st.sampled_from(["libca.pcap", "rsrv.pcap", "twoservers.pcap", "noise.pcap",
-                             "sll.pcap", "reuse.pcap"]),
+                             "sll.pcap", "reuse.pcap", "session.pcapng"]),
        seed=st.integers(0, 2**32 - 1),
        flt=st.sampled_from(FILTERS))
 def test_same_output_on_damaged_captures(name, seed, flt, skims, capsys, monkeypatch,
@@ -531,3 +582,68 @@ def test_big_endian_capture(skims, capsys, monkeypatch, tmp_path):
                  "CORPUS:dbl")
     assert fast == little
     assert sum(s.skipped for s in skims) == 2 * 668
+
+
+class _Transparent:
+    """A Skimmer that skips nothing and notes what it was given."""
+    def __init__(self):
+        self.runs = []
+
+    @staticmethod
+    def handles(linktype):
+        return True
+
+    @staticmethod
+    def wants(interfaces):
+        return True               # (the real one: only sections of one interface)
+
+    def run(self, buf, offsets, caplens, tss, frame, linktype, data_at=16):
+        self.runs.append((linktype, len(offsets), tss))
+        yield from range(len(offsets))
+
+
+def _block(endian, btype, body):
+    body += bytes(-len(body) % 4)
+    return (struct.pack(endian + "II", btype, 12 + len(body)) + body
+            + struct.pack(endian + "I", 12 + len(body)))
+
+
+def test_pcapng_runs_are_what_the_reader_reads(monkeypatch):
+    """Two interfaces (Ethernet with 1 ns ticks and a time offset, raw IPv4),
+    packets alternating in groups, a block claiming more bytes than it holds,
+    one naming an interface there is not: the reader with a skimmer that
+    skips nothing gives the same items as without, and every run it handed
+    over had one link type."""
+    from pcapca.capture import read_capture
+    monkeypatch.setattr(skim, "MIN_RECORDS", 2)
+    e = "<"
+    eth = b"\0" * 12 + b"\x08\x00"
+    ip = bytes([0x45]) + bytes(19)
+    idb_eth = struct.pack(e + "HHI", 1, 0, 0) + struct.pack(e + "HHB3x", 9, 1, 9) \
+        + struct.pack(e + "HHq", 14, 8, 1000) + bytes(4)
+    idb_raw = struct.pack(e + "HHI", 101, 0, 0)
+    blocks = [_block(e, 0x0A0D0D0A, struct.pack(e + "IHHq", 0x1A2B3C4D, 1, 0, -1)),
+              _block(e, 1, idb_eth), _block(e, 1, idb_raw)]
+    n = 0
+    for group in range(6):
+        iid, data = (0, eth + ip) if group % 2 == 0 else (1, ip)
+        for _ in range(3 + group):
+            n += 1
+            ticks = 1_800_000_000_000_000_000 + n
+            caplen = len(data) + (100 if n == 20 else 0)       # block 20: too short for it
+            blocks.append(_block(e, 6, struct.pack(e + "IIIII", 7 if n == 25 else iid,
+                                                   ticks >> 32, ticks & 0xFFFFFFFF, caplen,
+                                                   len(data)) + data))   # 25: no interface 7
+    capture = b"".join(blocks)
+    plain = list(read_capture(capture))
+    fake = _Transparent()
+    skimmed = list(read_capture(capture, skim=fake))
+    assert skimmed == plain
+    problems = [p.message for p in plain if p.__class__.__name__ == "Problem"]
+    assert any("claims" in m for m in problems) and any("interface 7" in m for m in problems)
+    packets = [p for p in plain if p.__class__.__name__ == "Packet"]
+    assert packets[0].ts == 1_800_000_000_000_000_001 + 1000 * 10**9
+    handed = [ts for _, _, tss in fake.runs for ts in tss]
+    assert handed and set(handed) <= {p.ts for p in packets}
+    for linktype, count, tss in fake.runs:
+        assert {p.interface.linktype for p in packets if p.ts in tss} == {linktype}
