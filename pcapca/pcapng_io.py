@@ -351,7 +351,8 @@ def _skim_run(reader: _CountingReader, skim, endian: str, ifaces, frame: int):
         pos += blen
     if len(offsets) < MIN_RECORDS:
         reader.unread(buf)
-        # (not again before MIN_RECORDS more blocks: bounds what trying costs)
+        # (not again before the block it stopped at, nor within the room of
+        # MIN_RECORDS smallest blocks: bounds what trying costs)
         return 0, start + max(pos, 32 * MIN_RECORDS) + 1
     for i in skim.run(buf, offsets, caplens, tss, frame, linktype, data_at=28):
         at = offsets[i]
