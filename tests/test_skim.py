@@ -297,8 +297,9 @@ def _capture(steps, gap_us: int = 1, handshake: bool = True, order=None,
              port: int = 5064) -> bytes:
     """A pcap of one TCP connection 127.0.0.1:40000 -> 127.0.0.1:``port`` (with
     its handshake unless not ``handshake``), then ``steps``: (True: from the
-    client, False: from the server, or "udp": a datagram from port 40001 to
-    5064, payload), TCP data sent with PSH|ACK; one packet every ``gap_us``
+    client, False: from the server, "udp": a datagram from port 40001 to
+    5064, or "syn": a SYN from the client, payload), TCP data sent with
+    PSH|ACK; one packet every ``gap_us``
     microseconds, in ``order`` (indices into the frames) if given."""
     seq = {True: 1000, False: 5000}
     frames = []
@@ -323,6 +324,8 @@ def _capture(steps, gap_us: int = 1, handshake: bool = True, order=None,
     for who, payload in steps:
         if who == "udp":
             frames.append(ip(17, struct.pack("!HHHH", 40001, 5064, 8 + len(payload), 0) + payload))
+        elif who == "syn":
+            frame(True, 0x02)          # (the client's SYN again, its sequence number moved on)
         else:
             frame(who, 0x18, payload)
     if order is not None:
@@ -647,3 +650,45 @@ def test_pcapng_runs_are_what_the_reader_reads(monkeypatch):
     assert handed and set(handed) <= {p.ts for p in packets}
     for linktype, count, tss in fake.runs:
         assert {p.interface.linktype for p in packets if p.ts in tss} == {linktype}
+
+
+def test_a_skipped_first_message_ends_the_start_of_its_stream(skims, capsys, monkeypatch,
+                                                             tmp_path):
+    """Decoding resumes at a version request only at the very start of a
+    stream: once the client's first message (skipped) has gone by, bytes
+    lost later are followed by a search for the next other header."""
+    import caproto as ca
+    steps = [
+        (True, _ca(ca.ReadNotifyRequest(data_type=6, data_count=1, sid=10, ioid=1))),
+        (True, _ca(ca.ReadNotifyRequest(data_type=6, data_count=1, sid=10, ioid=2))),  # lost
+        (False, _ca(ca.ReadNotifyResponse(data=[1.5], data_type=ca.ChannelType.DOUBLE,
+                                          data_count=1, status=1, ioid=1))),
+        (True, _ca(ca.VersionRequest(priority=0, version=13),
+                   ca.CreateChanRequest(name="X:a", cid=1, version=13)))]
+    path = tmp_path / "start.pcap"
+    path.write_bytes(_capture(steps, order=[0, 1, 2, 3, 5, 6]))
+    fast, slow = both(capsys, monkeypatch, str(path), "--format", "{frame} {pv} {name}",
+                      "--pv", "X:a")
+    assert fast == slow
+    assert fast[1].splitlines() == ["6 X:a CreateChanRequest"]
+    assert "6 packets; 3 CA messages" in fast[2]        # (not the version request)
+    assert sum(s.skipped for s in skims) >= 1
+
+
+def test_a_skipped_message_completes_its_stream(skims, capsys, monkeypatch, tmp_path):
+    """A message cut by lost bytes, then the client's SYN again (the stream
+    starts over) and a read the shortcut skips: nothing is left incomplete."""
+    import caproto as ca
+    read = _ca(ca.ReadNotifyRequest(data_type=6, data_count=1, sid=10, ioid=1))
+    steps = [(True, read[:10]), (True, read[10:]),                     # the second is lost
+             (False, _ca(ca.ReadNotifyResponse(data=[1.5], data_type=ca.ChannelType.DOUBLE,
+                                               data_count=1, status=1, ioid=1))),
+             ("syn", b""), (True, read)]
+    path = tmp_path / "again.pcap"
+    path.write_bytes(_capture(steps, order=[0, 1, 2, 3, 5, 6, 7]))
+    fast, slow = both(capsys, monkeypatch, str(path), "--format", "{frame} {pv} {name}",
+                      "--pv", "X:a")
+    assert fast == slow
+    assert fast[2].endswith("pcapca: 7 packets; 2 CA messages; 1 decode problems; "
+                            "6 TCP bytes missing in 1 gaps\n")          # (nothing incomplete)
+    assert sum(s.skipped for s in skims) >= 1
