@@ -87,10 +87,7 @@ def size_fits(data_type: int, data_count: int, payload_size: int) -> bool:
     return need <= payload_size <= need + 8 + 7
 
 
-_DBR_SIZES: dict = {}     # data type -> (metadata size, element size), or None: unknown
-
-
-def _dbr_sizes(data_type: int, _cache=_DBR_SIZES):
+def _dbr_sizes(data_type: int, _cache={}):
     if data_type not in _cache:
         import ctypes
         from caproto._dbr import DBR_TYPES, native_type, special_types
@@ -157,7 +154,7 @@ def _when(cls) -> int:
 _WHEN = {role: {command: (cls, _when(cls)) for command, cls in table.items()}
          for role, table in Commands.items()}
 # Per role, filled as messages come: (command << 16 | data type) -> (class,
-# smallest payload size) of the messages built later (see StreamDecoder.later_rule)
+# smallest payload size) of the messages built later (StreamDecoder.later_rule)
 _LATER = {role: {} for role in Commands}
 
 
@@ -204,15 +201,22 @@ class StreamDecoder:
 
     def later_rule(self, command: int, dtype: int):
         """(class, smallest payload size) of the complete messages with this
-        command and data type that are built later, or None: the general loop
-        of ``feed`` decides (it also builds later an empty data message, or
-        one of a data type whose sizes are not cached yet). Callers look in
-        ``self.later`` first."""
+        command and data type whose caproto object is built later (``_when``:
+        decoding cannot fail), or None: built at once. The server's command 1
+        without payload (an EventCancelResponse, see ``build``) is not one of
+        them; ``feed`` takes it first. Kept in ``self.later``, where callers
+        look first."""
         cls, when = self.when.get(command, _UNKNOWN)
         if when == _LATER_NO_PAYLOAD:
             rule = (cls, 0)
-        elif when == _LATER_DATA and _DBR_SIZES.get(dtype) is not None:
-            rule = (cls, max(1, _DBR_SIZES[dtype][0]))
+        elif when == _LATER_DATA:
+            sizes = _dbr_sizes(dtype)
+            if sizes is None:
+                return None                # caproto will say what is wrong with it
+            smallest = sizes[0]            # the metadata must fit the payload
+            if self.role is SERVER and command == 1:
+                smallest = max(1, smallest)
+            rule = (cls, smallest)
         else:
             return None
         self.later[command << 16 | dtype] = rule
@@ -252,7 +256,7 @@ class StreamDecoder:
         pos = 0
         role = self.role
         commands = self.commands
-        when_table = self.when
+        later = self.later
         max_message = self.max_message
         n = len(buf)
         while True:
@@ -298,14 +302,11 @@ class StreamDecoder:
             if msg.__class__ is not bytes:
                 msg = bytes(msg)
             fields = (command, size, _dtype, count, _p1, _p2)
-            cls, when = when_table.get(command, _UNKNOWN)
             if role is SERVER and command == 1 and not size:
-                cls, when = EventCancelResponse, _LATER_NO_PAYLOAD   # (see build)
-            if when == _LATER_DATA:
-                sizes = _DBR_SIZES.get(_dtype) or _dbr_sizes(_dtype)
-                if sizes is None or sizes[0] > size:
-                    when = _NOW            # caproto will say what is wrong with it
-            if when == _NOW:
+                rule = (EventCancelResponse, 0)                 # (see build)
+            else:
+                rule = later.get(command << 16 | _dtype) or self.later_rule(command, _dtype)
+            if rule is None or size < rule[1]:
                 try:
                     cmd = build(role, command, bytearray(msg[:hsize]), bytearray(msg[hsize:]),
                                 commands)
@@ -315,7 +316,7 @@ class StreamDecoder:
                     continue
                 out.append((cmd.__class__, fields, msg, hsize, cmd))
             else:
-                out.append((cls, fields, msg, hsize, None))
+                out.append((rule[0], fields, msg, hsize, None))
             pos += total
         if pos < n:
             self.buf = buf[pos:] if buf is self.buf else bytearray(buf[pos:])

@@ -61,7 +61,7 @@ class Skimmer:
         self.decoder = decoder
         self.tracker = tracker
         self.drops = drops             # Filter.drops
-        self._plans = ({}, {})         # per direction (client, server): see _plan
+        self._plans = ({}, {})         # per direction (client, server): see _plan()
         self.skipped = 0               # packets skipped (for tests and curiosity)
 
     @staticmethod
@@ -119,13 +119,13 @@ class Skimmer:
                                 and not stream.buf and not stream.skip):
                             if size + 16 == plen and size != 0xFFFF and size <= max_message:
                                 # one message (most packets): its header is in the columns
-                                plan = plan_of.get(kind) or self._plan(plan_of, stream, kind)
+                                plan = plan_of.get(kind) or _plan(plan_of, stream, kind, rules)
                                 n = (size >= plan[1] and skim(state, plan[2], (p1, p2), plan[0],
                                                               frame + i, ts, drops))
                             else:
-                                n = _skim_messages(buf, int(pays[i]), plen, stream, state,
-                                                   frame + i, ts, max_message, rules, skim_all,
-                                                   drops)
+                                n = _skim_messages(buf, int(pays[i]), plen, plan_of, stream,
+                                                   state, frame + i, ts, max_message, rules,
+                                                   skim_all, drops)
                             if n:
                                 packets += 1
                                 messages += n
@@ -160,49 +160,40 @@ class Skimmer:
                     circuit.decoders[side], self.tracker.state_of(circuit.key), self._plans[side])
         return flow
 
-    def _plan(self, plans: dict, stream, kind: int) -> tuple:
-        """(class, smallest payload size, skim rule) of the single messages of
-        ``kind`` (command << 16 | data type) the shortcut takes from ``stream``;
-        a smallest size no message has when it takes none."""
+
+def _plan(plans: dict, stream, kind: int, rules) -> tuple:
+    """(class, smallest payload size, skim rule) of the messages of ``kind``
+    (command << 16 | data type) that the shortcut takes from ``stream`` (a
+    smallest size no message has when it takes none), kept in ``plans``."""
+    plan = plans.get(kind)
+    if plan is None:
         rule = stream.later_rule(kind >> 16, kind & 0xFFFF)
-        if rule is None:
-            return _NONE               # (not kept: the data type's sizes may come later)
-        skim_rule = self.tracker.skim_rules.get(rule[0])
+        skim_rule = rules.get(rule[0]) if rule is not None else None
         plan = plans[kind] = (rule[0], rule[1], skim_rule) if skim_rule else _NONE
-        return plan
+    return plan
 
 
 _NONE = (None, 1 << 62, None)
 
 
-def _skim_messages(buf: bytes, pos: int, length: int, stream, state, frame: int, ts: int,
-                   max_message: int, rules, skim_all, drops) -> int:
+def _skim_messages(buf: bytes, pos: int, length: int, plans: dict, stream, state, frame: int,
+                   ts: int, max_message: int, rules, skim_all, drops) -> int:
     """How many messages exactly fill ``buf[pos:pos+length]``, if the shortcut
     takes them all and the filter drops them all (then skimmed), else 0."""
-    found = _messages(buf, pos, length, stream, max_message, rules)
-    if found is None or not skim_all(state, found, frame, ts, drops):
-        return 0
-    return len(found)
-
-
-def _messages(buf: bytes, pos: int, length: int, stream, max_message: int, rules):
-    """[(cls, params, rule)] of the messages exactly filling ``buf[pos:pos+length]``,
-    or None if any is not one the shortcut takes."""
+    found = []
     end = pos + length
-    later = stream.later
-    out = []
     while pos < end:
         if end - pos < 16:
-            return None
+            return 0
         command, size, dtype, count, p1, p2 = _header(buf, pos)
         if size == 0xFFFF or size > max_message or pos + 16 + size > end:
-            return None
-        rule = later.get(command << 16 | dtype) or stream.later_rule(command, dtype)
-        if rule is None or size < rule[1] or rules.get(rule[0]) is None:
-            return None
-        out.append((rule[0], (p1, p2), rules[rule[0]]))
+            return 0
+        cls, smallest, rule = _plan(plans, stream, command << 16 | dtype, rules)
+        if size < smallest:
+            return 0
+        found.append((cls, (p1, p2), rule))
         pos += 16 + size
-    return out
+    return len(found) if skim_all(state, found, frame, ts, drops) else 0
 
 
 def _columns(buf: bytes, offsets: List[int], caplens: List[int], linktype: int,
