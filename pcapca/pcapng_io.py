@@ -332,7 +332,8 @@ def _skim_run(reader: _CountingReader, skim, endian: str, ifaces, frame: int):
     pos, end = 0, len(buf)
     while end - pos >= 32 and len(offsets) < SKIM_MAX_RUN:
         btype, blen, iid, th, tl, caplen, orig_len = head(buf, pos)
-        if (btype != EPB or blen < 32 or blen % 4 or blen > MAX_BLOCK_LEN or pos + blen > end
+        # (what the loop of read_pcapng checks of a packet block before using it)
+        if (btype != EPB or blen < 32 or _bad_length(blen) or pos + blen > end
                 or tail(buf, pos + blen - 4)[0] != blen or caplen > blen - 32
                 or iid >= len(ifaces)):
             break
