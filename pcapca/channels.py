@@ -165,10 +165,8 @@ class ChannelTracker:
             return False
         if apply:
             if kind == _REQUEST:
-                ioids = state.ioids
-                ioids[params[ioid]] = (name, frame, ts)
-                if len(ioids) > MAX_PENDING:
-                    _trim(ioids)
+                state.ioids[params[ioid]] = (name, frame, ts)
+                _trim(state.ioids)
             elif entry is not None:
                 del state.ioids[params[first]]
         return True

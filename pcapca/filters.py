@@ -228,16 +228,13 @@ def parse_time(value, key: str = "since") -> int:
 
 
 # ------------------------------------------------------------------ the filter
-def _drops(pv_ok, cls_ok, pv_cache) -> Optional[Callable]:
+def _drops(pv_ok, cls_ok) -> Optional[Callable]:
     """``Filter.drops`` from the PV and the command conditions (each a
     predicate or None): every condition must hold for a record to be kept."""
     if pv_ok is None and cls_ok is None:
         return None
     if cls_ok is None:
-        def drops(pv, cls):
-            ok = pv_cache.get(pv)       # (the answers of pv_ok, as it caches them)
-            return not (pv_ok(pv) if ok is None else ok)
-        return drops
+        return lambda pv, cls: not pv_ok(pv)
     if pv_ok is None:
         return lambda pv, cls: not cls_ok(cls)
     return lambda pv, cls: not (cls_ok(cls) and pv_ok(pv))
@@ -349,7 +346,7 @@ class Filter:
                 return ok
             pv_ok = name_ok
             checks.append(lambda r: name_ok(r.pv))
-        object.__setattr__(self, "drops", _drops(pv_ok, cls_ok, pv_cache if pv_ok else None))
+        object.__setattr__(self, "drops", _drops(pv_ok, cls_ok))
 
         if self.hosts:
             exact = frozenset(h for h in self.hosts if "/" not in h)
