@@ -304,9 +304,6 @@ def _fixed_matrix(a):
 # digits can tell apart). All elements are padded to the same precision and
 # exponent width, so every element has the same width: the texts are laid
 # out as a character matrix and assembled column by column with numpy.
-
-
-
 def _fast_scientific(a):
     n = a.size
     # "d.dddddddde+XX" or "d.dddddddde+XXX" for each magnitude (signs added below)

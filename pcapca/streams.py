@@ -92,7 +92,6 @@ class ByteSource:
         return n
 
 
-
 def open_source(source: Union[str, os.PathLike, BinaryIO]) -> ByteSource:
     """A ByteSource for a path, ``-`` (stdin) or an open binary file."""
     if isinstance(source, (str, os.PathLike)):
