@@ -81,10 +81,6 @@ class Skimmer:
         ``data_at`` bytes in, frame numbers from ``frame``) that must be read
         as packets; the others are accounted for."""
         decoder = self.decoder
-        if decoder.finds_duplicates:
-            # (it remembers every packet to find those captured twice)
-            yield from range(len(offsets))
-            return
         cols, flow_ids, pays = _columns(buf, offsets, caplens, linktype, data_at)
         flows = [None] * len(flow_ids)       # what _flow says of each, while valid
         stats = decoder.stats
