@@ -18,11 +18,12 @@ from caproto._commands import (  # noqa: F401  (re-exported)
     EventAddResponse,
     EventCancelResponse,
     SearchResponse,
+    extract_data,
 )
 from caproto._headers import ExtendedMessageHeader, MessageHeader
 
 __all__ = [
-    "caproto", "CLIENT", "SERVER", "Beacon", "Commands", "Message", "EventAddResponse", "EventCancelResponse", "SearchResponse",
+    "caproto", "CLIENT", "SERVER", "Beacon", "Commands", "Message", "EventAddResponse", "EventCancelResponse", "SearchResponse", "extract_data",
     "MessageHeader", "ExtendedMessageHeader", "HEADER_SIZE", "EXTENDED_HEADER_SIZE",
     "command_class", "HEADER_FIELDS", "header_field", "header_fields", "property_code",
 ]

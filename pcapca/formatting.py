@@ -13,12 +13,14 @@ import inspect
 import json
 import math
 import string
+import struct
 import sys
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ._caproto import HEADER_FIELDS, Commands, Message, header_field, header_fields, property_code
+from ._caproto import (HEADER_FIELDS, caproto, Commands, Message, extract_data, header_field, header_fields,
+                       property_code)
 from .ca_decode import UnknownCommand
 
 DEFAULT_FORMAT = "{timestamp} {src}:{transport.sport}->{dst}:{transport.dport} {command}"
@@ -219,44 +221,61 @@ def _suffix(a) -> str:
     return text
 
 
-def _fast_float(a):
-    if a.dtype.itemsize != 8:
-        return None                   # float32 has its own shortest digits
+def _default_float_options() -> bool:
+    """numpy prints floats as the fast paths write them (its defaults)."""
     opts = np.get_printoptions()
-    if (opts["precision"] != 8 or opts["floatmode"] != "maxprec" or opts["suppress"]
-            or opts["sign"] != "-" or opts["legacy"] is not False or opts["formatter"]):
-        return None
+    return (opts["precision"] == 8 and opts["floatmode"] == "maxprec" and not opts["suppress"]
+            and opts["sign"] == "-" and opts["legacy"] is False and not opts["formatter"])
+
+
+def _fast_float(a):
+    if a.dtype.itemsize != 8 or not _default_float_options():
+        return None                   # float32 has its own shortest digits
     if a.size < _MATRIX_MIN:
         # short arrays (most are scalars): numpy's per-call costs (a big-endian
         # array is converted for every ufunc) are ten times the Python ones
-        values = a.tolist()
-        if not all(map(_isfinite, values)):
-            return None
-        nonzero = [abs(x) for x in values if x]     # (-0.0 is zero too)
-        if nonzero:
-            hi, lo = max(nonzero), min(nonzero)
-    else:
-        if not np.isfinite(a).all():
-            return None
-        nonzero = np.abs(a[a != 0])
-        if nonzero.size:
-            hi, lo = nonzero.max(), nonzero.min()
-    if len(nonzero):
+        body = _positional_body(a.tolist())
+        if body is not None:
+            return f"array([{body}]{_suffix(a)}"
+    if not np.isfinite(a).all():
+        return None
+    nonzero = np.abs(a[a != 0])
+    if nonzero.size:
+        hi, lo = nonzero.max(), nonzero.min()
         if lo < _TINY:
             return None                   # subnormals: dragon4 and repr pick other digits
-        if hi >= 1e8 or lo < 1e-4 or hi / lo > 1000.0:
-            return _fast_scientific(a)    # numpy's choice of notation
-    if not len(nonzero) or hi < _EXACT_8F:
+        if _scientific(hi, lo):
+            return _fast_scientific(a)
+        if hi >= _EXACT_8F:
+            return f"array([{_positional_body(a.tolist())}]{_suffix(a)}"
+    return _fixed_matrix(a)        # (a short array has been written above)
+
+
+def _scientific(hi, lo) -> bool:
+    """numpy's choice of notation, from the largest and smallest magnitudes."""
+    return hi >= 1e8 or lo < 1e-4 or hi / lo > 1000.0
+
+
+def _positional_body(values):
+    """The elements of numpy's repr of a short float64 array, from their
+    Python floats, when numpy writes them in positional notation; else None
+    (non-finite values, subnormals, scientific notation)."""
+    if not all(map(_isfinite, values)):
+        return None
+    nonzero = [abs(x) for x in values if x]     # (-0.0 is zero too)
+    if nonzero:
+        hi, lo = max(nonzero), min(nonzero)
+        if lo < _TINY or _scientific(hi, lo):
+            return None
+    if not nonzero or hi < _EXACT_8F:
         # below 2**26 a double is closer to its shortest repr than 0.5e-8:
         # "%.8f" rounds to the same digits (past 8 digits, it is dragon4's cut-off)
-        if a.size >= _MATRIX_MIN:
-            return _fixed_matrix(a)
-        pairs = [("%.8f" % x).rstrip("0").partition(".") for x in a.tolist()]
+        pairs = [("%.8f" % x).rstrip("0").partition(".") for x in values]
         ints = [p[0] for p in pairs]
         fracs = [p[2] for p in pairs]
     else:
         ints, fracs = [], []
-        for x in a.tolist():
+        for x in values:
             text = repr(x)
             whole, _, frac = text.partition(".")
             if frac == "0":
@@ -267,8 +286,7 @@ def _fast_float(a):
             fracs.append(frac)
     left = max(map(len, ints))
     right = max(map(len, fracs))
-    body = ", ".join(f"{i.rjust(left)}.{f.ljust(right)}" for i, f in zip(ints, fracs))
-    return f"array([{body}]{_suffix(a)}"
+    return ", ".join(f"{i.rjust(left)}.{f.ljust(right)}" for i, f in zip(ints, fracs))
 
 
 _ZERO, _DOT, _E, _MINUS, _SPACE = (ord(c) for c in "0.e- ")
@@ -342,9 +360,13 @@ def _fast_scientific(a):
 def _fast_int(a):
     if np.get_printoptions()["formatter"]:
         return None
-    strs = [str(x) for x in a.tolist()]
+    return f"array([{_int_body(a.tolist())}]{_suffix(a)}"
+
+
+def _int_body(values) -> str:
+    strs = [str(x) for x in values]
     width = max(map(len, strs))
-    return f"array([{', '.join(s.rjust(width) for s in strs)}]{_suffix(a)}"
+    return ", ".join(s.rjust(width) for s in strs)
 
 
 def command_repr(command) -> str:
@@ -385,7 +407,130 @@ def record_repr(record) -> str:
     render, data_names = _renderer_of(record.cls)
     return render(record, record.fields,
                   _by_payload(record, data_names, _generic, _data_texts, _data_texts_bytes,
-                              _text_size) if data_names else None)
+                              _text_size, _payload_texts) if data_names else None)
+
+
+# ------------------------------------------------------------ payload texts
+# The texts of a numeric message's data and metadata read from its payload
+# with struct, without caproto's objects: building the command, its numpy
+# array and its ctypes metadata and reading them through caproto's properties
+# costs ten times what this does, for messages whose payload never repeats
+# (DBR_TIME_*: the timestamp changes each time). The layouts are caproto's
+# (sizes and offsets from its ctypes classes, the array dtypes from its
+# extract_data); the texts come from the array and TIME fast paths above,
+# other metadata (STS/GR/CTRL: no timestamp, they repeat) from caproto's repr,
+# kept per metadata bytes. Only for payloads holding the whole value;
+# anything else goes through caproto. The first texts of each class and DBR
+# type are compared with caproto's: a difference turns this off for them.
+_DATA_METADATA = ("data", "metadata")
+_STRUCT_CODES = {"f8": "d", "f4": "f", "i1": "b", "u1": "B", "i2": "h", "u2": "H",
+                 "i4": "i", "u4": "I", "i8": "q", "u8": "Q"}
+
+
+def _payload_layouts() -> Dict[int, tuple]:
+    """data type -> (metadata size, its class or None, TIME metadata struct or
+    None, data dtype, struct code, array suffix, kind)."""
+    import ctypes
+    from caproto import DBR_TYPES, ChannelType, TimeStamp, native_type
+    layouts = {}
+    for data_type in range(ChannelType.CTRL_DOUBLE + 1):
+        try:
+            native = native_type(data_type)
+        except KeyError:
+            continue
+        if native == ChannelType.STRING:
+            continue
+        md_cls = DBR_TYPES[data_type] if native != data_type else None
+        md_size = ctypes.sizeof(md_cls) if md_cls is not None else 0
+        one = extract_data(memoryview(bytes(8)), data_type, 1)
+        if not isinstance(one, np.ndarray) or one.dtype.str[1:] not in _STRUCT_CODES:
+            continue
+        time_struct = None
+        if md_cls in _time_classes:
+            fields = (md_cls.status, md_cls.severity, md_cls.stamp)
+            if ([(f.offset, f.size) for f in fields] != [(0, 2), (2, 2), (4, 8)]
+                    or [(f.offset, f.size) for f in (TimeStamp.secondsSinceEpoch,
+                                                    TimeStamp.nanoSeconds)] != [(0, 4), (4, 4)]):
+                continue
+            time_struct = struct.Struct(">hhII")
+        kind = one.dtype.kind
+        layouts[data_type] = (md_size, md_cls, time_struct, one.dtype,
+                              _STRUCT_CODES[one.dtype.str[1:]], _suffix(one),
+                              "i" if kind == "u" else kind)
+    return layouts
+
+
+_layouts = _payload_layouts()
+_layout_verified: Dict[tuple, int] = {}       # (class, data type) -> texts compared
+_layout_off: set = set()                      # (class, data type) where they differed
+_metadata_texts: Dict[tuple, str] = {}      # (data type, metadata bytes) -> text
+_structs: Dict[str, struct.Struct] = {}
+_unix_time = caproto.epics_timestamp_to_unix
+
+
+def _payload_texts(record, names):
+    """The texts of ``names`` (data, metadata) of a record from its payload
+    bytes, or None to go through caproto."""
+    fields = record.fields
+    data_type, count = fields[2], fields[3]
+    layout = _layouts.get(data_type)
+    if layout is None or names != _DATA_METADATA or count < 1:
+        return None
+    md_size, md_cls, time_struct, dtype, code, suffix, kind = layout
+    msg, start = record.msg, record.hsize
+    data_start = start + md_size
+    if len(msg) < data_start + count * dtype.itemsize or count > _threshold():
+        return None
+    key = (record.cls, data_type)
+    if key in _layout_off:
+        return None
+    # metadata
+    if md_cls is None:
+        md_text = "None"
+    elif time_struct is not None:
+        status, severity, seconds, nanoseconds = time_struct.unpack_from(msg, start)
+        status = _ALARM_STATUS_REPR.get(status)
+        severity = _ALARM_SEVERITY_REPR.get(severity)
+        if status is None or severity is None or md_cls not in _time_classes:
+            return None
+        md_text = (f"{md_cls.__name__}(status={status}, severity={severity}, "
+                   f"timestamp={_unix_time(seconds, nanoseconds)!r})")
+    else:
+        md_key = (data_type, msg[start:data_start])
+        md_text = _metadata_texts.get(md_key)
+        if md_text is None:
+            try:
+                md_text = value_repr(md_cls.from_buffer(bytearray(md_key[1])))
+            except Exception as ex:  # as caproto's safe_repr does (a CTRL_ENUM's bad no_str)
+                md_text = f"(repr: {ex})"
+            if len(_metadata_texts) > _CACHE_MAX:
+                _metadata_texts.clear()
+            _metadata_texts[md_key] = md_text
+    # data
+    body = None
+    if count < _MATRIX_MIN and _fast[kind][1]:
+        fmt = f">{count}{code}"
+        unpack = _structs.get(fmt)
+        if unpack is None:
+            unpack = _structs[fmt] = struct.Struct(fmt).unpack_from
+        if kind == "i":
+            if not np.get_printoptions()["formatter"]:
+                body = _int_body(unpack(msg, data_start))
+        elif code == "d" and _default_float_options():
+            body = _positional_body(unpack(msg, data_start))
+    if body is not None:
+        data_text = f"array([{body}]{suffix}"
+    else:
+        data_text = value_repr(np.frombuffer(msg, dtype, count, data_start))
+    texts = (data_text, md_text)
+    verified = _layout_verified.get(key, 0)
+    if verified < _VERIFY_FIRST:
+        _layout_verified[key] = verified + 1
+        slow = tuple(_generic(record.command, name) for name in names)
+        if slow != texts:
+            _layout_off.add(key)
+        return slow
+    return texts
 
 
 _renderers: Dict[type, tuple] = {}
@@ -434,7 +579,8 @@ def _values_size(payload, values) -> int:
     return 16 * len(payload) + 200          # (lists of Python numbers: ~16x the bytes)
 
 
-def _by_payload(record, names: tuple, value_of, memo: dict, held: list, size) -> tuple:
+def _by_payload(record, names: tuple, value_of, memo: dict, held: list, size,
+                fast=None) -> tuple:
     """``value_of(record.command, name)`` for each of ``names`` (parameters
     whose value depends only on the data type, count and payload), memoised
     in ``memo`` by those; ``held[0]`` counts the bytes the memo holds, as
@@ -442,14 +588,19 @@ def _by_payload(record, names: tuple, value_of, memo: dict, held: list, size) ->
     only formatted or serialised, never modified."""
     payload = record.msg[record.hsize:]
     if len(payload) > _DATA_TEXT_MAX_PAYLOAD:
-        command = record.command
-        return tuple(value_of(command, name) for name in names)
+        values = fast(record, names) if fast is not None else None
+        if values is None:
+            command = record.command
+            values = tuple(value_of(command, name) for name in names)
+        return values
     fields = record.fields
     key = (names, fields[2], fields[3], payload)
     values = memo.get(key)
     if values is None:
-        command = record.command
-        values = tuple(value_of(command, name) for name in names)
+        values = fast(record, names) if fast is not None else None
+        if values is None:
+            command = record.command
+            values = tuple(value_of(command, name) for name in names)
         held[0] += size(payload, values)
         if held[0] > _DATA_TEXTS_MAX_BYTES:
             memo.clear()
