@@ -99,11 +99,12 @@ def _time_metadata_classes() -> set:
 
 def _alarm_texts():
     from caproto import AlarmSeverity, AlarmStatus
-    return ({int(v): repr(v) for v in AlarmStatus}, {int(v): repr(v) for v in AlarmSeverity})
+    return ({int(v): repr(v) for v in AlarmStatus}, {int(v): repr(v) for v in AlarmSeverity},
+            {int(v): v.name for v in AlarmStatus}, {int(v): v.name for v in AlarmSeverity})
 
 
 _time_classes = _time_metadata_classes()
-_ALARM_STATUS_REPR, _ALARM_SEVERITY_REPR = _alarm_texts()
+_ALARM_STATUS_REPR, _ALARM_SEVERITY_REPR, _ALARM_STATUS_NAME, _ALARM_SEVERITY_NAME = _alarm_texts()
 _time_verified = [0]
 
 
@@ -461,16 +462,25 @@ def _payload_layouts() -> Dict[int, tuple]:
 
 
 _layouts = _payload_layouts()
-_layout_verified: Dict[tuple, int] = {}       # (class, data type) -> texts compared
-_layout_off: set = set()                      # (class, data type) where they differed
-_metadata_texts: Dict[tuple, str] = {}      # (data type, metadata bytes) -> text
-_structs: Dict[str, struct.Struct] = {}
+_layout_verified: Dict[tuple, int] = {}   # (JSON?, class, data type) -> results compared
+_layout_off: set = set()                  # (JSON?, class, data type) where they differed
+_metadata_memo: Dict[tuple, object] = {}  # (JSON?, data type, metadata bytes) -> text or value
+_structs: Dict[str, object] = {}
 _unix_time = caproto.epics_timestamp_to_unix
 
 
 def _payload_texts(record, names):
     """The texts of ``names`` (data, metadata) of a record from its payload
     bytes, or None to go through caproto."""
+    return _from_payload(record, names, False)
+
+
+def _payload_values(record, names):
+    """Their JSON values (``_field_json``'s), or None to go through caproto."""
+    return _from_payload(record, names, True)
+
+
+def _from_payload(record, names, as_json: bool):
     fields = record.fields
     data_type, count = fields[2], fields[3]
     layout = _layouts.get(data_type)
@@ -479,58 +489,79 @@ def _payload_texts(record, names):
     md_size, md_cls, time_struct, dtype, code, suffix, kind = layout
     msg, start = record.msg, record.hsize
     data_start = start + md_size
-    if len(msg) < data_start + count * dtype.itemsize or count > _threshold():
+    if len(msg) < data_start + count * dtype.itemsize or (not as_json and count > _threshold()):
         return None
-    key = (record.cls, data_type)
+    key = (as_json, record.cls, data_type)
     if key in _layout_off:
         return None
     # metadata
     if md_cls is None:
-        md_text = "None"
+        metadata = None if as_json else "None"
     elif time_struct is not None:
         status, severity, seconds, nanoseconds = time_struct.unpack_from(msg, start)
-        status = _ALARM_STATUS_REPR.get(status)
-        severity = _ALARM_SEVERITY_REPR.get(severity)
-        if status is None or severity is None or md_cls not in _time_classes:
+        if (status not in _ALARM_STATUS_REPR or severity not in _ALARM_SEVERITY_REPR
+                or md_cls not in _time_classes):
             return None
-        md_text = (f"{md_cls.__name__}(status={status}, severity={severity}, "
-                   f"timestamp={_unix_time(seconds, nanoseconds)!r})")
+        if as_json:
+            metadata = {"status": _ALARM_STATUS_NAME[status], "severity": _ALARM_SEVERITY_NAME[severity],
+                        "timestamp": _unix_time(seconds, nanoseconds)}
+        else:
+            metadata = (f"{md_cls.__name__}(status={_ALARM_STATUS_REPR[status]}, "
+                        f"severity={_ALARM_SEVERITY_REPR[severity]}, "
+                        f"timestamp={_unix_time(seconds, nanoseconds)!r})")
     else:
-        md_key = (data_type, msg[start:data_start])
-        md_text = _metadata_texts.get(md_key)
-        if md_text is None:
-            try:
-                md_text = value_repr(md_cls.from_buffer(bytearray(md_key[1])))
-            except Exception as ex:  # as caproto's safe_repr does (a CTRL_ENUM's bad no_str)
-                md_text = f"(repr: {ex})"
-            if len(_metadata_texts) > _CACHE_MAX:
-                _metadata_texts.clear()
-            _metadata_texts[md_key] = md_text
+        md_key = (as_json, data_type, msg[start:data_start])
+        metadata = _metadata_memo.get(md_key)
+        if metadata is None:
+            metadata = _metadata_of(md_cls, md_key[2], as_json)
+            if len(_metadata_memo) > _CACHE_MAX:
+                _metadata_memo.clear()
+            _metadata_memo[md_key] = metadata
     # data
-    body = None
+    data = None
     if count < _MATRIX_MIN and _fast[kind][1]:
         fmt = f">{count}{code}"
         unpack = _structs.get(fmt)
         if unpack is None:
             unpack = _structs[fmt] = struct.Struct(fmt).unpack_from
-        if kind == "i":
+        values = unpack(msg, data_start)
+        if as_json:
+            data = (list(values) if kind == "i" or all(map(_isfinite, values))
+                    else [jsonable(v) for v in values])
+        elif kind == "i":
             if not np.get_printoptions()["formatter"]:
-                body = _int_body(unpack(msg, data_start))
+                data = f"array([{_int_body(values)}]{suffix}"
         elif code == "d" and _default_float_options():
-            body = _positional_body(unpack(msg, data_start))
-    if body is not None:
-        data_text = f"array([{body}]{suffix}"
-    else:
-        data_text = value_repr(np.frombuffer(msg, dtype, count, data_start))
-    texts = (data_text, md_text)
+            body = _positional_body(values)
+            if body is not None:
+                data = f"array([{body}]{suffix}"
+    if data is None:
+        array = np.frombuffer(msg, dtype, count, data_start)
+        data = jsonable(array) if as_json else value_repr(array)
+    out = (data, metadata)
     verified = _layout_verified.get(key, 0)
     if verified < _VERIFY_FIRST:
         _layout_verified[key] = verified + 1
-        slow = tuple(_generic(record.command, name) for name in names)
-        if slow != texts:
+        command = record.command
+        if as_json:
+            slow = tuple(_field_json(command, name) for name in names)
+            same = json.dumps(slow) == json.dumps(out)
+        else:
+            slow = tuple(_generic(command, name) for name in names)
+            same = slow == out
+        if not same:
             _layout_off.add(key)
         return slow
-    return texts
+    return out
+
+
+def _metadata_of(md_cls, md_bytes, as_json: bool):
+    """The text or JSON value of caproto's metadata structure for these bytes."""
+    try:
+        md = md_cls.from_buffer(bytearray(md_bytes))
+        return jsonable(md) if as_json else value_repr(md)
+    except Exception as ex:  # as caproto's safe_repr / _field_json do (a CTRL_ENUM's bad no_str)
+        return f"(error: {ex})" if as_json else f"(repr: {ex})"
 
 
 _renderers: Dict[type, tuple] = {}
@@ -667,8 +698,11 @@ def jsonable(value):
     if isinstance(value, enum.Enum):
         return value.name
     if isinstance(value, np.ndarray):
-        if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
-            return [jsonable(float(v)) for v in value.tolist()]
+        kind = value.dtype.kind
+        if kind in "iub" or (kind == "f" and np.isfinite(value).all()):
+            return value.tolist()            # Python ints and finite floats: JSON as they are
+        if kind == "f":
+            return [jsonable(v) for v in value.tolist()]
         return [jsonable(v) if isinstance(v, (bytes, float)) else v for v in value.tolist()]
     if isinstance(value, np.generic):
         return jsonable(value.item())
@@ -702,7 +736,8 @@ def record_fields(record) -> Dict[str, object]:
     data_names = _renderer_of(record.cls)[1]
     return _fields_json(record.cls, record.fields, record,
                         _by_payload(record, data_names, _field_json, _data_values,
-                                    _data_values_bytes, _values_size) if data_names else ())
+                                    _data_values_bytes, _values_size, _payload_values)
+                        if data_names else ())
 
 
 def _field_json(command, name: str):

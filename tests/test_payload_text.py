@@ -1,9 +1,11 @@
-"""formatting._payload_texts writes the data and metadata of numeric messages
-from their payload bytes, without caproto's objects: the texts must be
-caproto's, byte for byte, for every DBR type it takes, any payload bytes
-(NaN, infinities, subnormals, unknown alarm values), any count, padding; and
-it must hand everything else back to caproto."""
+"""formatting._payload_texts / _payload_values write the data and metadata of
+numeric messages from their payload bytes, without caproto's objects: the
+texts must be caproto's, byte for byte, and the JSON values those of caproto's
+objects, for every DBR type they take, any payload bytes (NaN, infinities,
+subnormals, unknown alarm values), any count, padding; and they must hand
+everything else back to caproto."""
 import contextlib
+import json
 import struct
 import sys
 
@@ -102,6 +104,35 @@ def test_payload_texts_are_caprotos(message):
         assert texts == caproto_texts_safe(message.command)
 
 
+def caproto_values(command):
+    return json.dumps([formatting._field_json(command, name) for name in ("data", "metadata")])
+
+
+@pytest.mark.filterwarnings("ignore:ReadResponse was deprecated")
+@settings(max_examples=1000, deadline=None)
+@given(payloads())
+def test_payload_values_are_caprotos(message):
+    with unchecked():
+        values = formatting._payload_values(message, ("data", "metadata"))
+    if values is None:
+        assert formatting._layouts[message.fields[2]][2] is not None
+        status, severity = struct.unpack_from(">hh", message.msg, 16)
+        assert (status not in formatting._ALARM_STATUS_REPR
+                or severity not in formatting._ALARM_SEVERITY_REPR)
+    else:
+        assert json.dumps(list(values)) == caproto_values(message.command)
+
+
+def test_json_takes_arrays_longer_than_numpy_prints():
+    data = np.arange(5000, dtype=">f8").tobytes()
+    message = Message(SERVER, 15, 6, 5000, data)
+    with unchecked():
+        assert formatting._payload_texts(message, ("data", "metadata")) is None
+        values = formatting._payload_values(message, ("data", "metadata"))
+    assert values[0] == list(range(5000)) and values[1] is None
+    assert json.dumps(list(values)) == caproto_values(message.command)
+
+
 @pytest.mark.parametrize("no_str", [0, 3, 16, 17, -1, 0x7FFF])
 def test_enum_metadata_caproto_cannot_write(no_str):
     """A CTRL_ENUM with more strings than it can hold: caproto's repr says why."""
@@ -112,6 +143,9 @@ def test_enum_metadata_caproto_cannot_write(no_str):
     assert texts == caproto_texts_safe(message.command)
     if no_str > 16:
         assert texts[1].startswith("(repr: ")
+    with unchecked():
+        values = formatting._payload_values(message, ("data", "metadata"))
+    assert json.dumps(list(values)) == caproto_values(message.command)
 
 
 def caproto_texts_safe(command):
@@ -139,7 +173,7 @@ def test_short_payloads_go_to_caproto(count, size):
 
 def test_a_difference_turns_it_off(monkeypatch):
     message = Message(SERVER, 15, 20, 1, struct.pack(">hhIIid", 0, 0, 1, 2, 0, 1.5))
-    key = (message.cls, 20)
+    key = (False, message.cls, 20)
     monkeypatch.setattr(formatting, "_layout_verified", {})
     monkeypatch.setattr(formatting, "_layout_off", set())
     monkeypatch.setattr(formatting, "_unix_time", lambda s, ns: 0.0)   # a wrong timestamp
@@ -147,6 +181,12 @@ def test_a_difference_turns_it_off(monkeypatch):
     assert key in formatting._layout_off
     with unchecked():
         assert formatting._payload_texts(message, ("data", "metadata")) is None
+    monkeypatch.setattr(formatting, "_ALARM_STATUS_NAME", {0: "WRONG"})
+    assert json.dumps(formatting._payload_values(message, ("data", "metadata"))) == caproto_values(
+        message.command)
+    assert (True, message.cls, 20) in formatting._layout_off
+    with unchecked():
+        assert formatting._payload_values(message, ("data", "metadata")) is None
 
 
 def built_now(record):
@@ -166,7 +206,11 @@ def test_every_fixture_message(name):
             texts = formatting._payload_texts(record, ("data", "metadata"))
         if texts is not None:
             taken += 1
-            assert texts == caproto_texts(built_now(record)), record
+            now = built_now(record)
+            assert texts == caproto_texts(now), record
+            with unchecked():
+                values = formatting._payload_values(record, ("data", "metadata"))
+            assert json.dumps(list(values)) == caproto_values(now), record
     assert taken == TAKEN[name]
 
 
