@@ -761,7 +761,11 @@ def record_json(record) -> str:
         "repr": record_repr(record),
         "fields": record_fields(record),
     }
-    return json.dumps(obj, ensure_ascii=False, allow_nan=False)
+    return _json_line(obj)
+
+
+# json.dumps with options builds a new encoder each call
+_json_line = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
 
 
 # --------------------------------------------------------------------- format strings
