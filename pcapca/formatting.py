@@ -222,9 +222,9 @@ def _suffix(a) -> str:
     return text
 
 
-def _default_float_options() -> bool:
+def _default_float_options(opts=None) -> bool:
     """numpy prints floats as the fast paths write them (its defaults)."""
-    opts = np.get_printoptions()
+    opts = opts or np.get_printoptions()
     return (opts["precision"] == 8 and opts["floatmode"] == "maxprec" and not opts["suppress"]
             and opts["sign"] == "-" and opts["legacy"] is False and not opts["formatter"])
 
@@ -489,8 +489,12 @@ def _from_payload(record, names, as_json: bool):
     md_size, md_cls, time_struct, dtype, code, suffix, kind = layout
     msg, start = record.msg, record.hsize
     data_start = start + md_size
-    if len(msg) < data_start + count * dtype.itemsize or (not as_json and count > _threshold()):
+    if len(msg) < data_start + count * dtype.itemsize:
         return None
+    if not as_json:
+        opts = np.get_printoptions()
+        if count > opts["threshold"]:
+            return None
     key = (as_json, record.cls, data_type)
     if key in _layout_off:
         return None
@@ -529,9 +533,9 @@ def _from_payload(record, names, as_json: bool):
             data = (list(values) if kind == "i" or all(map(_isfinite, values))
                     else [jsonable(v) for v in values])
         elif kind == "i":
-            if not np.get_printoptions()["formatter"]:
+            if not opts["formatter"]:
                 data = f"array([{_int_body(values)}]{suffix}"
-        elif code == "d" and _default_float_options():
+        elif code == "d" and _default_float_options(opts):
             body = _positional_body(values)
             if body is not None:
                 data = f"array([{body}]{suffix}"
