@@ -290,7 +290,7 @@ def _positional_body(values):
     return ", ".join(f"{i.rjust(left)}.{f.ljust(right)}" for i, f in zip(ints, fracs))
 
 
-_ZERO, _DOT, _E, _MINUS, _SPACE = (ord(c) for c in "0.e- ")
+_ZERO, _DOT, _E, _MINUS, _SPACE, _COMMA = (ord(c) for c in "0.e- ,")
 _DIGIT_INDEX = np.arange(8)
 _DIGIT_PLACES = _DIGIT_INDEX + 1
 _MATRIX_MIN = 64       # below this many elements Python's string methods are faster
@@ -303,17 +303,38 @@ def _fixed_matrix(a):
     columns no element uses dropped, as numpy pads them."""
     values = tuple(a.tolist())
     n = len(values)
-    width = max(map(len, ("%.8f," * n % values)[:-1].split(",")))
-    texts = np.array((f"%{width}.8f," * n % values)[:-1].split(","))
-    chars = texts.view(np.uint32).reshape(n, width)
+    # the widest texts are those of the largest and of the most negative value
+    # (rounding is monotonic); -0.0 may hide behind 0.0: the length check sees it
+    width = max(len("%.8f" % max(values)), len("%.8f" % min(values)))
+    text = f"%{width}.8f," * n % values
+    if len(text) == n * (width + 1):
+        chars = _char_matrix(text, n, width)
+    else:
+        width = max(map(len, ("%.8f," * n % values)[:-1].split(",")))
+        chars = _char_matrix(f"%{width}.8f," * n % values, n, width)
     frac = chars[:, width - 8:]
     kept = np.where(frac != _ZERO, _DIGIT_PLACES, 0).max(axis=1)   # digits to keep per row
     right = int(kept.max())
-    out = np.empty((n, width - 8 + right), dtype=np.uint32)
+    out = np.empty((n, width - 8 + right), dtype=np.uint8)
     out[:, :width - 8] = chars[:, :width - 8]
     out[:, width - 8:] = np.where(_DIGIT_INDEX[:right] < kept[:, None], frac[:, :right], _SPACE)
-    body = ", ".join(out.view(f"U{out.shape[1]}").ravel().tolist())
-    return f"array([{body}]{_suffix(a)}"
+    return f"array([{_rows_text(out)}]{_suffix(a)}"
+
+
+def _char_matrix(text: str, n: int, width: int):
+    """The ASCII ``text`` of ``n`` fields of ``width`` characters, each
+    followed by one separator, as an (n, width) uint8 matrix."""
+    return np.frombuffer(text.encode("ascii"), np.uint8).reshape(n, width + 1)[:, :width]
+
+
+def _rows_text(rows) -> str:
+    """The rows of a character matrix joined by ", "."""
+    n, width = rows.shape
+    out = np.empty((n, width + 2), dtype=np.uint8)
+    out[:, :width] = rows
+    out[:, width] = _COMMA
+    out[:, width + 1] = _SPACE
+    return out.tobytes()[:-2].decode("ascii")
 
 
 # Scientific notation, as numpy's dragon4 writes it with precision 8: each
@@ -326,15 +347,20 @@ def _fixed_matrix(a):
 def _fast_scientific(a):
     n = a.size
     # "d.dddddddde+XX" or "d.dddddddde+XXX" for each magnitude (signs added below)
-    texts = np.array(("%.8e," * n % tuple(np.abs(a).tolist()))[:-1].split(","))
-    width = texts.dtype.itemsize // 4
-    chars = texts.view(np.uint32).reshape(n, width)
+    text = "%.8e," * n % tuple(np.abs(a).tolist())
+    if len(text) == 15 * n:                                      # no exponent of 100 or more
+        chars = _char_matrix(text, n, 14)
+        three = False
+    else:
+        texts = np.array(text[:-1].split(","))                  # short ones padded with NUL
+        width = texts.dtype.itemsize // 4
+        chars = texts.view(np.uint32).reshape(n, width)
+        three = width == 15 and bool((chars[:, 14] != 0).any())
     used = np.flatnonzero((chars[:, 2:10] != _ZERO).any(axis=0))
     precision = int(used[-1]) + 1 if used.size else 0
-    three = width == 15 and bool((chars[:, 14] != 0).any())   # an exponent of 100 or more
     negative = np.signbit(a)
     signed = bool(negative.any())
-    out = np.empty((n, signed + 2 + precision + 2 + (3 if three else 2)), dtype=np.uint32)
+    out = np.empty((n, signed + 2 + precision + 2 + (3 if three else 2)), dtype=np.uint8)
     col = 0
     if signed:
         out[:, 0] = np.where(negative, _MINUS, _SPACE)
@@ -354,8 +380,7 @@ def _fast_scientific(a):
         out[:, col + 2] = np.where(short, chars[:, 13], chars[:, 14])
     else:
         out[:, col:col + 2] = chars[:, 12:14]
-    body = ", ".join(out.view(f"U{out.shape[1]}").ravel().tolist())
-    return f"array([{body}]{_suffix(a)}"
+    return f"array([{_rows_text(out)}]{_suffix(a)}"
 
 
 def _fast_int(a):
