@@ -261,6 +261,8 @@ def _positional_body(values):
     """The elements of numpy's repr of a short float64 array, from their
     Python floats, when numpy writes them in positional notation; else None
     (non-finite values, subnormals, scientific notation)."""
+    if len(values) == 1:
+        return _scalar_body(values[0])
     if not all(map(_isfinite, values)):
         return None
     nonzero = [abs(x) for x in values if x]     # (-0.0 is zero too)
@@ -288,6 +290,22 @@ def _positional_body(values):
     left = max(map(len, ints))
     right = max(map(len, fracs))
     return ", ".join(f"{i.rjust(left)}.{f.ljust(right)}" for i, f in zip(ints, fracs))
+
+
+def _scalar_body(x):
+    """_positional_body of one value (most messages carry one): no widths to
+    align, and numpy's choice of notation depends on the value alone."""
+    if not _isfinite(x):
+        return None
+    a = abs(x)
+    if a and (a >= 1e8 or a < 1e-4):
+        return None                   # scientific notation (or a subnormal)
+    if a < _EXACT_8F:
+        return ("%.8f" % x).rstrip("0")
+    # from 2**26 to 1e8 a double's spacing is over 1e-8: its shortest repr
+    # has at most 8 fractional digits, which dragon4 writes as they are
+    text = repr(x)
+    return text[:-1] if text.endswith(".0") else text
 
 
 _ZERO, _DOT, _E, _MINUS, _SPACE, _COMMA = (ord(c) for c in "0.e- ,")

@@ -242,3 +242,16 @@ def test_time_metadata_with_unknown_alarm_values_is_caproto_repr():
     md = DBR_TYPES[ChannelType.TIME_DOUBLE]()
     md.status, md.severity = 999, 7             # caproto leaves them out of its repr
     assert formatting.value_repr(md) == repr(md)
+
+
+# ---- one value (most messages): its own shortcut, against numpy
+@settings(max_examples=2000, deadline=None)
+@given(st.one_of(FLOATS, st.floats(width=64), st.sampled_from(
+    [2.0 ** 26, 2.0 ** 26 - 1e-9, 99999999.99999999, 1e8, 1e-4, 9.999999999999999e-05, 5e-324, -0.0])))
+def test_fast_float_scalar_equals_numpy(x):
+    a = np.array([x], ">f8")
+    text = _fast_float(a)
+    if np.isfinite(x) and not 0 < abs(x) < np.finfo(float).tiny:
+        assert text is not None             # only NaN, infinities, subnormals go to numpy
+    if text is not None:
+        assert text == np.array_repr(a, max_line_width=sys.maxsize)
