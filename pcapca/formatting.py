@@ -408,6 +408,8 @@ def _fast_int(a):
 
 
 def _int_body(values) -> str:
+    if len(values) == 1:
+        return str(values[0])
     strs = [str(x) for x in values]
     width = max(map(len, strs))
     return ", ".join(s.rjust(width) for s in strs)
