@@ -510,6 +510,7 @@ _layouts = _payload_layouts()
 _layout_verified: Dict[tuple, int] = {}   # (JSON?, class, data type) -> results compared
 _layout_off: set = set()                  # (JSON?, class, data type) where they differed
 _metadata_memo: Dict[tuple, object] = {}  # (JSON?, data type, metadata bytes) -> text or value
+_METADATA_MEMO_MAX = 4096                 # entries (a CTRL_ENUM's: ~1.5 kB; one per channel)
 _structs: Dict[str, object] = {}
 _unix_time = caproto.epics_timestamp_to_unix
 
@@ -563,7 +564,7 @@ def _from_payload(record, names, as_json: bool):
         metadata = _metadata_memo.get(md_key)
         if metadata is None:
             metadata = _metadata_of(md_cls, md_key[2], as_json)
-            if len(_metadata_memo) > _CACHE_MAX:
+            if len(_metadata_memo) >= _METADATA_MEMO_MAX:
                 _metadata_memo.clear()
             _metadata_memo[md_key] = metadata
     # data

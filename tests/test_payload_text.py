@@ -219,3 +219,16 @@ def test_every_fixture_message(name):
 TAKEN = {'basic.pcap': 10, 'bigarray.pcap': 0, 'corpus_libca.pcap': 235, 'libca.pcap': 17,
          'midstream.pcap': 6, 'nanosec.pcap': 10, 'noise.pcap': 1, 'reuse.pcap': 6, 'rsrv.pcap': 17,
          'session.pcapng': 6, 'sll.pcap': 3, 'sll2.pcap': 3, 'twoif.pcapng': 1, 'twoservers.pcap': 2}
+
+
+def test_metadata_memo_is_bounded(monkeypatch):
+    monkeypatch.setattr(formatting, "_metadata_memo", {})
+    monkeypatch.setattr(formatting, "_METADATA_MEMO_MAX", 50)
+    for precision in range(120):          # CTRL_DOUBLE metadata, all different
+        metadata = struct.pack(">hhh", 0, 0, precision).ljust(80, b"\0")
+        message = Message(SERVER, 15, 34, 1, metadata + struct.pack(">d", 1.5))
+        with unchecked():
+            texts = formatting._payload_texts(message, ("data", "metadata"))
+        assert texts == caproto_texts(message.command)
+        assert f"precision={precision}," in texts[1]
+        assert 0 < len(formatting._metadata_memo) <= 50
