@@ -2,8 +2,10 @@
 
 caproto 1.3 keeps the command table (and the bytestream helpers, which pcapca
 replaces by its own framing in ca_decode.py) in the private module
-``caproto._commands``; pyproject.toml pins a caproto version range for
-that reason. Everything else in pcapca imports caproto names from here.
+``caproto._commands``, and the DBR base classes, the special DBR types and
+the CA status table in ``_dbr`` and ``_status``; pyproject.toml pins a caproto
+version range for that reason. Everything else in pcapca imports caproto's
+private names from here (and public ones from ``caproto``).
 """
 from __future__ import annotations
 
@@ -20,10 +22,13 @@ from caproto._commands import (  # noqa: F401  (re-exported)
     SearchResponse,
     extract_data,
 )
+from caproto._dbr import DbrTypeBase, TimeTypeBase, special_types  # noqa: F401
 from caproto._headers import ExtendedMessageHeader, MessageHeader
+from caproto._status import eca_value_to_status  # noqa: F401
 
 __all__ = [
     "caproto", "CLIENT", "SERVER", "Beacon", "Commands", "Message", "EventAddResponse", "EventCancelResponse", "SearchResponse", "extract_data",
+    "DbrTypeBase", "TimeTypeBase", "special_types", "eca_value_to_status",
     "MessageHeader", "ExtendedMessageHeader", "HEADER_SIZE", "EXTENDED_HEADER_SIZE",
     "command_class", "HEADER_FIELDS", "header_field", "header_fields", "property_code",
 ]

@@ -90,7 +90,8 @@ def size_fits(data_type: int, data_count: int, payload_size: int) -> bool:
 def _dbr_sizes(data_type: int, _cache={}):
     if data_type not in _cache:
         import ctypes
-        from caproto._dbr import DBR_TYPES, native_type, special_types
+        from caproto import DBR_TYPES, native_type
+        from ._caproto import special_types
         try:
             native = native_type(data_type)
             meta = 0 if (data_type not in special_types and native == data_type) \

@@ -89,7 +89,8 @@ def value_repr(value) -> str:
 # the first ones are compared with caproto's repr, and any difference turns
 # this off for good (as for arrays).
 def _time_metadata_classes() -> set:
-    from caproto._dbr import DBR_TYPES, DbrTypeBase, TimeTypeBase
+    from caproto import DBR_TYPES
+    from ._caproto import DbrTypeBase, TimeTypeBase
     return {cls for cls in set(DBR_TYPES.values())
             if isinstance(cls, type) and issubclass(cls, TimeTypeBase)
             and cls.info_fields == ("status", "severity", "timestamp")
@@ -489,8 +490,9 @@ def _payload_layouts() -> Dict[int, tuple]:
         md_cls = DBR_TYPES[data_type] if native != data_type else None
         md_size = ctypes.sizeof(md_cls) if md_cls is not None else 0
         one = extract_data(memoryview(bytes(8)), data_type, 1)
-        if not isinstance(one, np.ndarray) or one.dtype.str[1:] not in _STRUCT_CODES:
-            continue
+        if (not isinstance(one, np.ndarray) or one.dtype.str[0] not in ">|"
+                or one.dtype.str[1:] not in _STRUCT_CODES):
+            continue                      # (struct reads big-endian values)
         time_struct = None
         if md_cls in _time_classes:
             fields = (md_cls.status, md_cls.severity, md_cls.stamp)
@@ -693,7 +695,7 @@ def _by_payload(record, names: tuple, value_of, memo: dict, held: list, size,
 def _enum_texts():
     """repr() and JSON name of every ChannelType and CA status value."""
     from caproto import ChannelType
-    from caproto._status import eca_value_to_status
+    from ._caproto import eca_value_to_status
     return ({int(v): repr(v) for v in ChannelType},
             {k: repr(v) for k, v in eca_value_to_status.items()},
             {int(v): jsonable(v) for v in ChannelType},
