@@ -25,6 +25,7 @@ mutations of the seeds with Python's ``random`` for the given time
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -45,6 +46,8 @@ warnings.simplefilter("ignore")      # caproto warns about deprecated ReadRespon
 # caproto logs a traceback for every invalid alarm status it formats (the CLI
 # silences it the same way): keep the fuzzer's output for real crashes
 logging.getLogger("caproto").setLevel(logging.CRITICAL)
+import numpy  # noqa: E402
+numpy.set_printoptions(linewidth=sys.maxsize)   # as the CLI does: reprs on one line
 
 try:
     import atheris
@@ -62,7 +65,7 @@ from pcapca.capture import CaptureFormatError  # noqa: E402
 from pcapca.decoder import Decoder  # noqa: E402
 from pcapca.filters import Filter  # noqa: E402
 from pcapca.events import CircuitClosed, Passthrough, Problem  # noqa: E402
-from pcapca.formatting import record_fields, record_repr  # noqa: E402
+from pcapca.formatting import command_fields, record_fields, record_repr  # noqa: E402
 from pcapca.pipeline import decode  # noqa: E402
 from pcapca.records import Decoded  # noqa: E402
 
@@ -113,9 +116,13 @@ def _target(data: bytes) -> None:
             fatal += item.fatal
         elif item.__class__ is Decoded:
             for record in item.records:
-                record_repr(record)       # what print shows (without building it when it can)
-                record_fields(record)     # what --json shows
-                repr(record.command)      # caproto's own, built later from the bytes
+                # what print and --json show (without building the caproto object when
+                # they can) must be caproto's own, from the object built from the bytes
+                text, fields = record_repr(record), record_fields(record)
+                if text != repr(record.command):
+                    raise AssertionError(f"{text!r} != caproto's {record.command!r}")
+                if json.dumps(fields) != json.dumps(command_fields(record.command)):
+                    raise AssertionError(f"{record.cls.__name__} fields differ from caproto's")
     if fatal > 1:
         raise AssertionError("more than one fatal problem")
     if data[:4] in _PCAP and _filtered(data, _FILTER.drops) != _filtered(data, None):
