@@ -55,11 +55,18 @@ def header_fields(header) -> tuple:
             header.parameter1, header.parameter2)
 
 
-def _return_header_field(self):
-    return self.header.parameter1       # the shape of caproto's plain header properties
+def _plain_code() -> bytes:
+    """The bytecode of caproto's plain header properties (``return
+    self.header.X``), compiled here from source: a function of this module
+    would do, but a coverage tool or fuzzer that instruments pcapca's modules
+    (atheris) changes their bytecode, and nothing would match any more."""
+    namespace: dict = {}
+    exec(compile("def getter(self):\n    return self.header.parameter1\n",  # noqa: S102
+                 "<header property>", "exec"), namespace)
+    return namespace["getter"].__code__.co_code
 
 
-_PLAIN_CODE = _return_header_field.__code__.co_code
+_PLAIN_CODE = _plain_code()
 
 
 def property_code(cls, name: str):

@@ -60,6 +60,7 @@ if atheris is not None:
         import pcapca.pipeline  # noqa: F401
         import pcapca.pcapng_io  # noqa: F401
 
+import pcapca.formatting  # noqa: E402
 import pcapca.skim  # noqa: E402
 from pcapca.capture import CaptureFormatError  # noqa: E402
 from pcapca.decoder import Decoder  # noqa: E402
@@ -74,6 +75,9 @@ _KINDS = (Decoded, Passthrough, Problem, CircuitClosed)
 # keeps: each input is also decoded with and without it.
 pcapca.skim.MIN_RECORDS = 1          # (fuzz inputs are short)
 _FILTER = Filter.build(pv=["FIX:dbl", "CORPUS:dbl"])
+# pcapca's own texts, not the first ones it compares with caproto's at run time
+# (a difference there would turn its fast path off, and hide it from the check below)
+pcapca.formatting._VERIFY_FIRST = 0
 _PCAP = MAGICS
 
 
