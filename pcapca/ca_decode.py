@@ -80,14 +80,17 @@ _DATA_MESSAGES = {CLIENT: {4, 19}, SERVER: {1, 3, 15}}
 def size_fits(data_type: int, data_count: int, payload_size: int) -> bool:
     """Is ``payload_size`` what ``data_count`` values of ``data_type`` (with
     its metadata) take, padded to 8 bytes? (Unknown types: can't tell: yes.)"""
-    sizes = _dbr_sizes(data_type)
+    sizes = dbr_sizes(data_type)
     if sizes is None:
         return True
     need = sizes[0] + data_count * sizes[1]
     return need <= payload_size <= need + 8 + 7
 
 
-def _dbr_sizes(data_type: int, _cache={}):
+def dbr_sizes(data_type: int, _cache={}):
+    """(metadata size, element size) of a DBR type as caproto lays out its
+    payload (metadata for the special types and for every non-native one),
+    or None for a type caproto does not know."""
     if data_type not in _cache:
         import ctypes
         from caproto import DBR_TYPES, native_type
@@ -211,7 +214,7 @@ class StreamDecoder:
         if when == _LATER_NO_PAYLOAD:
             rule = (cls, 0)
         elif when == _LATER_DATA:
-            sizes = _dbr_sizes(dtype)
+            sizes = dbr_sizes(dtype)
             if sizes is None:
                 return None                # caproto will say what is wrong with it
             smallest = sizes[0]            # the metadata must fit the payload

@@ -21,7 +21,7 @@ import numpy as np
 
 from ._caproto import (HEADER_FIELDS, caproto, Commands, Message, extract_data, header_field, header_fields,
                        property_code)
-from .ca_decode import UnknownCommand
+from .ca_decode import UnknownCommand, dbr_sizes
 
 DEFAULT_FORMAT = "{timestamp} {src}:{transport.sport}->{dst}:{transport.dport} {command}"
 
@@ -109,13 +109,21 @@ _ALARM_STATUS_REPR, _ALARM_SEVERITY_REPR, _ALARM_STATUS_NAME, _ALARM_SEVERITY_NA
 _time_verified = [0]
 
 
-def _time_repr(md) -> str:
-    status = _ALARM_STATUS_REPR.get(md.status)
-    severity = _ALARM_SEVERITY_REPR.get(md.severity)
+def _time_text(cls, status: int, severity: int, timestamp: float) -> Optional[str]:
+    """caproto's repr of a DBR_TIME_* structure of class ``cls`` with these
+    values, or None when caproto has no name for an alarm value (it logs it
+    and leaves the field out)."""
+    status = _ALARM_STATUS_REPR.get(status)
+    severity = _ALARM_SEVERITY_REPR.get(severity)
     if status is None or severity is None:
-        return repr(md)                  # caproto logs and leaves the field out
-    text = (f"{md.__class__.__name__}(status={status}, severity={severity}, "
-            f"timestamp={md.timestamp!r})")
+        return None
+    return f"{cls.__name__}(status={status}, severity={severity}, timestamp={timestamp!r})"
+
+
+def _time_repr(md) -> str:
+    text = _time_text(md.__class__, md.status, md.severity, md.timestamp)
+    if text is None:
+        return repr(md)
     if _time_verified[0] < _VERIFY_FIRST:
         _time_verified[0] += 1
         slow = repr(md)
@@ -477,18 +485,14 @@ _STRUCT_CODES = {"f8": "d", "f4": "f", "i1": "b", "u1": "B", "i2": "h", "u2": "H
 def _payload_layouts() -> Dict[int, tuple]:
     """data type -> (metadata size, its class or None, TIME metadata struct or
     None, data dtype, struct code, array suffix, kind)."""
-    import ctypes
     from caproto import DBR_TYPES, ChannelType, TimeStamp, native_type
     layouts = {}
     for data_type in range(ChannelType.CTRL_DOUBLE + 1):
-        try:
-            native = native_type(data_type)
-        except KeyError:
+        sizes = dbr_sizes(data_type)
+        if sizes is None or native_type(data_type) == ChannelType.STRING:
             continue
-        if native == ChannelType.STRING:
-            continue
-        md_cls = DBR_TYPES[data_type] if native != data_type else None
-        md_size = ctypes.sizeof(md_cls) if md_cls is not None else 0
+        md_size = sizes[0]
+        md_cls = DBR_TYPES[data_type] if md_size else None
         one = extract_data(memoryview(bytes(8)), data_type, 1)
         if (not isinstance(one, np.ndarray) or one.dtype.str[0] not in ">|"
                 or one.dtype.str[1:] not in _STRUCT_CODES):
@@ -551,16 +555,17 @@ def _from_payload(record, names, as_json: bool):
         metadata = None if as_json else "None"
     elif time_struct is not None:
         status, severity, seconds, nanoseconds = time_struct.unpack_from(msg, start)
-        if (status not in _ALARM_STATUS_REPR or severity not in _ALARM_SEVERITY_REPR
-                or md_cls not in _time_classes):
+        if md_cls not in _time_classes:
             return None
         if as_json:
+            if status not in _ALARM_STATUS_NAME or severity not in _ALARM_SEVERITY_NAME:
+                return None
             metadata = {"status": _ALARM_STATUS_NAME[status], "severity": _ALARM_SEVERITY_NAME[severity],
                         "timestamp": _unix_time(seconds, nanoseconds)}
         else:
-            metadata = (f"{md_cls.__name__}(status={_ALARM_STATUS_REPR[status]}, "
-                        f"severity={_ALARM_SEVERITY_REPR[severity]}, "
-                        f"timestamp={_unix_time(seconds, nanoseconds)!r})")
+            metadata = _time_text(md_cls, status, severity, _unix_time(seconds, nanoseconds))
+            if metadata is None:
+                return None
     else:
         md_key = (as_json, data_type, msg[start:data_start])
         metadata = _metadata_memo.get(md_key)
@@ -663,32 +668,35 @@ def _values_size(payload, values) -> int:
 
 
 def _by_payload(record, names: tuple, value_of, memo: dict, held: list, size,
-                fast=None) -> tuple:
+                fast) -> tuple:
     """``value_of(record.command, name)`` for each of ``names`` (parameters
-    whose value depends only on the data type, count and payload), memoised
-    in ``memo`` by those; ``held[0]`` counts the bytes the memo holds, as
-    ``size(payload, values)`` estimates them. The values are shared: they are
-    only formatted or serialised, never modified."""
+    whose value depends only on the data type, count and payload), or what
+    ``fast(record, names)`` gives for them from the payload without the
+    caproto object (None: it cannot), memoised in ``memo`` by those;
+    ``held[0]`` counts the bytes the memo holds, as ``size(payload, values)``
+    estimates them. The values are shared: they are only formatted or
+    serialised, never modified."""
     payload = record.msg[record.hsize:]
     if len(payload) > _DATA_TEXT_MAX_PAYLOAD:
-        values = fast(record, names) if fast is not None else None
-        if values is None:
-            command = record.command
-            values = tuple(value_of(command, name) for name in names)
-        return values
+        return _values_of(record, names, value_of, fast)
     fields = record.fields
     key = (names, fields[2], fields[3], payload)
     values = memo.get(key)
     if values is None:
-        values = fast(record, names) if fast is not None else None
-        if values is None:
-            command = record.command
-            values = tuple(value_of(command, name) for name in names)
+        values = _values_of(record, names, value_of, fast)
         held[0] += size(payload, values)
         if held[0] > _DATA_TEXTS_MAX_BYTES:
             memo.clear()
             held[0] = 0
         memo[key] = values
+    return values
+
+
+def _values_of(record, names: tuple, value_of, fast) -> tuple:
+    values = fast(record, names)
+    if values is None:
+        command = record.command
+        values = tuple(value_of(command, name) for name in names)
     return values
 
 
