@@ -7,9 +7,11 @@
 The target feeds the input bytes to ``pcapca.pipeline.decode`` (pcap or
 pcapng reader -> decoder -> channel tracker) and consumes every item.  A
 crash is any exception other than ``CaptureFormatError`` (not a capture at
-all: the CLI exits 2 for it), or an item of an unexpected type, or a PV
-filter keeping other records, problems or counts with the filtered print's
-shortcut (``pcapca.skim``) than without it.
+all: the CLI exits 2 for it), or an item of an unexpected type, or a
+message whose ``{command}`` or ``--json`` fields differ from caproto's repr
+and fields of the object built from its bytes, or a PV filter keeping other
+records, problems or counts with the filtered print's shortcut
+(``pcapca.skim``) than without it.
 
 Directory arguments are *seed* directories: the capture files in them (by
 magic, not by name) of at most ``MAX_SEED`` bytes are copied into a working
@@ -78,7 +80,6 @@ _FILTER = Filter.build(pv=["FIX:dbl", "CORPUS:dbl"])
 # pcapca's own texts, not the first ones it compares with caproto's at run time
 # (a difference there would turn its fast path off, and hide it from the check below)
 pcapca.formatting._VERIFY_FIRST = 0
-_PCAP = MAGICS
 
 
 # Bugs already reported (with an xfail test in tests/test_robustness.py) that
@@ -129,7 +130,7 @@ def _target(data: bytes) -> None:
                     raise AssertionError(f"{record.cls.__name__} fields differ from caproto's")
     if fatal > 1:
         raise AssertionError("more than one fatal problem")
-    if data[:4] in _PCAP and _filtered(data, _FILTER.drops) != _filtered(data, None):
+    if data[:4] in MAGICS and _filtered(data, _FILTER.drops) != _filtered(data, None):
         raise AssertionError("the --pv shortcut (pcapca.skim) changed the output")
 
 

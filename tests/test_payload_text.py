@@ -17,9 +17,9 @@ import pcapca
 from pcapca import formatting
 from pcapca._caproto import SERVER, CLIENT, Commands
 from pcapca.ca_decode import build
-from pcapca.records import CLIENT_ROLE
 
 from conftest import FIXTURES
+from test_lazy import built_now
 
 NAMES = sorted(p.name for p in FIXTURES.iterdir() if p.suffix in (".pcap", ".pcapng"))
 DATA_TYPES = sorted(formatting._layouts)
@@ -56,7 +56,15 @@ class Message:
 
 
 def caproto_texts(command):
-    return (repr(command.data), repr(command.metadata))
+    """The data and metadata texts of caproto's repr (its safe_repr: an
+    exception's text where the repr raises)."""
+    out = []
+    for name in ("data", "metadata"):
+        try:
+            out.append(repr(getattr(command, name)))
+        except Exception as ex:
+            out.append(f"(repr: {ex})")
+    return tuple(out)
 
 
 # values that make numpy's choices interesting, as raw big-endian bytes
@@ -107,7 +115,7 @@ def test_payload_texts_and_values_are_caprotos(message):
         assert (status not in formatting._ALARM_STATUS_REPR
                 or severity not in formatting._ALARM_SEVERITY_REPR)
     else:
-        assert texts == caproto_texts_safe(message.command)
+        assert texts == caproto_texts(message.command)
         assert json.dumps(list(values)) == caproto_values(message.command)
 
 
@@ -128,22 +136,12 @@ def test_enum_metadata_caproto_cannot_write(no_str):
     message = Message(SERVER, 15, 31, 1, metadata + b"\0\2" + bytes(4))
     with unchecked():
         texts = formatting._payload_texts(message, ("data", "metadata"))
-    assert texts == caproto_texts_safe(message.command)
+    assert texts == caproto_texts(message.command)
     if no_str > 16:
         assert texts[1].startswith("(repr: ")
     with unchecked():
         values = formatting._payload_values(message, ("data", "metadata"))
     assert json.dumps(list(values)) == caproto_values(message.command)
-
-
-def caproto_texts_safe(command):
-    out = []
-    for name in ("data", "metadata"):
-        try:
-            out.append(repr(getattr(command, name)))
-        except Exception as ex:
-            out.append(f"(repr: {ex})")
-    return tuple(out)
 
 
 def test_every_numeric_dbr_type_is_taken():
@@ -175,12 +173,6 @@ def test_a_difference_turns_it_off(monkeypatch):
     assert (True, message.cls, 20) in formatting._layout_off
     with unchecked():
         assert formatting._payload_values(message, ("data", "metadata")) is None
-
-
-def built_now(record):
-    role = CLIENT if record.role == CLIENT_ROLE else SERVER
-    msg, hsize = record.msg, record.hsize
-    return build(role, record.fields[0], bytearray(msg[:hsize]), bytearray(msg[hsize:]))
 
 
 @pytest.mark.parametrize("name", NAMES)
