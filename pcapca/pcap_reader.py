@@ -22,7 +22,6 @@ RECORD_SIZE = 16
 MAX_PACKET = 262144
 MAX_SANE_PACKET = 256 << 20
 RESYNC_WINDOW = 16 << 20
-MAX_RUN = 8192     # records taken per call of _good_run (bounds what a damaged window costs)
 WEEK = 7 * 86400   # a record whose time jumps more than this from the previous one is corrupt
 
 MAGICS = {
@@ -157,7 +156,7 @@ def _good_run(buf, pos: int, end: int, record: struct.Struct, limit: int, tsreso
     or where to try again (without)."""
     import numpy as np
 
-    from .skim import MIN_RECORDS
+    from .skim import MAX_RUN, MIN_RECORDS
     offsets = []
     append = offsets.append
     count = 0

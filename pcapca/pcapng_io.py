@@ -313,7 +313,6 @@ def _resync(reader: _CountingReader, start: int, buf: bytes, endian: str) -> Opt
 
 
 SKIM_CHUNK = 1 << 20      # bytes read at once for pcapca.skim
-SKIM_MAX_RUN = 8192       # blocks per run (as pcap_reader.MAX_RUN)
 
 
 def _skim_run(reader: _CountingReader, skim, endian: str, ifaces, frame: int):
@@ -322,7 +321,7 @@ def _skim_run(reader: _CountingReader, skim, endian: str, ifaces, frame: int):
     lengths, known interface, one link type), yield the packets it leaves,
     and push back the bytes after them. Returns (blocks taken, offset from
     which to try again). ``endian`` and ``ifaces``: the section's."""
-    from .skim import MIN_RECORDS
+    from .skim import MAX_RUN, MIN_RECORDS
     start = reader.pos
     buf = reader.read(SKIM_CHUNK)
     head = struct.Struct(endian + "IIIIIII").unpack_from
@@ -330,7 +329,7 @@ def _skim_run(reader: _CountingReader, skim, endian: str, ifaces, frame: int):
     offsets, caplens, lengths, ids, tss = [], [], [], [], []
     linktype = None
     pos, end = 0, len(buf)
-    while end - pos >= 32 and len(offsets) < SKIM_MAX_RUN:
+    while end - pos >= 32 and len(offsets) < MAX_RUN:
         btype, blen, iid, th, tl, caplen, orig_len = head(buf, pos)
         # (what the loop of read_pcapng checks of a packet block before using it)
         if (btype != EPB or blen < 32 or _bad_length(blen) or pos + blen > end

@@ -6,7 +6,7 @@ replies of other PVs, bare ACKs. Every stage would build its objects for
 them (Packet, Segment, Record) only for the filter to drop the records.
 
 The legacy pcap reader hands a ``Skimmer`` each run of complete, plausible
-packet records (up to ``pcap_reader.MAX_RUN``). The skimmer parses the link,
+packet records (up to ``MAX_RUN``; the pcapng reader, blocks). The skimmer parses the link,
 IPv4, TCP and first CA headers of all of them at once with numpy, then goes
 through them in order and skips the packets it can prove would leave only
 counters and dropped records, judging from the live state of the decoder
@@ -49,6 +49,7 @@ LINKS = {DLT_EN10MB: (14, 12), DLT_LINUX_SLL: (16, 14), DLT_LINUX_SLL2: (20, 0),
          DLT_RAW: (0, None), DLT_RAW_BSD: (0, None), DLT_RAW_OPENBSD: (0, None),
          DLT_IPV4: (0, None)}
 MIN_RECORDS = 64          # fewer records in a window (a live pipe): not worth numpy's set-up
+MAX_RUN = 8192            # records per run at most (bounds what a damaged window costs)
 _header = struct.Struct(">HHHHII").unpack_from
 _pack_ip = struct.Struct("!I").pack
 _ntoa = socket.inet_ntoa

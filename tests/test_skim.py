@@ -189,7 +189,7 @@ def _pcapng(pcap: bytes, endian: str, nrb_every: int = 0) -> bytes:
 @pytest.mark.parametrize("run_size", [1, 2, 7])
 def test_short_runs(run_size, skims, capsys, monkeypatch):
     """Windows cut into runs of a few records (MAX_RUN): the same."""
-    monkeypatch.setattr(pcap_reader, "MAX_RUN", run_size)
+    monkeypatch.setattr(skim, "MAX_RUN", run_size)
     fast, slow = both(capsys, monkeypatch, str(fixture("corpus_libca.pcap")),
                       "--format", FORMAT, "--pv", "CORPUS:str")
     assert fast == slow
