@@ -38,6 +38,14 @@ DOC = ROOT / "docs" / "performance.md"
 DOC_START = "<!-- bench:results:start -->"
 DOC_END = "<!-- bench:results:end -->"
 PV_SHARE = 0.05
+NO_PV = "pcapca-bench:no-such-pv"     # a PV no capture has (the --pv floor)
+# Floors, without targets: what print and --pv cost before any text of a
+# message is made: every message decoded and named but printed as its frame
+# number; a filter that keeps nothing. case -> (the target it bounds, its factor)
+FLOORS = {
+    "floor: print {frame}": ("print", 5.0),
+    "floor: --pv (none)": ("print --pv", 15.0),
+}
 
 # target: (case, kind, threshold); kind "speedup" = caproto-shark time / case time >= t,
 # "ratio_to_print" = case time / pcap print time <= t
@@ -268,6 +276,13 @@ def build_cases(capture: Path, work: Path, env, args):
         else:
             cases.append(Case("print --pv", pcapca_cmd("print", str(capture), "--pv", pv),
                               f"pcapca print --pv {pv} FILE ({share:.1%} of the messages)"))
+    cases.append(Case("floor: print {frame}",
+                      pcapca_cmd("print", str(capture), "--format", "{frame}"),
+                      "pcapca print --format '{frame}' FILE (every message decoded and named, "
+                      "no text of it)"))
+    if pv_supported(env):
+        cases.append(Case("floor: --pv (none)", pcapca_cmd("print", str(capture), "--pv", NO_PV),
+                          f"pcapca print --pv {NO_PV} FILE (a filter that keeps nothing)"))
     out = work / f"{name}.annotated.pcapng"
     cases.append(Case("annotate", pcapca_cmd("annotate", str(capture), str(out)),
                       "pcapca annotate FILE OUT.pcapng"))
@@ -406,6 +421,13 @@ def report(results, flat, info, args, pv_note) -> str:
         out.append("")
         descr = [f"`{c.name}`: {c.what}" for c in res["cases"]]
         out.append("Cases: " + "; ".join(descr) + ".")
+        floors = [(c, FLOORS[c.name]) for c in res["cases"] if c.name in FLOORS and c.ok]
+        if base_t and floors:
+            out.append("")
+            out.append("Floors (no target): " + "; ".join(
+                f"`{c.name}` takes {fmt_time(c.time)} s, {base_t / c.time:.2f}× caproto-shark, "
+                f"where the `{bound}` target allows {fmt_time(base_t / goal)} s"
+                for c, (bound, goal) in floors) + ".")
         if shark.ok and cases["print"].ok:
             lost = cases["print"].messages - shark.messages
             out.append("")
