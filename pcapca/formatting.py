@@ -19,8 +19,8 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ._caproto import (HEADER_FIELDS, caproto, Commands, Message, extract_data, header_field, header_fields,
-                       property_code)
+from ._caproto import (HEADER_FIELDS, caproto, Commands, DbrTypeBase, Message, extract_data,
+                       header_field, header_fields, property_code)
 from .ca_decode import UnknownCommand, dbr_sizes
 
 DEFAULT_FORMAT = "{timestamp} {src}:{transport.sport}->{dst}:{transport.dport} {command}"
@@ -769,7 +769,7 @@ def jsonable(value):
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value).split(b"\0", 1)[0].decode("latin-1")
     if hasattr(value, "to_dict"):          # caproto DBR metadata structures
-        return {k: jsonable(v) for k, v in value.to_dict().items()}
+        return _metadata_json(value)
     if hasattr(value, "_asdict"):          # CAStatusCode and other namedtuples
         d = value._asdict()
         return d.get("name", {k: jsonable(v) for k, v in d.items()})
@@ -779,6 +779,25 @@ def jsonable(value):
 
 
 _CT_REPR, _STATUS_REPR, _CT_NAME, _STATUS_NAME = _enum_texts()
+
+
+def _metadata_json(value) -> dict:
+    """caproto's ``to_dict`` of a DBR structure as JSON values, but an alarm
+    status or severity that caproto's enums lack (a damaged payload) is kept
+    as its number: ``to_dict`` leaves it out (and logs a traceback)."""
+    if type(value).to_dict is not DbrTypeBase.to_dict:
+        return {k: jsonable(v) for k, v in value.to_dict().items()}
+    out = {}
+    for name in value.info_fields:
+        v = getattr(value, name)
+        if name == "status":
+            out[name] = _ALARM_STATUS_NAME.get(v, v)
+        elif name == "severity":
+            out[name] = _ALARM_SEVERITY_NAME.get(v, v)
+        else:
+            out[name] = jsonable(v)
+    return out
+
 
 
 def ts_string(ts: int) -> str:

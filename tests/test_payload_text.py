@@ -18,7 +18,7 @@ from pcapca import formatting
 from pcapca._caproto import SERVER, CLIENT, Commands
 from pcapca.ca_decode import build
 
-from conftest import FIXTURES
+from conftest import FIXTURES, run_cli
 from test_lazy import built_now
 
 NAMES = sorted(p.name for p in FIXTURES.iterdir() if p.suffix in (".pcap", ".pcapng"))
@@ -212,3 +212,31 @@ def test_metadata_memo_is_bounded(monkeypatch):
         assert texts == caproto_texts(message.command)
         assert f"precision={precision}," in texts[1]
         assert 0 < len(formatting._metadata_memo) <= 50
+
+
+def test_json_keeps_an_alarm_value_caproto_has_no_name_for(tmp_path):
+    """A damaged DBR_TIME_LONG whose alarm status is 98: caproto's to_dict
+    leaves the status out (and logs a traceback), so its repr has none and
+    print shows caproto's repr as it is; --json's fields keep the number."""
+    import caproto as ca
+    from test_skim import _ca, _capture
+    metadata = ca.DBR_TYPES[ca.ChannelType.TIME_LONG]()
+    metadata.status, metadata.severity = 98, 1
+    metadata.secondsSinceEpoch, metadata.nanoSeconds = 1000, 5
+    reply = ca.ReadNotifyResponse(data=[7], metadata=metadata, data_count=1, status=1, ioid=7,
+                                  data_type=ca.ChannelType.TIME_LONG)
+    path = tmp_path / "alarm98.pcap"
+    path.write_bytes(_capture([(True, _ca(ca.VersionRequest(priority=0, version=13))),
+                               (False, _ca(reply))]))
+    res = run_cli("print", path, "--json", "-q", check=0)
+    assert res.stderr == b""
+    line = json.loads(res.stdout.splitlines()[-1])
+    assert line["fields"]["metadata"] == {"status": 98, "severity": "MINOR_ALARM",
+                                          "timestamp": 631153000.0}
+    assert line["repr"].endswith("metadata=DBR_TIME_LONG(severity=<AlarmSeverity.MINOR_ALARM: 1>,"
+                                 " timestamp=631153000.0))")
+    assert run_cli("print", path, "-q", check=0).stdout.decode().endswith(line["repr"] + "\n")
+    # a known status still goes by its name, in caproto's order
+    metadata.status = 3
+    assert formatting._metadata_json(metadata) == {"status": "HIHI", "severity": "MINOR_ALARM",
+                                                   "timestamp": 631153000.0}
