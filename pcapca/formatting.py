@@ -799,7 +799,6 @@ def _metadata_json(value) -> dict:
     return out
 
 
-
 def ts_string(ts: int) -> str:
     """Exact timestamp in seconds as a string (nanosecond digits)."""
     sign = "-" if ts < 0 else ""
