@@ -66,7 +66,9 @@ def value_repr(value) -> str:
                 _repr_cache[key] = text
             return text
         return array_repr(value)
-    if cls is int or cls is str:
+    if cls is int or cls is str or cls is float:
+        # (floats: 0.0 == -0.0 with one hash, so a cache would give one the
+        # other's text; their repr is as quick as a look-up anyway)
         return repr(value)
     if cls in _time_classes:
         return _time_repr(value)

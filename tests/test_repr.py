@@ -255,3 +255,15 @@ def test_fast_float_scalar_equals_numpy(x):
         assert text is not None             # only NaN, infinities, subnormals go to numpy
     if text is not None:
         assert text == np.array_repr(a, max_line_width=sys.maxsize)
+
+
+def test_a_value_equal_to_another_keeps_its_own_repr():
+    """0.0 == -0.0 (and they hash alike) but caproto writes them apart: an
+    EventAddRequest's low/high/to after one with the other zero must not take
+    its text from the repr cache (the fuzzer found low=-0.0 printed for 0.0)."""
+    for first, then in ((-0.0, 0.0), (0.0, -0.0)):
+        for low in (first, then):
+            command = ca.EventAddRequest(data_type=ChannelType.TIME_LONG, data_count=0, sid=1,
+                                         subscriptionid=0, low=low, high=low, to=low, mask=13)
+            assert command_repr(command) == repr(command)
+            assert f"low={low!r}, high={low!r}, to={low!r}" in command_repr(command)
