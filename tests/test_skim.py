@@ -692,3 +692,25 @@ def test_a_skipped_message_completes_its_stream(skims, capsys, monkeypatch, tmp_
     assert fast[2].endswith("pcapca: 7 packets; 2 CA messages; 1 decode problems; "
                             "6 TCP bytes missing in 1 gaps\n")          # (nothing incomplete)
     assert sum(s.skipped for s in skims) >= 1
+
+
+def test_no_shortcut_after_a_section_of_several_interfaces(skims, capsys, monkeypatch,
+                                                          tmp_path):
+    """A pcapng file of three sections: two interfaces and no packets, then
+    one interface with the packets of corpus_libca.pcap, then another with
+    the same packets again (the same capture from a second interface, as
+    concatenated files give). Once a capture has had several interfaces the
+    decoder compares every packet with the ones before, so none is skipped
+    (a skipped packet would not be remembered, and its copy in the third
+    section would count as a TCP retransmission instead of a packet seen
+    again)."""
+    sections = _pcapng(fixture("corpus_libca.pcap").read_bytes(), "<")
+    shb_idb = 28 + 20                                   # (SHB and IDB blocks of _pcapng)
+    two = sections[:28] + sections[28:shb_idb] * 2
+    path = tmp_path / "sections.pcapng"
+    path.write_bytes(two + sections + sections)
+    fast, slow = both(capsys, monkeypatch, str(path), "--format", FORMAT, "--pv", "CORPUS:dbl")
+    assert fast == slow
+    assert "807 packets seen again on another interface ignored" in fast[2]
+    assert "retransmitted" not in fast[2]
+    assert sum(s.skipped for s in skims) == 0
