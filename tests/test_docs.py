@@ -13,7 +13,9 @@ and their output compared with the docs':
 - a line ``...`` (indented or not) stands for any number of lines; a line
   ending in ``...`` for any line starting with the rest; trailing blanks
   are not compared;
-- ``$ echo $?`` shows the exit status of the command before it.
+- ``$ echo $?`` shows the exit status of the command before it;
+- ``$ cat -n FILE`` shows a file the commands after it use: it is written
+  from what is shown.
 
 The damaged captures of troubleshooting.md are made first, from the
 fixtures, as their comments there say (``DAMAGED``). Commands not run:
@@ -154,6 +156,8 @@ def outputs_of(command: str):
 
 
 def runnable(command: str, made: set) -> bool:
+    if command.startswith("cat -n "):
+        return True
     if command.startswith(NOT_RUN) or "--plot" in command:
         return False
     words = shlex.split(command, comments=True)
@@ -203,6 +207,13 @@ def run_doc(path: Path, tmp_path: Path):
             continue
         if command.strip() == "echo $?":
             actual = [str(status)]
+        elif command.startswith("cat -n "):
+            # the file a document shows this way: made from what it shows
+            name = command.split()[2]
+            (tmp_path / name).write_text("".join(line.split("\t", 1)[1] + "\n"
+                                                 for line in expected))
+            made.add(name)
+            continue
         else:
             if command.startswith("tshark") and not shutil.which("tshark"):
                 if os.environ.get("CI"):
