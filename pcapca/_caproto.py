@@ -31,6 +31,7 @@ __all__ = [
     "DbrTypeBase", "TimeTypeBase", "special_types", "eca_value_to_status",
     "MessageHeader", "ExtendedMessageHeader", "HEADER_SIZE", "EXTENDED_HEADER_SIZE",
     "command_class", "HEADER_FIELDS", "header_field", "header_fields", "property_code",
+    "reads_status_from_header",
 ]
 
 HEADER_SIZE = ctypes.sizeof(MessageHeader)              # 16
@@ -77,6 +78,15 @@ def property_code(cls, name: str):
     if not isinstance(prop, property) or code is None or code.co_argcount != 1:
         return None
     return code
+
+
+_STATUS_NAMES = ("eca_value_to_status", "header", "parameter1")
+
+
+def reads_status_from_header(cls, name: str = "status") -> bool:
+    """Is caproto's property ``cls.name`` ``eca_value_to_status[self.header.parameter1]``?"""
+    code = property_code(cls, name)
+    return code is not None and code.co_names == _STATUS_NAMES
 
 
 def header_field(cls, name: str):

@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from ._caproto import (HEADER_FIELDS, caproto, Commands, DbrTypeBase, Message, extract_data,
-                       header_field, header_fields, property_code)
+                       header_field, header_fields, property_code, reads_status_from_header)
 from .ca_decode import UnknownCommand, dbr_sizes
 
 DEFAULT_FORMAT = "{timestamp} {src}:{transport.sport}->{dst}:{transport.dport} {command}"
@@ -159,7 +159,7 @@ def _param_plan(cls, name):
     names = code.co_names
     if names == ("ChannelType", "header", "data_type"):
         return (name, _CHANNEL_TYPE, "data_type", 2)                 # ChannelType(self.header.data_type)
-    if names == ("eca_value_to_status", "header", "parameter1"):
+    if reads_status_from_header(cls, name):
         return (name, _STATUS, "parameter1", 4)                      # eca_value_to_status[self.header.parameter1]
     if names in _DATA_CODE:
         return (name, _DATA, None, None)                             # extract_(meta)data(self.buffers...)

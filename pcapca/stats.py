@@ -27,7 +27,7 @@ import random
 from collections import Counter
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from ._caproto import CLIENT, command_class
+from ._caproto import CLIENT, command_class, eca_value_to_status, reads_status_from_header
 from .channels import ChannelTracker
 from .decoder import IDLE_NS, Decoder
 from .events import CircuitClosed, Packet, Problem
@@ -424,7 +424,9 @@ class StatsCollector:
         return s
 
     def add(self, record) -> None:
-        name = record.command.__class__.__name__
+        # (header fields where they serve: most messages' caproto objects are
+        # never built, see ca_decode.build_later)
+        name = record.name
         circuit = None
         tcp = record.proto == "tcp"
         if tcp:
@@ -446,8 +448,8 @@ class StatsCollector:
             return
 
         ts = record.ts
-        cmd = record.command
-        size = message_size(cmd)
+        msg = record.msg            # (the bytes of a TCP message)
+        size = len(msg) if msg is not None else message_size(record.command)
         self.counted += 1
         self.by_command[name] += 1
         if self.first_ts is None or ts < self.first_ts:
@@ -494,9 +496,9 @@ class StatsCollector:
         latency = record.latency
 
         if name == "SearchRequest":
-            self._search(record, cmd.name, ts)
+            self._search(record, record.command.name, ts)
         elif name == "SearchResponse":
-            self._search_reply(record, cmd, pv_name, ts)
+            self._search_reply(record, record.command, pv_name, ts)
         elif name == "NotFoundResponse":
             s = self.searched.get(pv_name) if pv_name is not None else None
             if s is not None:
@@ -511,7 +513,7 @@ class StatsCollector:
                 circuit.channels += 1
                 server.channels += 1
             elif name == "Beacon":
-                self._beacon(record, cmd, ts)
+                self._beacon(record, record.command, ts)
         elif name in ("ReadNotifyRequest", "ReadRequest"):
             pv.reads += 1
         elif name in ("ReadNotifyResponse", "ReadResponse"):
@@ -641,7 +643,10 @@ class StatsCollector:
         self._error_entry(record, circuit, status, text, request)
 
     def _status_error(self, record, circuit, server) -> None:
-        status = _status(record.command)
+        if record._command is None and reads_status_from_header(record.cls):
+            status = eca_value_to_status.get(record.fields[4])   # (what caproto's does)
+        else:
+            status = _status(record.command)
         if status is None or getattr(status, "success", 1):
             return
         text = getattr(status, "description", "") or ""
