@@ -573,3 +573,30 @@ def test_circuit_bytes_are_the_tcp_payload_bytes(name):
         sip, sport = c["server"].rsplit(":", 1)
         assert c["bytes_to_server"] == sent[(cip, int(cport), int(sport))]
         assert c["bytes_to_client"] == sent[(sip, int(sport), int(cport))]
+
+
+def test_a_failed_put_reported_by_its_reply_status(tmp_path):
+    """No fixture has a WriteNotifyResponse or ReadNotifyResponse with an
+    error status (the IOCs send an ErrorResponse): a crafted circuit. The
+    collector reads the status from the reply's header, unbuilt."""
+    import caproto as ca
+    from test_skim import _ca, _capture
+    putfail = ca.CAStatus.ECA_PUTFAIL.value.code_with_severity
+    path = tmp_path / "putfail.pcap"
+    path.write_bytes(_capture([
+        (True, _ca(ca.VersionRequest(priority=0, version=13),
+                   ca.CreateChanRequest(name="X:a", cid=1, version=13))),
+        (False, _ca(ca.CreateChanResponse(data_type=6, data_count=1, cid=1, sid=9))),
+        (True, _ca(ca.WriteNotifyRequest(data=[1.5], data_type=6, data_count=1, sid=9, ioid=3),
+                   ca.ReadNotifyRequest(data_type=6, data_count=1, sid=9, ioid=4))),
+        (False, _ca(ca.WriteNotifyResponse(data_type=6, data_count=1, status=putfail, ioid=3),
+                    ca.ReadNotifyResponse(data=[2.5], data_type=6, data_count=1, status=1,
+                                          ioid=4, metadata=None))),
+    ]))
+    report = collect([str(path)])
+    assert [(e["frame"], e["command"], e["pv"], e["status"], e["request"], e["text"])
+            for e in report["errors"]] == [
+        (7, "WriteNotifyResponse", "X:a", "ECA_PUTFAIL", "WriteNotifyRequest",
+         ca.CAStatus.ECA_PUTFAIL.value.description)]
+    (pv,) = report["pvs"]
+    assert (pv["pv"], pv["errors"], pv["puts_notify"], pv["reads"]) == ("X:a", 1, 1, 1)
