@@ -2,11 +2,10 @@
 timeline (matplotlib, imported only when a plot is asked for)."""
 from __future__ import annotations
 
-import datetime
 import os
 from typing import Callable, List, Optional, Sequence
 
-from .stats import TIMELINE_KINDS, Timeline
+from .stats import TIMELINE_KINDS, Timeline, utc
 
 NS = 1_000_000_000
 
@@ -58,10 +57,9 @@ class _Clock:
         ns = _sec(ts)
         if ns is None:
             return None
-        sec, frac = divmod(ns, NS)
-        day = datetime.datetime.fromtimestamp(sec, datetime.timezone.utc)
-        text = f"{day:%H:%M:%S}.{frac // 1000:06d}"
-        return text if self.same_day else f"{day:%Y-%m-%d} {text}"
+        date, time, frac = utc(ns)
+        text = f"{time}.{frac // 1000:06d}"
+        return text if self.same_day else f"{date} {text}"
 
 
 def _ms(summary: Optional[dict]) -> Optional[str]:

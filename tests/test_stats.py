@@ -18,6 +18,7 @@ from types import SimpleNamespace
 
 import dpkt
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from pcapca.stats import (RESERVOIR_SIZE, Reservoir, StatsCollector, Timeline, collect,
                           percentile)
@@ -600,3 +601,39 @@ def test_a_failed_put_reported_by_its_reply_status(tmp_path):
          ca.CAStatus.ECA_PUTFAIL.value.description)]
     (pv,) = report["pvs"]
     assert (pv["pv"], pv["errors"], pv["puts_notify"], pv["reads"]) == ("X:a", 1, 1, 1)
+
+
+def test_time_stamps_past_year_9999(tmp_path):
+    """troubleshooting.md's tsresol.pcapng: a bogus if_tsresol makes the
+    nanosecond ticks of session.pcapng microseconds, year 58882, where
+    datetime gives up; the report (which was an internal error) is written
+    with the year as it is. Expected: the first packet's ticks, dated with
+    datetime 140 Gregorian cycles (400 years each, 146097 days) earlier."""
+    import datetime
+    from test_docs import DAMAGED
+    from test_robustness import blocks
+    data = DAMAGED["tsresol.pcapng"]()
+    path = tmp_path / "tsresol.pcapng"
+    path.write_bytes(data)
+    first_epb = next(o for o, t, n in blocks(data) if t == 6)
+    high, low = struct.unpack_from("<II", data, first_epb + 12)
+    sec, us = divmod(high << 32 | low, 10**6)
+    day = datetime.datetime.fromtimestamp(sec - 140 * 146097 * 86400, datetime.timezone.utc)
+    first = f"{day.year + 140 * 400}-{day:%m-%dT%H:%M:%S}.{us:06d}000Z"
+    assert first.startswith("58882-")
+    res = run_cli("stats", path, check=1)
+    assert f"  span      {first} .. 58882-" in res.stdout.decode()
+    assert "internal error" not in res.stderr.decode()
+    report = json.loads(run_cli("stats", "--json", path, check=1).stdout)
+    assert report["capture"]["first_iso"] == first
+    assert report["capture"]["messages"] == 120
+
+
+@given(st.integers(min_value=-62135596800 * 10**9, max_value=253402300799 * 10**9 + 10**9 - 1))
+@settings(max_examples=2000, deadline=None)
+def test_utc_is_datetimes_where_datetime_works(ts):
+    import datetime
+    from pcapca.stats import utc
+    sec, ns = divmod(ts, 10**9)
+    d = datetime.datetime.fromtimestamp(sec, datetime.timezone.utc)
+    assert utc(ts) == (f"{d.year:04d}-{d:%m-%d}", f"{d:%H:%M:%S}", ns)
