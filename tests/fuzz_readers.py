@@ -11,7 +11,8 @@ all: the CLI exits 2 for it), or an item of an unexpected type, or a
 message whose ``{command}`` or ``--json`` fields differ from caproto's repr
 and fields of the object built from its bytes, or a PV filter keeping other
 records, problems or counts with the filtered print's shortcut
-(``pcapca.skim``) than without it.
+(``pcapca.skim``) than without it, or an exception from ``pcapca stats``'s
+report of the input (text or JSON).
 
 Directory arguments are *seed* directories: the capture files in them (by
 magic, not by name) of at most ``MAX_SEED`` bytes are copied into a working
@@ -27,6 +28,7 @@ mutations of the seeds with Python's ``random`` for the given time
 """
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -61,6 +63,8 @@ if atheris is not None:
     with atheris.instrument_imports(include=["pcapca"]):
         import pcapca.pipeline  # noqa: F401
         import pcapca.pcapng_io  # noqa: F401
+        import pcapca.stats  # noqa: F401
+        import pcapca.stats_render  # noqa: F401
 
 import pcapca.formatting  # noqa: E402
 import pcapca.skim  # noqa: E402
@@ -71,6 +75,8 @@ from pcapca.events import CircuitClosed, Passthrough, Problem  # noqa: E402
 from pcapca.formatting import command_fields, record_fields, record_repr  # noqa: E402
 from pcapca.pipeline import decode  # noqa: E402
 from pcapca.records import Decoded  # noqa: E402
+from pcapca.stats import collect  # noqa: E402
+from pcapca.stats_render import render_text  # noqa: E402
 
 _KINDS = (Decoded, Passthrough, Problem, CircuitClosed)
 # The filtered print's shortcut (pcapca.skim) must not change what a filter
@@ -132,6 +138,10 @@ def _target(data: bytes) -> None:
         raise AssertionError("more than one fatal problem")
     if data[:4] in MAGICS and _filtered(data, _FILTER.drops) != _filtered(data, None):
         raise AssertionError("the --pv shortcut (pcapca.skim) changed the output")
+    # pcapca stats: its report of the same bytes, as text and JSON
+    report = collect([io.BytesIO(data)])
+    render_text(report)
+    json.dumps(report)
 
 
 def _filtered(data: bytes, drops):
