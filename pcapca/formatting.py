@@ -1026,8 +1026,9 @@ class Template:
     def __call__(self, record) -> str:
         try:
             return self._render(record)
-        except ValueError:
-            # a format spec that does not fit this value (e.g. {pv:>5d}): fall back to str
+        except Exception:
+            # a format spec that does not fit this value (e.g. {pv:>5d}), or a
+            # field that caproto cannot read from a damaged message: part by part
             return self._render_loose(record)
 
     def _render_loose(self, record) -> str:
@@ -1040,7 +1041,15 @@ class Template:
             single = Template("{" + root + "".join(
                 f".{k}" if kind == "." else f"[{k}]" for kind, k in chain)
                 + (f"!{conv}" if conv else "") + "}")
-            value = single._render(record)
+            try:
+                value = single._render(record)
+            except Exception as exc:
+                if not chain:
+                    raise                   # pcapca's own token: a bug, reported as one
+                # caproto's (or dpkt's) property or its text raised, as for a
+                # damaged payload: the field says so, as {command} does in its repr
+                out.append(f"(error: {exc})")
+                continue
             try:
                 out.append(format(value, spec))
             except ValueError:

@@ -170,3 +170,38 @@ def test_python_api_has_caproto_shark_attributes():
     assert r.ethernet.type == 0x0800
     assert isinstance(r.timestamp, float) and isinstance(r.ts, int)
     assert (r.frame, r.pv, r.role, r.proto) == (17, "FIX:dbl", "server", "tcp")
+
+
+def test_a_field_caproto_cannot_read_says_so_and_the_run_goes_on(tmp_path):
+    """A damaged reply whose data or metadata caproto's property cannot read
+    (a DOUBLE with 4 payload bytes; a CTRL_ENUM claiming 20 of its 16 enum
+    strings): the token prints (error: ...), the lines after it are printed
+    (this was an internal error that ended the run); {command} has caproto's
+    own (repr: ...) for the same fields."""
+    import struct
+    import caproto as ca
+    from test_skim import _ca, _capture
+
+    def reply(dtype, count, ioid, payload):
+        return struct.pack(">HHHHII", 15, len(payload), dtype, count, 1, ioid) + payload
+    enum_md = struct.pack(">hhh", 0, 0, 20) + bytes(16 * 26)
+    path = tmp_path / "damaged.pcap"
+    path.write_bytes(_capture([
+        (True, _ca(ca.VersionRequest(priority=0, version=13),
+                   ca.ReadNotifyRequest(data_type=6, data_count=1, sid=1, ioid=1),
+                   ca.ReadNotifyRequest(data_type=31, data_count=1, sid=1, ioid=2))),
+        (False, reply(6, 1, 1, b"\0\0\0\1")
+         + reply(31, 1, 2, enum_md + struct.pack(">H", 1))
+         + _ca(ca.ReadNotifyResponse(data=[2.5], data_type=6, data_count=1, status=1, ioid=3,
+                                     metadata=None))),
+    ]))
+    res = run_cli("print", "-q", path, "--format", "{frame} {command.data} {command.metadata}",
+                  check=0)
+    assert lines(res) == ["4  ", "4  ", "4  ",
+                          "5 (error: buffer size must be a multiple of element size) None",
+                          "5 [1] (error: invalid index)",
+                          "5 [2.5] None"]
+    assert res.stderr == b""
+    text = lines(run_cli("print", "-q", path, "--format", "{command}", check=0))
+    assert "data=(repr: buffer size must be a multiple of element size)" in text[3]
+    assert "metadata=(repr: invalid index)" in text[4]
