@@ -11,8 +11,8 @@ all: the CLI exits 2 for it), or an item of an unexpected type, or a
 message whose ``{command}`` or ``--json`` fields differ from caproto's repr
 and fields of the object built from its bytes, or a PV filter keeping other
 records, problems or counts with the filtered print's shortcut
-(``pcapca.skim``) than without it, or an exception from ``pcapca stats``'s
-report of the input (text or JSON).
+(``pcapca.skim``) than without it, or an exception from a ``--format`` line
+of every token or from ``pcapca stats``'s report of the input (text or JSON).
 
 Directory arguments are *seed* directories: the capture files in them (by
 magic, not by name) of at most ``MAX_SEED`` bytes are copied into a working
@@ -72,7 +72,8 @@ from pcapca.capture import CaptureFormatError  # noqa: E402
 from pcapca.decoder import Decoder  # noqa: E402
 from pcapca.filters import Filter  # noqa: E402
 from pcapca.events import CircuitClosed, Passthrough, Problem  # noqa: E402
-from pcapca.formatting import command_fields, record_fields, record_repr  # noqa: E402
+from pcapca.formatting import (Template, command_fields, record_fields,  # noqa: E402
+                               record_repr)
 from pcapca.pipeline import decode  # noqa: E402
 from pcapca.records import Decoded  # noqa: E402
 from pcapca.stats import collect  # noqa: E402
@@ -83,6 +84,11 @@ _KINDS = (Decoded, Passthrough, Problem, CircuitClosed)
 # keeps: each input is also decoded with and without it.
 pcapca.skim.MIN_RECORDS = 1          # (fuzz inputs are short)
 _FILTER = Filter.build(pv=["FIX:dbl", "CORPUS:dbl"])
+# every --format token, and fields of caproto's and dpkt's objects
+_EVERY_TOKEN = Template("{timestamp} {ethernet} {ip} {transport} {src} {dst} {frame} {sport} "
+                        "{dport} {proto} {role} {name} {pv} {latency} {request_frame} {ts} "
+                        "{time} {ip.ttl} {transport.sport} {command.data} {command.metadata} "
+                        "{command.sid}")
 # pcapca's own texts, not the first ones it compares with caproto's at run time
 # (a difference there would turn its fast path off, and hide it from the check below)
 pcapca.formatting._VERIFY_FIRST = 0
@@ -134,6 +140,7 @@ def _target(data: bytes) -> None:
                     raise AssertionError(f"{text!r} != caproto's {record.command!r}")
                 if json.dumps(fields) != json.dumps(command_fields(record.command)):
                     raise AssertionError(f"{record.cls.__name__} fields differ from caproto's")
+                _EVERY_TOKEN(record)
     if fatal > 1:
         raise AssertionError("more than one fatal problem")
     if data[:4] in MAGICS and _filtered(data, _FILTER.drops) != _filtered(data, None):
