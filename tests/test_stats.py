@@ -275,7 +275,7 @@ def test_per_pv_counts_corpus(corpus):
 
 # ------------------------------------------------------------------ circuits
 def tcp_packets(path):
-    """(ts_ns, src, sport, dst, dport, flags, payload bytes) of every TCP packet."""
+    """(ts_ns, src, sport, dst, dport, flags, payload bytes, seq) of every TCP packet."""
     out = []
     with open(path, "rb") as f:
         reader = dpkt.pcap.Reader(f)
@@ -287,7 +287,8 @@ def tcp_packets(path):
             tcp = ip.data
             t = round(ts * 10**6) * 1000
             out.append((t, dpkt.utils.inet_to_str(ip.src), tcp.sport,
-                        dpkt.utils.inet_to_str(ip.dst), tcp.dport, tcp.flags, len(tcp.data)))
+                        dpkt.utils.inet_to_str(ip.dst), tcp.dport, tcp.flags, len(tcp.data),
+                        tcp.seq))
     return out
 
 
@@ -557,16 +558,10 @@ def test_circuit_bytes_are_the_tcp_payload_bytes(name):
     out), bigarray's messages span many segments."""
     seen = set()
     sent = defaultdict(int)
-    with open(fixture(name), "rb") as f:
-        for _, buf in dpkt.pcap.Reader(f):
-            ip = dpkt.ethernet.Ethernet(buf).data
-            if not isinstance(ip, dpkt.ip.IP) or not isinstance(ip.data, dpkt.tcp.TCP):
-                continue
-            tcp = ip.data
-            key = (dpkt.utils.inet_to_str(ip.src), tcp.sport, tcp.dport, tcp.seq)
-            if tcp.data and key not in seen:
-                seen.add(key)
-                sent[key[:3]] += len(tcp.data)
+    for _, src, sport, _, dport, _, size, seq in tcp_packets(fixture(name)):
+        if size and (src, sport, dport, seq) not in seen:
+            seen.add((src, sport, dport, seq))
+            sent[(src, sport, dport)] += size
     report = collect([str(fixture(name))])
     assert report["circuits"]
     for c in report["circuits"]:
