@@ -4,16 +4,25 @@ The format is told by the magic bytes, never by the file name.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import struct
 from typing import BinaryIO, Iterator, Union
 
 from .events import Packet, Passthrough, Problem
+from .gunzip import GZIP_MAGIC, Gunzip, is_gzip
 from .pcap_reader import MAGICS as PCAP_MAGICS, is_pcap, read_pcap
 from .streams import ByteSource, open_source
 
 PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
 _PCAP_MAGICS = tuple(struct.pack("<I", m) for m in PCAP_MAGICS)
+# other compressors (Wireshark 4.2+ reads zstd and lz4 too): told apart, not read
+_COMPRESSED = (
+    (b"\x28\xb5\x2f\xfd", "zstd", "zstd -dc"),
+    (b"\x04\x22\x4d\x18", "lz4", "lz4 -dc"),
+    (b"\xfd7zXZ", "xz", "xz -dc"),
+    (b"BZh", "bzip2", "bzip2 -dc"),
+)
 
 
 class CaptureFormatError(Exception):
@@ -42,14 +51,17 @@ class _SourceFile:
 
 
 def _magic_prefix(magic: bytes) -> bool:
-    """Are these 1-3 bytes the start of a pcap or pcapng magic number?"""
-    return any(m.startswith(magic) for m in (PCAPNG_MAGIC, *_PCAP_MAGICS))
+    """Are these 1-3 bytes the start of a pcap, pcapng or gzip magic number?"""
+    return any(m.startswith(magic) for m in (PCAPNG_MAGIC, *_PCAP_MAGICS, GZIP_MAGIC))
 
 
 def detect(src: ByteSource) -> str:
-    """'pcap', 'pcapng' or 'truncated' (a file cut inside the magic number
-    of one of them); raises CaptureFormatError otherwise."""
+    """'pcap', 'pcapng', 'gzip' (a compressed file, of either) or 'truncated'
+    (a file cut inside the magic number of one of them); raises
+    CaptureFormatError otherwise."""
     magic = src.peek(4)
+    if is_gzip(magic):
+        return "gzip"
     if len(magic) < 4:
         if magic and _magic_prefix(magic):
             return "truncated"
@@ -60,6 +72,13 @@ def detect(src: ByteSource) -> str:
         return "pcapng"
     if is_pcap(magic):
         return "pcap"
+    for prefix, kind, command in _COMPRESSED:
+        if magic.startswith(prefix):
+            shown = "FILE" if src.name.startswith("<") else src.name
+            raise CaptureFormatError(
+                f"{src.name}: a {kind}-compressed file; pcapca reads pcap, pcapng and "
+                f"gzip-compressed captures: decompress it first, e.g. "
+                f"{command} {shown} | pcapca print -")
     raise CaptureFormatError(
         f"{src.name}: not a pcap or pcapng file (magic bytes {magic.hex()})")
 
@@ -74,6 +93,71 @@ def read_capture(source: Union[str, os.PathLike, BinaryIO, ByteSource], *, stric
     ``pcapca.skim``."""
     src = source if isinstance(source, ByteSource) else open_source(source)
     kind = detect(src)
+    if kind == "gzip":
+        return _read_gzip(src, strict=strict, skim=skim)
+    return _read(src, kind, strict=strict, skim=skim)
+
+
+def offsets_in(src: ByteSource) -> str:
+    """What the byte offsets of the problems of this capture count: "" (the
+    file's own bytes) or "decompressed capture" for a gzip-compressed one.
+    (Looks at the magic number only; nothing is consumed.)"""
+    return "decompressed capture" if is_gzip(src.peek(2)) else ""
+
+
+def label_offsets(items: Iterator, offsets: str) -> Iterator:
+    """``items`` with ``offsets_in`` set on the problems that name a byte
+    offset (the decoder's too, which only knows the packet's offset)."""
+    for item in items:
+        if item.__class__ is Problem and item.offset is not None and not item.offsets_in:
+            item = dataclasses.replace(item, offsets_in=offsets)
+        yield item
+
+
+def probe(src: ByteSource) -> str:
+    """The format of what the capture holds: detect(), looking inside a
+    gzip-compressed file (reads ahead; use a fresh source to read it)."""
+    kind = detect(src)
+    return _gunzip(src)[1] if kind == "gzip" else kind
+
+
+def _gunzip(src: ByteSource):
+    """(source of the decompressed bytes, their format, the Gunzip), or
+    CaptureFormatError."""
+    gz = Gunzip(src)
+    inner = ByteSource(gz, src.name)
+    try:
+        kind = detect(inner)
+    except CaptureFormatError as exc:
+        if gz.problem is not None:
+            raise CaptureFormatError(str(gz.problem)) from None
+        raise CaptureFormatError(f"{src.name}: gzip-compressed, and what it holds is not "
+                                 f"a capture: {str(exc).split(': ', 1)[1]}") from None
+    if kind == "gzip":
+        raise CaptureFormatError(f"{src.name}: gzip-compressed twice; "
+                                 f"pcapca decompresses once: gzip -dc {src.name} | pcapca ... -")
+    return inner, kind, gz
+
+
+def _read_gzip(src: ByteSource, *, strict: bool, skim):
+    inner, kind, gz = _gunzip(src)
+    return _gzip_problems(_read(inner, kind, strict=strict, skim=skim), gz)
+
+
+def _gzip_problems(items, gz: Gunzip):
+    """The reader's items, with the decompressor's problem (damaged or cut
+    gzip data) before the reader's own report of where the capture stops."""
+    told = False
+    for item in items:
+        if not told and item.__class__ is Problem and gz.problem is not None:
+            yield gz.problem
+            told = True
+        yield item
+    if not told and gz.problem is not None:
+        yield gz.problem
+
+
+def _read(src: ByteSource, kind: str, *, strict: bool, skim):
     if kind == "truncated":
         n = src.available()
         return iter([Problem(f"capture file is truncated: it ends inside its magic number "

@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("print", help="one line per CA message",
                        description="Print one line per CA message of a capture.")
-    p.add_argument("capture", help="pcap or pcapng file, or - for stdin")
+    p.add_argument("capture", help="pcap or pcapng file (gzip-compressed or not), or - for stdin")
     p.add_argument("--format", "-f", default=None,
                    help="Python format string; tokens: {timestamp} {ethernet} {ip} {transport} "
                         "{command} {src} {dst} (as caproto-shark) and {frame} {sport} {dport} "
@@ -97,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("annotate", help="write a pcapng with one comment per CA message",
                        description="Copy every packet of IN to the pcapng file OUT, adding "
                                    "one comment per CA message (for Wireshark's frame.comment).")
-    a.add_argument("input", metavar="IN", help="pcap or pcapng file, or - for stdin")
+    a.add_argument("input", metavar="IN",
+                   help="pcap or pcapng file (gzip-compressed or not), or - for stdin")
     a.add_argument("output", metavar="OUT", help="pcapng file to write, or - for stdout")
     a.add_argument("--comment", default=None,
                    help="format of each comment, same tokens as print --format "
@@ -114,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "per-PV counts and latencies, errors, beacons and restarts "
                                    "(docs/stats.md).")
     s.add_argument("captures", nargs="+", metavar="CAPTURE",
-                   help="pcap or pcapng file, or - for stdin (once)")
+                   help="pcap or pcapng file (gzip-compressed or not), or - for stdin (once)")
     s.add_argument("--json", action="store_true", default=False,
                    help="print the report as one JSON object (complete: --top does not apply)")
     s.add_argument("--top", type=int, default=20, metavar="N",
@@ -206,7 +207,7 @@ def cmd_annotate(args) -> int:
 
 
 def cmd_stats(args) -> int:
-    from .capture import detect
+    from .capture import probe
     from .stats import StatsCollector
     from .stats_render import PlotUnavailable, check_matplotlib, plot, render_text
     from .streams import ByteSource
@@ -222,7 +223,7 @@ def cmd_stats(args) -> int:
     for path in args.captures:        # fail before reading anything, not at the 10th file
         if path != "-":
             with open(path, "rb") as f:
-                detect(ByteSource(f, path))
+                probe(ByteSource(f, path))
     apply_config(args)
     collector = StatsCollector(keep=None if args.filter is None else args.filter.matches,
                                timeline=bool(args.plot))

@@ -72,13 +72,15 @@ class Problem:
     kind: str = "capture"          # "capture" (file damage) or "decode" (traffic)
     fatal: bool = False            # the reader could not go on
     detail: Any = None
+    offsets_in: str = ""           # what ``offset`` counts when not the file's bytes
 
     def __str__(self) -> str:
         where = []
         if self.frame is not None:
             where.append(f"frame {self.frame}")
         if self.offset is not None:
-            where.append(f"byte offset {self.offset}")
+            where.append(f"byte offset {self.offset}"
+                         + (f" of the {self.offsets_in}" if self.offsets_in else ""))
         prefix = ", ".join(where)
         return f"{prefix}: {self.message}" if prefix else self.message
 

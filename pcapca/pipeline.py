@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from typing import Callable, Iterator, Optional
 
-from .capture import read_capture
+from .capture import label_offsets, offsets_in, read_capture
 from .channels import ChannelTracker
 from .decoder import Decoder
 from .events import Problem
 from .records import Decoded, Record
+from .streams import ByteSource, open_source
 
 
 def decode(source, *, decoder: Optional[Decoder] = None,
@@ -27,7 +28,10 @@ def decode(source, *, decoder: Optional[Decoder] = None,
     if drops is not None:
         from .skim import Skimmer
         skim = Skimmer(decoder, tracker, drops)
-    return tracker.run(decoder.run(read_capture(source, strict=strict, skim=skim)))
+    src = source if isinstance(source, ByteSource) else open_source(source)
+    offsets = offsets_in(src)          # (a gzip-compressed capture; before reading starts)
+    stream = tracker.run(decoder.run(read_capture(src, strict=strict, skim=skim)))
+    return label_offsets(stream, offsets) if offsets else stream
 
 
 def read(source, *, on_problem: Optional[Callable[[Problem], None]] = None,

@@ -20,6 +20,7 @@ Usage from Python::
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import random
@@ -372,18 +373,22 @@ class StatsCollector:
         self.beacons: Dict[Tuple[str, int], BeaconServer] = {}
         self.beacon_hosts: Dict[str, Dict[int, int]] = {}  # ip -> server port -> first ts
         self.problems = 0
+        self.offsets_in = ""           # what the current file's problem offsets count
         self.timeline = Timeline() if timeline else None
 
     # ---------------------------------------------------------------- input plumbing
     def read(self, paths: Sequence[str]) -> Iterator:
         """The packets of several captures, in order, as one stream."""
-        from .capture import read_capture
+        from .capture import offsets_in, read_capture
+        from .streams import open_source
 
         def one(i, path):
             info = {"path": str(path), "packets": 0, "first": None, "last": None}
             self.files.append(info)
             self.current_file = i
-            for item in read_capture(path):
+            src = open_source(path)
+            self.offsets_in = offsets_in(src)      # (a gzip-compressed capture)
+            for item in read_capture(src):
                 if item.__class__ is Packet:
                     info["packets"] += 1
                     ts = item.ts
@@ -418,6 +423,8 @@ class StatsCollector:
                 for record in item.records:
                     self.add(record)
             elif cls is Problem:
+                if self.offsets_in and item.offset is not None and not item.offsets_in:
+                    item = dataclasses.replace(item, offsets_in=self.offsets_in)
                 if on_problem is not None and on_problem(item):
                     break                       # the caller wants to stop (--strict)
         self.decoder_stats = decoder.stats
