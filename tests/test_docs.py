@@ -26,6 +26,7 @@ conftest.needs_tshark).
 """
 from __future__ import annotations
 
+import gzip
 import os
 import re
 import shlex
@@ -85,6 +86,16 @@ def _tsresol(d, epbs, all_blocks):
 _GARBAGE = struct.pack("<IIII", 1, 2, 0x7FFFFFFF, 0x7FFFFFFF) + b"garbage!" * 5
 _EXTENDED_4GIB = (struct.pack(">HHHHII", 15, 0xFFFF, 6, 0, 0, 99)
                   + struct.pack(">II", 0xFFFFFFF0, 1) + b"abcdefgh")
+def _gz(raw: bytes, edit=None) -> bytes:
+    """``raw`` gzip-compressed without compressing (stored blocks: the same
+    bytes whatever zlib this is, so the docs' compressed offsets hold), then
+    ``edit``ed."""
+    d = bytearray(gzip.compress(raw, compresslevel=0, mtime=0))
+    if edit is not None:
+        edit(d)
+    return bytes(d)
+
+
 # the damaged captures of troubleshooting.md, as its comments describe them
 DAMAGED = {
     "cut.pcap": lambda: _spliced("basic.pcap", 21, lambda rec: rec[:30], end=55),
@@ -110,6 +121,13 @@ DAMAGED = {
     "claim.pcap": lambda: _basic(lambda recs: replace_payload(recs, 15, _EXTENDED_4GIB)),
     "udp.pcap": lambda: _basic(lambda recs: recs[0].__setitem__(
         3, recs[0][3][:42 + 16] + struct.pack(">H", 200) + recs[0][3][42 + 18:])),
+    "basic.pcap.gz": lambda: _gz(fixture("basic.pcap").read_bytes()),
+    "cut.pcap.gz": lambda: _gz(fixture("basic.pcap").read_bytes())[:2000],
+    "flipped.pcap.gz": lambda: _gz(fixture("basic.pcap").read_bytes(),
+                                   lambda d: d.__setitem__(3000, d[3000] ^ 0xFF)),
+    "trailing.pcap.gz": lambda: _gz(fixture("basic.pcap").read_bytes()) + b"x" * 10,
+    "text.gz": lambda: _gz(b"hello\n"),
+    "capture.pcap.zst": lambda: bytes.fromhex("28b52ffd") + b"(not really zstd)",
 }
 
 
