@@ -15,7 +15,8 @@ records, problems or counts with the filtered print's shortcut
 of every token or from ``pcapca stats``'s report of the input (text or JSON).
 
 Directory arguments are *seed* directories: the capture files in them (by
-magic, not by name) of at most ``MAX_SEED`` bytes are copied into a working
+magic, not by name) of at most ``MAX_SEED`` bytes, and a gzip-compressed copy
+of the four smallest (for the gzip reader), are copied into a working
 corpus directory (``out/fuzz-corpus/``, or ``$FUZZ_CORPUS``), and libFuzzer
 runs on that directory, so that it never writes into ``fixtures/``.  Every
 other argument is passed to libFuzzer unchanged (``-runs=N``,
@@ -28,12 +29,12 @@ mutations of the seeds with Python's ``random`` for the given time
 """
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import logging
 import os
 import random
-import shutil
 import sys
 import time
 import warnings
@@ -174,13 +175,21 @@ def _seeds(dirs):
                         yield path
 
 
+def _seed_inputs(seed_dirs):
+    """(name, bytes) of every seed, and of a gzip-compressed copy of the
+    smallest ones (so that mutations reach the gzip reader's damage paths)."""
+    seeds = [(p.name, p.read_bytes()) for p in _seeds(seed_dirs)]
+    small = sorted(seeds, key=lambda s: len(s[1]))[:4]
+    return seeds + [(f"{name}.gz", gzip.compress(raw, mtime=0)) for name, raw in small]
+
+
 def _corpus(seed_dirs) -> Path:
     corpus = Path(os.environ.get("FUZZ_CORPUS", ROOT / "out" / "fuzz-corpus"))
     corpus.mkdir(parents=True, exist_ok=True)
-    for path in _seeds(seed_dirs):
-        dest = corpus / f"seed-{path.name}"
+    for name, raw in _seed_inputs(seed_dirs):
+        dest = corpus / f"seed-{name}"
         if not dest.exists():
-            shutil.copyfile(path, dest)
+            dest.write_bytes(raw)
     return corpus
 
 
@@ -193,7 +202,7 @@ def _fallback(args, seed_dirs) -> None:
             seconds = float(a.split("=", 1)[1])
         elif a.startswith("-runs="):
             runs = int(a.split("=", 1)[1])
-    seeds = [p.read_bytes() for p in _seeds(seed_dirs)] or [b""]
+    seeds = [raw for _, raw in _seed_inputs(seed_dirs)] or [b""]
     rng = random.Random(int(os.environ.get("FUZZ_SEED", "0")))
     end = time.monotonic() + seconds
     n = 0
