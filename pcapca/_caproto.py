@@ -10,6 +10,7 @@ private names from here (and public ones from ``caproto``).
 from __future__ import annotations
 
 import ctypes
+import functools
 
 import caproto
 from caproto import CLIENT, SERVER
@@ -83,6 +84,7 @@ def property_code(cls, name: str):
 _STATUS_NAMES = ("eca_value_to_status", "header", "parameter1")
 
 
+@functools.lru_cache(maxsize=None)          # (asked for every read/write reply by stats)
 def reads_status_from_header(cls, name: str = "status") -> bool:
     """Is caproto's property ``cls.name`` ``eca_value_to_status[self.header.parameter1]``?"""
     code = property_code(cls, name)
