@@ -188,7 +188,7 @@ def cmd_print(args) -> int:
             if item.kind == "capture":
                 damaged = True
             _report(item)
-            if args.strict:
+            if args.strict and item.kind != "loss":
                 damaged = True
                 break
     if lines:
@@ -233,10 +233,11 @@ def cmd_stats(args) -> int:
 
     def problem(item: Problem) -> bool:
         nonlocal damaged
-        if item.kind == "capture" or strict:
+        stop = strict and item.kind != "loss"     # (a capture's own count of lost packets)
+        if item.kind == "capture" or stop:
             damaged = True
         _report(item)
-        return strict            # --strict: stop at the first problem, report what was read
+        return stop              # --strict: stop at the first problem, report what was read
 
     collector.run(args.captures, _decoder(args), on_problem=problem)
     report = collector.report()

@@ -40,8 +40,15 @@ class Stats:
     gaps: int = 0
     problems: int = 0          # decode problems (junk, undecodable messages)
     capture_problems: int = 0  # damage in the capture file
+    # packets the capturing program dropped, by (section, interface): its last count
+    capture_drops: dict = field(default_factory=dict)
     duplicates: int = 0        # packets seen again on another interface
     cut_messages: int = 0      # messages cut off by the end of the capture or a close
+
+    @property
+    def dropped(self) -> int:
+        """Packets the capturing program said it dropped (pcapng statistics)."""
+        return sum(self.capture_drops.values())
 
     def summary(self) -> str:
         parts = [f"{self.packets} packets", f"{self.messages} CA messages"]
@@ -49,6 +56,8 @@ class Stats:
             parts.append(f"{self.problems} decode problems")
         if self.capture_problems:
             parts.append(f"{self.capture_problems} capture problems")
+        if self.capture_drops:
+            parts.append(f"{self.dropped} packets dropped by the capturing program")
         if self.gaps:
             parts.append(f"{self.lost_bytes} TCP bytes missing in {self.gaps} gaps")
         if self.retransmitted_bytes:
@@ -120,7 +129,11 @@ class Decoder:
         for item in items:
             if item.__class__ is not Packet:
                 if item.__class__ is Problem:
-                    stats.capture_problems += 1
+                    if item.kind == "loss":      # (not damage: the capture says it lost packets)
+                        section, iid, dropped = item.detail
+                        stats.capture_drops[section, iid] = dropped
+                    else:
+                        stats.capture_problems += 1
                 elif item.__class__ is Passthrough and item.block_type == 1:
                     self._interfaces += 1    # several: look for packets captured twice
                 yield item

@@ -69,7 +69,9 @@ class Problem:
     message: str
     frame: Optional[int] = None
     offset: Optional[int] = None
-    kind: str = "capture"          # "capture" (file damage) or "decode" (traffic)
+    # "capture" (file damage), "decode" (traffic) or "loss" (the capture's
+    # own count of packets it dropped: pcapng interface statistics)
+    kind: str = "capture"
     fatal: bool = False            # the reader could not go on
     detail: Any = None
     offsets_in: str = ""           # what ``offset`` counts when not the file's bytes

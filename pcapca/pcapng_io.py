@@ -386,6 +386,8 @@ def read_pcapng(stream: BinaryIO, *, first_frame: int = 1, strict: bool = False,
     # Per interface of the current section: (Interface, ticks/s, offset ns)
     ifaces: list[tuple[Interface, int, int]] = []
     u32 = u2 = None
+    section = -1             # index of the current section in the file
+    reported: dict = {}      # (section, interface id) -> packets dropped, as last reported
 
     def damaged(offset: int, message: str, buf: bytes, truncated: bool = False):
         """Problem for a framing error, after trying to resynchronise
@@ -484,6 +486,7 @@ def read_pcapng(stream: BinaryIO, *, first_frame: int = 1, strict: bool = False,
             u32 = struct.Struct(e + "IIIII").unpack_from
             u2 = struct.Struct(e + "II").unpack_from
             ifaces = []
+            section += 1
             yield Passthrough(SHB, raw, offset, e)
             continue
 
@@ -523,6 +526,10 @@ def read_pcapng(stream: BinaryIO, *, first_frame: int = 1, strict: bool = False,
             continue
         else:
             yield Passthrough(btype, raw, offset, e)
+            if btype == ISB:
+                loss = _isb_loss(raw, e, ifaces, section, reported)
+                if loss is not None:
+                    yield Problem(loss[0], offset=offset, kind="loss", detail=loss[1])
             continue
 
         if iid >= len(ifaces):
@@ -547,6 +554,34 @@ def read_pcapng(stream: BinaryIO, *, first_frame: int = 1, strict: bool = False,
             ts = ticks * _NS // tps + tsoffset
         yield Packet(frame, ts, data, orig_len, iface, iid, offset, raw, e)
         frame += 1
+
+
+ISB_IFRECV, ISB_IFDROP, ISB_OSDROP = 4, 5, 7
+
+
+def _isb_loss(raw: bytes, e: str, ifaces, section: int, reported: dict):
+    """(message, (section, interface id, packets dropped)) for an Interface
+    Statistics Block whose drop counters (isb_ifdrop + isb_osdrop, counted
+    from the start of the capture) went up since the last one of its
+    interface, else None."""
+    if len(raw) < 24:
+        return None
+    iid = struct.unpack_from(e + "I", raw, 8)[0]
+    opts, _ = parse_options(raw, 20, len(raw) - 4, e)
+    counts = {code: struct.unpack(e + "Q", value)[0] for code, value in opts
+              if code in (ISB_IFRECV, ISB_IFDROP, ISB_OSDROP) and len(value) == 8}
+    drops = [counts[c] for c in (ISB_IFDROP, ISB_OSDROP) if c in counts]
+    dropped = sum(drops)
+    if not drops or dropped <= reported.get((section, iid), 0):
+        return None
+    reported[(section, iid)] = dropped
+    name = ifaces[iid][0].name if iid < len(ifaces) and ifaces[iid][0].name else None
+    which = f"interface {iid}" + (f" ({name})" if name else "")
+    received = counts.get(ISB_IFRECV)
+    of = f" of {received} received" if received is not None else ""
+    return (f"{which}: the capturing program counted {dropped} packets dropped{of} "
+            f"(pcapng interface statistics); CA messages may be missing from this capture",
+            (section, iid, dropped))
 
 
 # ---------------------------------------------------------------- writing

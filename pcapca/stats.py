@@ -756,6 +756,7 @@ class StatsCollector:
             "messages_counted": self.counted,
             "decode_problems": st.problems if st else None,
             "capture_problems": st.capture_problems if st else None,
+            "packets_dropped_by_capture": st.dropped if st else None,
             "packets_skipped": sum(st.skipped.values()) if st else None,
             "tcp_bytes_missing": st.lost_bytes if st else None,
             "search_replies_without_request": self.unnamed_replies,

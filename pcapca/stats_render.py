@@ -120,6 +120,9 @@ def render_text(report: dict, top: int = 20) -> str:
         counted = f" ({cap['messages_counted']} match the filter)"
     out.append(f"  {'packets':<9} {cap['packets']}; CA messages {cap['messages']}{counted}; "
                f"decode problems {cap['decode_problems']}; capture problems {cap['capture_problems']}")
+    if cap.get("packets_dropped_by_capture"):
+        out.append(f"  {'dropped':<9} {cap['packets_dropped_by_capture']} packets dropped by the "
+                   f"capturing program (pcapng interface statistics): CA messages may be missing")
     out.append("  times below are UTC; latencies p50/p95/max in ms")
 
     # -------------------------------------------------------------- unanswered searches

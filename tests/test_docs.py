@@ -39,7 +39,8 @@ from pathlib import Path
 import pytest
 
 from conftest import fixture, needs_tshark
-from test_robustness import blocks, build, offsets, poke_ca, records, replace_payload
+from test_robustness import (blocks, build, isb_counts, offsets, poke_ca, records,
+                             replace_payload)
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -83,6 +84,11 @@ def _tsresol(d, epbs, all_blocks):
     d[i + 4] = 0x7F
 
 
+def _drops(d, epbs, all_blocks):
+    (isb,) = [o for o, t, n in all_blocks if t == 5]
+    isb_counts(d, isb, ifrecv=5000, ifdrop=7)
+
+
 _GARBAGE = struct.pack("<IIII", 1, 2, 0x7FFFFFFF, 0x7FFFFFFF) + b"garbage!" * 5
 _EXTENDED_4GIB = (struct.pack(">HHHHII", 15, 0xFFFF, 6, 0, 0, 99)
                   + struct.pack(">II", 0xFFFFFFF0, 1) + b"abcdefgh")
@@ -121,6 +127,7 @@ DAMAGED = {
     "claim.pcap": lambda: _basic(lambda recs: replace_payload(recs, 15, _EXTENDED_4GIB)),
     "udp.pcap": lambda: _basic(lambda recs: recs[0].__setitem__(
         3, recs[0][3][:42 + 16] + struct.pack(">H", 200) + recs[0][3][42 + 18:])),
+    "dropped.pcapng": lambda: _session(_drops),
     "basic.pcap.gz": lambda: _gz(fixture("basic.pcap").read_bytes()),
     "cut.pcap.gz": lambda: _gz(fixture("basic.pcap").read_bytes())[:2000],
     "flipped.pcap.gz": lambda: _gz(fixture("basic.pcap").read_bytes(),

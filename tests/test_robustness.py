@@ -781,3 +781,98 @@ def test_flush_ends_with_a_waiting_segment_at_the_next_sequence_number():
     half.pending_bytes += 4
     assert half.flush() == [(0, b"efgh", "tag")]
     assert half.next_seq == 108 and not half.pending
+
+
+# ------------------------------------------------------------ the capture's own losses
+
+
+def isb_counts(d: bytearray, isb_offset: int, **values) -> None:
+    """Set the 8-byte counters (``ifrecv``, ``ifdrop``, ``osdrop``) of the
+    Interface Statistics Block at ``isb_offset`` that it already has."""
+    codes = {"ifrecv": 4, "ifdrop": 5, "osdrop": 7}
+    i = isb_offset + 20
+    found = set()
+    while True:
+        code, length = struct.unpack_from("<HH", d, i)
+        if code == 0:
+            break
+        for name, c in codes.items():
+            if c == code and name in values:
+                struct.pack_into("<Q", d, i + 4, values[name])
+                found.add(name)
+        i += 4 + length + (-length % 4)
+    assert found == set(values), found
+
+
+def _isb_osdrop(d: bytes, isb_offset: int, value: int) -> bytes:
+    """The ISB with an isb_osdrop option added (dumpcap writes none)."""
+    blen = struct.unpack_from("<I", d, isb_offset + 4)[0]
+    block = d[isb_offset:isb_offset + blen]
+    body = block[:-8]                       # without opt_endofopt and the trailing length
+    assert block[-8:-4] == b"\0\0\0\0"
+    new = body + struct.pack("<HHQ", 7, 8, value) + b"\0\0\0\0"
+    new = new[:4] + struct.pack("<I", len(new) + 4) + new[8:] + struct.pack("<I", len(new) + 4)
+    return d[:isb_offset] + new + d[isb_offset + blen:]
+
+
+def test_dropped_packets_counted_by_the_capture_are_reported(tmp_path):
+    """dumpcap's Interface Statistics Block (session.pcapng's, real) counts the
+    packets it dropped: a value that "never arrived" may never have been
+    captured. Not damage: exit 0, even with --strict, and all is printed."""
+    d = bytearray(data("session.pcapng"))
+    (isb,) = [o for o, t, n in blocks(d) if t == 5]
+    isb_counts(d, isb, ifrecv=5000, ifdrop=7)
+    path = tmp_path / "dropped.pcapng"
+    path.write_bytes(bytes(d))
+    clean = run_cli("print", fixture("session.pcapng"), check=0)
+    line = (f"pcapca: byte offset {isb}: interface 0 (lo): the capturing program counted 7 "
+            f"packets dropped of 5000 received (pcapng interface statistics); CA messages "
+            f"may be missing from this capture")
+    for args in ((), ("--strict",)):
+        res = run_cli("print", path, *args, check=0)
+        assert res.stdout == clean.stdout
+        assert res.stderr.decode().splitlines() == [
+            line, "pcapca: 159 packets; 120 CA messages; 7 packets dropped by the capturing program"]
+    res = run_cli("stats", path, check=0)
+    assert res.stderr.decode().splitlines() == [line]
+    assert ("  dropped   7 packets dropped by the capturing program (pcapng interface "
+            "statistics): CA messages may be missing") in res.stdout.decode().splitlines()
+    import json
+    report = json.loads(run_cli("stats", "--json", "-q", path, check=0).stdout)
+    assert report["capture"]["packets_dropped_by_capture"] == 7
+    res = run_cli("annotate", path, tmp_path / "out.pcapng", check=0)
+    assert res.stderr.decode().splitlines()[0] == line
+    assert bytes(d[isb:]) in (tmp_path / "out.pcapng").read_bytes()     # the ISB, copied
+
+
+def test_dropped_packets_per_interface_and_the_last_count_of_each(tmp_path):
+    """twoif.pcapng has an ISB per interface; counters count from the start of
+    the capture, so a later ISB of the same interface replaces the earlier
+    count (one more line only when it went up)."""
+    d = bytearray(data("twoif.pcapng"))
+    isb0, isb1 = [o for o, t, n in blocks(d) if t == 5]
+    isb_counts(d, isb0, ifdrop=3)
+    isb_counts(d, isb1, ifdrop=1)
+    d = bytearray(_isb_osdrop(bytes(d), isb1, 2))
+    blen0 = struct.unpack_from("<I", d, isb0 + 4)[0]
+    again = bytearray(d[isb0:isb0 + blen0])
+    isb_counts(again, 0, ifdrop=3)                  # the same count again: no line
+    later = bytearray(again)
+    isb_counts(later, 0, ifdrop=10)                 # more: a line, and 10 replaces 3
+    end = len(d)
+    d += again + later
+    path = tmp_path / "x.pcapng"
+    path.write_bytes(bytes(d))
+    res = run_cli("print", path, check=0)
+    assert res.stdout == run_cli("print", fixture("twoif.pcapng"), check=0).stdout
+    tail = "(pcapng interface statistics); CA messages may be missing from this capture"
+    assert res.stderr.decode().splitlines() == [
+        f"pcapca: byte offset {isb0}: interface 0 (lo): the capturing program counted 3 "
+        f"packets dropped of 21 received {tail}",
+        f"pcapca: byte offset {isb1}: interface 1 (any): the capturing program counted 3 "
+        f"packets dropped of 21 received {tail}",
+        f"pcapca: byte offset {end + len(again)}: interface 0 (lo): the capturing program "
+        f"counted 10 packets dropped of 21 received {tail}",
+        "pcapca: 42 packets; 15 CA messages; 13 packets dropped by the capturing program; "
+        "21 packets seen again on another interface ignored; 1 packets skipped "
+        "(1 TCP without CA data)"]                     # 13: 10 (lo's last) + 1 + 2 (any)
