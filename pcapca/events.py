@@ -75,6 +75,7 @@ class Problem:
     fatal: bool = False            # the reader could not go on
     detail: Any = None
     offsets_in: str = ""           # what ``offset`` counts when not the file's bytes
+    source: str = ""               # the capture file, when several are read as one
 
     def __str__(self) -> str:
         where = []
@@ -83,6 +84,8 @@ class Problem:
         if self.offset is not None:
             where.append(f"byte offset {self.offset}"
                          + (f" of the {self.offsets_in}" if self.offsets_in else ""))
+        if self.source:
+            where.insert(0, self.source)
         prefix = ", ".join(where)
         return f"{prefix}: {self.message}" if prefix else self.message
 

@@ -425,6 +425,8 @@ class StatsCollector:
             elif cls is Problem:
                 if self.offsets_in and item.offset is not None and not item.offsets_in:
                     item = dataclasses.replace(item, offsets_in=self.offsets_in)
+                if len(paths) > 1 and (item.frame is not None or item.offset is not None):
+                    item = dataclasses.replace(item, source=self.files[self.current_file]["path"])
                 if on_problem is not None and on_problem(item):
                     break                       # the caller wants to stop (--strict)
         self.decoder_stats = decoder.stats

@@ -549,6 +549,19 @@ def test_problems_reported_and_strict():
     assert len(res.stderr.decode().splitlines()) == 1
 
 
+def test_problem_lines_name_their_file_when_there_are_several(tmp_path):
+    """Frame numbers and byte offsets count from the start of each file: with
+    several files, each problem line names the file it is in."""
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(fixture("basic.pcap").read_bytes()[:3000])
+    one = run_cli("stats", fixture("noise.pcap"), check=0).stderr.decode().splitlines()
+    assert len(one) == 3 and all(l.startswith("pcapca: frame ") for l in one)
+    res = run_cli("stats", "-q", cut, fixture("basic.pcap"), fixture("noise.pcap"), check=1)
+    assert res.stderr.decode().splitlines() == [
+        f"pcapca: {cut}, frame 29, byte offset 2920: capture ends inside a packet: 64 of 82 bytes"
+    ] + [l.replace("pcapca: ", f"pcapca: {fixture('noise.pcap')}, ", 1) for l in one]
+
+
 @pytest.mark.parametrize("name", ["basic.pcap", "corpus_libca.pcap", "rsrv.pcap", "reuse.pcap",
                                   "bigarray.pcap"])
 def test_circuit_bytes_are_the_tcp_payload_bytes(name):
