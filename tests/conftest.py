@@ -27,6 +27,28 @@ def run_cli(*args, input=None, check=None, timeout=120):
     return res
 
 
+def live_print(first: bytes, rest: bytes, *args):
+    """``pcapca print - ARGS`` fed ``first``, then (once it printed a line,
+    or after 20 s) ``rest``, as a slow writer such as ``tcpdump -U -w -``:
+    (the line printed before ``rest`` was written or None, the rest of the
+    output, exit status)."""
+    import threading
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "pcapca", "print", "-", *args],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+    first_line = []
+    reader = threading.Thread(target=lambda: first_line.append(proc.stdout.readline()))
+    reader.start()
+    proc.stdin.write(first)
+    proc.stdin.flush()
+    reader.join(timeout=20)
+    before = first_line[0] if first_line else None
+    proc.stdin.write(rest)
+    proc.stdin.close()
+    after = proc.stdout.read()
+    return before, after, proc.wait(timeout=20)
+
+
 def needs_tshark() -> str:
     path = shutil.which("tshark")
     if path is None:

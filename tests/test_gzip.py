@@ -2,17 +2,13 @@
 the capture uncompressed), and damaged gzip data reported with the byte of the
 compressed file where it is, keeping everything before it."""
 import gzip
-import os
 import re
-import subprocess
-import sys
-import threading
 import zlib
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from conftest import ROOT, fixture, run_cli
+from conftest import fixture, live_print, run_cli
 from pcapca.gunzip import Gunzip
 from pcapca.streams import ByteSource
 from test_robustness import build, data, offsets, records
@@ -91,21 +87,9 @@ def test_a_live_compressed_pipe_shows_messages_before_it_ends():
     comp = zlib.compressobj(6, zlib.DEFLATED, 31)
     first = comp.compress(raw[:len(raw) // 2]) + comp.flush(zlib.Z_SYNC_FLUSH)
     rest = comp.compress(raw[len(raw) // 2:]) + comp.flush()
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "pcapca", "print", "-", "-q",
-                             "--format", "{frame} {name}"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
-    first_line = []
-    reader = threading.Thread(target=lambda: first_line.append(proc.stdout.readline()))
-    reader.start()
-    proc.stdin.write(first)
-    proc.stdin.flush()
-    reader.join(timeout=20)
-    assert first_line and first_line[0] == b"1 VersionRequest\n", "no output before end of input"
-    proc.stdin.write(rest)
-    proc.stdin.close()
-    assert proc.stdout.read().count(b"\n") == 38
-    assert proc.wait(timeout=20) == 0
+    first_line, after, status = live_print(first, rest, "-q", "--format", "{frame} {name}")
+    assert first_line == b"1 VersionRequest\n", "no output before end of input"
+    assert after.count(b"\n") == 38 and status == 0
 
 
 # ------------------------------------------------------------ damaged files

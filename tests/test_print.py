@@ -4,14 +4,13 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 
 import pytest
 
 import pcapca
 from pcapca.formatting import command_repr
 
-from conftest import ROOT, fixture, run_cli
+from conftest import ROOT, fixture, live_print, run_cli
 
 SHARK = shutil.which("caproto-shark") or os.path.join(os.path.dirname(sys.executable), "caproto-shark")
 AMBIGUOUS = ("EventAddRequestOrResponse", "ClearChannelRequestOrResponse", "EchoRequestOrResponse")
@@ -119,23 +118,10 @@ def test_stdin_and_file_give_the_same_output():
 def test_live_pipe_shows_messages_before_the_capture_ends():
     """A slow writer (like tcpdump -U -w -): lines appear while it still writes."""
     data = fixture("basic.pcap").read_bytes()
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "pcapca", "print", "-", "-q",
-                             "--format", "{frame} {name}"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
-    first_line = []
-    reader = threading.Thread(target=lambda: first_line.append(proc.stdout.readline()))
-    reader.start()
     half = len(data) // 2
-    proc.stdin.write(data[:half])
-    proc.stdin.flush()
-    reader.join(timeout=20)
-    assert first_line and first_line[0] == b"1 VersionRequest\n", "no output before end of input"
-    proc.stdin.write(data[half:])
-    proc.stdin.close()
-    rest = proc.stdout.read()
-    assert proc.wait(timeout=20) == 0
-    assert rest.count(b"\n") == 38
+    first, rest, status = live_print(data[:half], data[half:], "-q", "--format", "{frame} {name}")
+    assert first == b"1 VersionRequest\n", "no output before end of input"
+    assert rest.count(b"\n") == 38 and status == 0
 
 
 def test_broken_pipe_ends_quietly():
