@@ -876,3 +876,29 @@ def test_dropped_packets_per_interface_and_the_last_count_of_each(tmp_path):
         "pcapca: 42 packets; 15 CA messages; 13 packets dropped by the capturing program; "
         "21 packets seen again on another interface ignored; 1 packets skipped "
         "(1 TCP without CA data)"]                     # 13: 10 (lo's last) + 1 + 2 (any)
+
+
+# ------------------------------------------------------------ a bug, and --debug
+
+
+@pytest.mark.parametrize("command", ["print", "annotate", "stats"])
+def test_a_bug_is_one_line_and_exit_3_and_debug_shows_its_traceback(
+        command, monkeypatch, capsys, tmp_path):
+    """(A bug simulated in the decoder.) Without --debug: one line on stderr,
+    exit 3; with it, the exception itself (its traceback)."""
+    from pcapca import cli
+    from pcapca.decoder import Decoder
+
+    def broken(self, packet):
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr(Decoder, "packet", broken)
+    argv = [command, str(fixture(BASIC))] + ([str(tmp_path / "o.pcapng")]
+                                              if command == "annotate" else [])
+    assert cli.main(argv) == 3
+    assert capsys.readouterr().err.splitlines() == [
+        "pcapca: internal error: RuntimeError: simulated bug (run with --debug for the "
+        "traceback, and please report it)"]
+    with pytest.raises(RuntimeError, match="simulated bug"):
+        cli.main(argv + ["--debug"])
+    assert list(tmp_path.iterdir()) == []       # annotate: no file, half-written or temporary
