@@ -849,8 +849,23 @@ _json_line = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
 
 
 # --------------------------------------------------------------------- format strings
+def printable(text: str) -> str:
+    """``text`` with each character a terminal would act on or not show
+    (newline, carriage return, escape, other controls and non-printable
+    characters) written as its Python escape (``\\n``, ``\\x1b``): names
+    come from the wire, and one message must stay one line of text."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _opt(value):
     return "" if value is None else value
+
+
+def _text(value):
+    """{pv}: "" when unknown, else the name made printable."""
+    return "" if value is None else value if value.isprintable() else printable(value)
 
 
 def _latency(value):
@@ -873,7 +888,7 @@ _EXPRESSIONS: Dict[str, str] = {
     "proto": "r.proto",
     "role": "r.role",
     "name": "r.cls.__name__",
-    "pv": "_opt(r.pv)",
+    "pv": "_text(r.pv)",
     "latency": "_latency(r.latency)",
     "request_frame": "_opt(r.request_frame)",
     "ts": "r.packet.ts",
@@ -891,7 +906,7 @@ def _chain(value, chain):
             value = getattr(value, key) if kind == "." else value[key]
     except (AttributeError, KeyError, IndexError, TypeError):
         return ""
-    return value
+    return printable(value) if value.__class__ is str else value     # (text from the wire)
 
 
 def _command_attributes() -> set:
@@ -1020,7 +1035,7 @@ class Template:
             pieces.append("{" + expr + ("!" + conv if conv else "")
                           + (":" + spec_text if spec_text else "") + "}")
         source = "lambda r: f" + repr("".join(pieces))
-        env = {"_c": tuple(consts), "_repr": record_repr, "_opt": _opt, "_latency": _latency, "_ts_string": ts_string, "_chain": _chain}
+        env = {"_c": tuple(consts), "_repr": record_repr, "_opt": _opt, "_text": _text, "_latency": _latency, "_ts_string": ts_string, "_chain": _chain}
         return eval(source, env)  # noqa: S307 - built only from the fixed expressions above
 
     def __call__(self, record) -> str:
@@ -1048,7 +1063,7 @@ class Template:
                     raise                   # pcapca's own token: a bug, reported as one
                 # caproto's (or dpkt's) property or its text raised, as for a
                 # damaged payload: the field says so, as {command} does in its repr
-                out.append(f"(error: {exc})")
+                out.append(f"(error: {printable(str(exc))})")
                 continue
             try:
                 out.append(format(value, spec))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Callable, List, Optional, Sequence
 
+from .formatting import printable
 from .stats import TIMELINE_KINDS, Timeline, utc
 
 NS = 1_000_000_000
@@ -19,7 +20,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]], indent: str 
           right: Optional[Sequence[bool]] = None) -> List[str]:
     """Aligned plain-text columns; numbers (or columns flagged in ``right``)
     are right-aligned. None prints as '-'."""
-    cells = [[("-" if v is None else str(v)) for v in row] for row in rows]
+    cells = [[("-" if v is None else printable(str(v))) for v in row] for row in rows]
     if right is None:
         right = [bool(rows) and all(isinstance(r[i], (int, float)) or r[i] is None
                                     for r in rows) and any(isinstance(r[i], (int, float))
@@ -226,7 +227,7 @@ def render_text(report: dict, top: int = 20) -> str:
                         if b["new_port_for_host"] else "")
                 out.append(f"  start: {b['server']} began beaconing at {clock(b['first'])} "
                            f"with beacon id 0{note}")
-    return "\n".join(out) + "\n"
+    return "\n".join(printable(line) for line in out) + "\n"     # (and lines besides tables)
 
 
 def _latencies(entry: dict) -> list:

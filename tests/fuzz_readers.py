@@ -11,8 +11,8 @@ all: the CLI exits 2 for it), or an item of an unexpected type, or a
 message whose ``{command}`` or ``--json`` fields differ from caproto's repr
 and fields of the object built from its bytes, or a PV filter keeping other
 records, problems or counts with the filtered print's shortcut
-(``pcapca.skim``) than without it, or an exception from a ``--format`` line
-of every token or from ``pcapca stats``'s report of the input (text or JSON).
+(``pcapca.skim``) than without it, or an exception from (or a character that
+is not printable in) a ``--format`` line of every token or from ``pcapca stats``'s report of the input (text or JSON).
 
 Directory arguments are *seed* directories: the capture files in them (by
 magic, not by name) of at most ``MAX_SEED`` bytes, and a gzip-compressed copy
@@ -141,7 +141,9 @@ def _target(data: bytes) -> None:
                     raise AssertionError(f"{text!r} != caproto's {record.command!r}")
                 if json.dumps(fields) != json.dumps(command_fields(record.command)):
                     raise AssertionError(f"{record.cls.__name__} fields differ from caproto's")
-                _EVERY_TOKEN(record)
+                line = _EVERY_TOKEN(record)
+                if not line.isprintable():      # one message, one line, no terminal control
+                    raise AssertionError(f"--format line not printable: {line!r}")
     if fatal > 1:
         raise AssertionError("more than one fatal problem")
     if data[:4] in MAGICS and _filtered(data, _FILTER.drops) != _filtered(data, None):

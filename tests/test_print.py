@@ -6,9 +6,10 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import pcapca
-from pcapca.formatting import command_repr
+from pcapca.formatting import command_repr, printable
 
 from conftest import ROOT, fixture, live_print, run_cli
 
@@ -191,3 +192,40 @@ def test_a_field_caproto_cannot_read_says_so_and_the_run_goes_on(tmp_path):
     text = lines(run_cli("print", "-q", path, "--format", "{command}", check=0))
     assert "data=(repr: buffer size must be a multiple of element size)" in text[3]
     assert "metadata=(repr: invalid index)" in text[4]
+
+
+def test_a_name_with_control_characters_stays_on_its_line(tmp_path):
+    """A PV name is bytes from the wire: one with a newline, a carriage return
+    or a terminal escape (hostile, or a misread datagram) must not split a
+    message's line, rewrite the terminal, or break stats' tables. Text output
+    writes such characters as Python escapes; JSON keeps the name as it is."""
+    raw = fixture("basic.pcap").read_bytes()
+    evil = "F\nX\x1b[1\r"                       # as long as FIX:dbl, so every length holds
+    assert raw.count(b"FIX:dbl\0") == 2         # the search and the create
+    path = tmp_path / "evil.pcap"
+    path.write_bytes(raw.replace(b"FIX:dbl\0", evil.encode() + b"\0"))
+    shown = "F\\nX\\x1b[1\\r"
+    res = run_cli("print", path, "--format", "{frame} {pv}|{command.name}", check=0)
+    text = res.stdout.decode()
+    assert text.count("\n") == 39 and "\x1b" not in text and "\r" not in text
+    assert f"1 {shown}|{shown}" in text.splitlines()
+    assert f"10 {shown}|{shown}" in text.splitlines()
+    assert sum(line.split(" ", 1)[1].startswith(shown + "|") for line in text.splitlines()) == 17
+    objs = [json.loads(l) for l in run_cli("print", path, "--json", check=0).stdout.splitlines()]
+    assert sum(o["pv"] == evil for o in objs) == 17
+    stats = run_cli("stats", path, check=0).stdout.decode()
+    assert "\x1b" not in stats and "\r" not in stats
+    plain = run_cli("stats", fixture("basic.pcap"), check=0).stdout.decode()
+    row = next(l for l in plain.splitlines() if l.startswith("  FIX:dbl "))
+    assert [l.split() for l in stats.splitlines() if shown in l] == [
+        [shown] + row.split()[1:]]                            # (the same row)
+    ann = run_cli("annotate", path, tmp_path / "out.pcapng", check=0)
+    assert ann.returncode == 0
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.text())
+def test_printable_is_one_printable_line_and_changes_only_what_must(text):
+    out = printable(text)
+    assert out.isprintable() and "\n" not in out
+    assert (out == text) == text.isprintable()
