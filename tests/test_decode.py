@@ -293,3 +293,50 @@ def test_an_oversized_message_skipped_to_its_end_is_not_incomplete():
     assert stream.feed(write[90:]) == [] and not stream.partial
     read = bytes(ca.ReadNotifyRequest(data_type=6, data_count=1, sid=1, ioid=3))
     assert [m[0].__name__ for m in stream.feed(read)] == ["ReadNotifyRequest"]
+
+
+def _ports_moved(raw: bytes, old: int, new: int) -> bytes:
+    """A little-endian Ethernet/IPv4 pcap with TCP/UDP port ``old`` made ``new``
+    (checksums are not checked by pcapca, so they are left as they are)."""
+    out, pos = [raw[:24]], 24
+    while pos + 16 <= len(raw):
+        caplen = struct.unpack_from("<I", raw, pos + 8)[0]
+        rec = bytearray(raw[pos:pos + 16 + caplen])
+        l4 = 16 + 14 + (rec[16 + 14] & 0x0F) * 4
+        if rec[16 + 12:16 + 14] == b"\x08\x00" and rec[16 + 23] in (6, 17):
+            for at in (l4, l4 + 2):
+                if struct.unpack_from(">H", rec, at)[0] == old:
+                    struct.pack_into(">H", rec, at, new)
+        out.append(bytes(rec))
+        pos += 16 + caplen
+    return b"".join(out)
+
+
+def test_server_port_option_for_a_server_on_another_port(tmp_path):
+    """basic.pcap as if the IOC ran with EPICS_CA_SERVER_PORT=5070. Searches
+    starting with a version request are recognised on any port, and TCP
+    circuits by their SYN; but when the capture lacks the search, the reply
+    from 5070 can only be told from a request by --server-port."""
+    from conftest import run_cli
+    from test_robustness import build, records
+    raw = _ports_moved(fixture("basic.pcap").read_bytes(), 5064, 5070)
+    moved = tmp_path / "port5070.pcap"
+    moved.write_bytes(raw)
+    fmt = ("--format", "{frame} {proto} {role} {name} {pv}")
+    want = run_cli("print", fixture("basic.pcap"), *fmt, check=0)
+    assert run_cli("print", moved, *fmt, check=0).stdout == want.stdout
+    recs = records(raw)
+    del recs[0]                              # the search request: not captured
+    late = tmp_path / "late.pcap"
+    late.write_bytes(build(raw[:24], recs))
+    right = run_cli("print", late, "--server-port", "5070", *fmt, check=0)
+    assert right.stdout.decode().splitlines()[:3] == [
+        "1 udp server VersionResponse ", "1 udp server SearchResponse ",
+        "1 udp server SearchResponse "]
+    assert right.stdout.decode().splitlines()[3:] == [
+        f"{int(line.split()[0]) - 1} {line.split(' ', 1)[1]}"
+        for line in want.stdout.decode().splitlines()[6:]]
+    wrong = run_cli("print", late, *fmt, check=0)
+    assert wrong.stdout.decode().splitlines()[:3] == [     # (its version bytes as a name)
+        "1 udp client VersionRequest ", "1 udp client SearchRequest \\x00\\r",
+        "1 udp client SearchRequest \\x00\\r"]
