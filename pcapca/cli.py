@@ -239,7 +239,9 @@ def cmd_stats(args) -> int:
         _report(item)
         return stop              # --strict: stop at the first problem, report what was read
 
-    collector.run(args.captures, _decoder(args), on_problem=problem)
+    bars = args.progress and not args.quiet
+    collector.run(args.captures, _decoder(args), on_problem=problem,
+                  opener=lambda path: open_with_progress(path, enabled=bars))
     report = collector.report()
     if args.json:
         import json

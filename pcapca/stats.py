@@ -377,8 +377,9 @@ class StatsCollector:
         self.timeline = Timeline() if timeline else None
 
     # ---------------------------------------------------------------- input plumbing
-    def read(self, paths: Sequence[str]) -> Iterator:
-        """The packets of several captures, in order, as one stream."""
+    def read(self, paths: Sequence[str], opener: Optional[Callable] = None) -> Iterator:
+        """The packets of several captures, in order, as one stream.
+        ``opener(path)``: a ``pcapca.progress.Progress`` for each file (a bar)."""
         from .capture import offsets_in, read_capture
         from .streams import open_source
 
@@ -386,7 +387,9 @@ class StatsCollector:
             info = {"path": str(path), "packets": 0, "first": None, "last": None}
             self.files.append(info)
             self.current_file = i
-            src = open_source(path)
+            progress = opener(path) if opener is not None else None
+            src = progress.src if progress is not None else open_source(path)
+            tick = progress.update if progress is not None and progress.active else None
             self.offsets_in = offsets_in(src)      # (a gzip-compressed capture)
             for item in read_capture(src):
                 if item.__class__ is Packet:
@@ -395,7 +398,11 @@ class StatsCollector:
                     if info["first"] is None:
                         info["first"] = ts
                     info["last"] = ts
+                    if tick is not None:
+                        tick()
                 yield item
+            if progress is not None:
+                progress.close()
 
         yield from itertools.chain.from_iterable(one(i, p) for i, p in enumerate(paths))
         self.input_done = True
@@ -413,11 +420,13 @@ class StatsCollector:
 
     def run(self, paths: Sequence[str], decoder: Decoder,
             tracker: Optional[ChannelTracker] = None,
-            on_problem: Optional[Callable[[Problem], Optional[bool]]] = None) -> None:
+            on_problem: Optional[Callable[[Problem], Optional[bool]]] = None,
+            opener: Optional[Callable] = None) -> None:
         """Read ``paths`` in order; ``on_problem`` gets every Problem and may
-        return True to stop reading (the report then covers what was read)."""
+        return True to stop reading (the report then covers what was read).
+        ``opener``: see ``read``."""
         tracker = tracker or ChannelTracker()
-        for item in tracker.run(self.watch(decoder.run(self.read(paths)))):
+        for item in tracker.run(self.watch(decoder.run(self.read(paths, opener)))):
             cls = item.__class__
             if cls is Decoded:
                 for record in item.records:

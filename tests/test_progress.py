@@ -68,3 +68,10 @@ def test_no_bar_when_stderr_is_not_a_terminal():
     assert res.stderr.decode().splitlines() == [
         line for line in res.stderr.decode().splitlines() if line.startswith("pcapca: ")]
     assert "%|" not in res.stderr.decode()
+
+
+def test_stats_shows_a_bar_per_file():
+    err = on_a_terminal("stats", fixture("bigarray.pcap"), fixture("basic.pcap"))
+    assert "bigarray.pcap:   0%|" in err and "/2.41M [" in err
+    assert "basic.pcap:   0%|" in err and "/5.36k [" in err
+    assert "%|" not in on_a_terminal("stats", "--no-progress", fixture("basic.pcap"))
