@@ -16,7 +16,7 @@ from .streams import ByteSource, open_source
 
 PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
 _PCAP_MAGICS = tuple(struct.pack("<I", m) for m in PCAP_MAGICS)
-# other compressors (Wireshark 4.2+ reads zstd and lz4 too): told apart, not read
+# other compressors (Wireshark reads zstd and lz4 too): told apart, not read
 _COMPRESSED = (
     (b"\x28\xb5\x2f\xfd", "zstd", "zstd -dc"),
     (b"\x04\x22\x4d\x18", "lz4", "lz4 -dc"),

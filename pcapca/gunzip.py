@@ -1,8 +1,7 @@
 """gzip-compressed captures (``capture.pcap.gz``), decompressed as a stream.
 
 Wireshark and tshark open a gzip-compressed pcap or pcapng as if it were not
-compressed, and dumpcap/editcap can write one, so captures are often kept
-that way. ``Gunzip`` is a binary stream of the decompressed bytes, read from
+compressed, and long captures are often kept compressed. ``Gunzip`` is a binary stream of the decompressed bytes, read from
 a ``ByteSource`` of the compressed file a piece at a time: memory does not
 grow with the file and a live ``... | gzip | pcapca print -`` is shown as
 the pieces arrive.
