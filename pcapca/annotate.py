@@ -87,7 +87,7 @@ def annotate(args, *, decoder, report: Callable[[Problem], None]) -> int:
                 if item.kind == "capture":
                     damaged = True
                 report(item)
-                if strict and item.kind != "loss":
+                if strict and item.stops_strict:
                     # --strict: the first problem fails the run; no output file
                     raise _StrictStop()
         progress.close()

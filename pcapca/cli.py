@@ -188,7 +188,7 @@ def cmd_print(args) -> int:
             if item.kind == "capture":
                 damaged = True
             _report(item)
-            if args.strict and item.kind != "loss":
+            if args.strict and item.stops_strict:
                 damaged = True
                 break
     if lines:
@@ -233,7 +233,7 @@ def cmd_stats(args) -> int:
 
     def problem(item: Problem) -> bool:
         nonlocal damaged
-        stop = strict and item.kind != "loss"     # (a capture's own count of lost packets)
+        stop = strict and item.stops_strict
         if item.kind == "capture" or stop:
             damaged = True
         _report(item)

@@ -77,6 +77,12 @@ class Problem:
     offsets_in: str = ""           # what ``offset`` counts when not the file's bytes
     source: str = ""               # the capture file, when several are read as one
 
+    @property
+    def stops_strict(self) -> bool:
+        """Does ``--strict`` stop at it? Every problem but a capture's own
+        count of the packets it lost (nothing is wrong with the file)."""
+        return self.kind != "loss"
+
     def __str__(self) -> str:
         where = []
         if self.frame is not None:
