@@ -105,13 +105,19 @@ def offsets_in(src: ByteSource) -> str:
     return "decompressed capture" if is_gzip(src.peek(2)) else ""
 
 
+def labelled(problem: Problem, offsets: str) -> Problem:
+    """``problem`` with ``offsets_in`` set (see offsets_in) if it names a byte
+    offset and says nothing yet of what it counts."""
+    if not offsets or problem.offset is None or problem.offsets_in:
+        return problem
+    return dataclasses.replace(problem, offsets_in=offsets)
+
+
 def label_offsets(items: Iterator, offsets: str) -> Iterator:
-    """``items`` with ``offsets_in`` set on the problems that name a byte
-    offset (the decoder's too, which only knows the packet's offset)."""
+    """``items`` with their problems ``labelled`` (the decoder's too, which
+    only knows the packet's offset)."""
     for item in items:
-        if item.__class__ is Problem and item.offset is not None and not item.offsets_in:
-            item = dataclasses.replace(item, offsets_in=offsets)
-        yield item
+        yield labelled(item, offsets) if item.__class__ is Problem else item
 
 
 def probe(src: ByteSource) -> str:

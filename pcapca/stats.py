@@ -28,6 +28,7 @@ from collections import Counter
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from ._caproto import CLIENT, command_class, eca_value_to_status, reads_status_from_header
+from .capture import labelled, offsets_in, read_capture
 from .channels import ChannelTracker
 from .decoder import IDLE_NS, Decoder
 from .events import CircuitClosed, Packet, Problem
@@ -380,7 +381,6 @@ class StatsCollector:
     def read(self, paths: Sequence[str], opener: Optional[Callable] = None) -> Iterator:
         """The packets of several captures, in order, as one stream.
         ``opener(path)``: a ``pcapca.progress.Progress`` for each file (a bar)."""
-        from .capture import offsets_in, read_capture
         from .streams import open_source
 
         def one(i, path):
@@ -432,8 +432,7 @@ class StatsCollector:
                 for record in item.records:
                     self.add(record)
             elif cls is Problem:
-                if self.offsets_in and item.offset is not None and not item.offsets_in:
-                    item = dataclasses.replace(item, offsets_in=self.offsets_in)
+                item = labelled(item, self.offsets_in)
                 if len(paths) > 1 and (item.frame is not None or item.offset is not None):
                     item = dataclasses.replace(item, source=self.files[self.current_file]["path"])
                 if on_problem is not None and on_problem(item):
