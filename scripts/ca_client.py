@@ -189,18 +189,27 @@ class Client:
         self.sleep()
         return circ
 
-    def create(self, circ, name, cid=None):
+    def create(self, circ, name, cid=None, wait=True):
+        """CreateChanRequest; wait for the CreateChanResponse (``wait``)."""
         chan = ca.ClientChannel(name, circ.vc, cid=cid)
         self._send(circ, chan.create())
+        if not wait:
+            self.sleep()
+            return chan
         self._wait(circ, lambda c: isinstance(c, ca.CreateChanResponse)
                    and c.cid == chan.cid, f'CreateChanResponse {name}')
         self.sleep()
         return chan
 
-    def read(self, chan, data_type=None, data_count=None, ioid=None):
+    def read(self, chan, data_type=None, data_count=None, ioid=None, wait=True):
+        """ReadNotifyRequest; wait for its answer (``wait``, else return
+        the request)."""
         circ = self.circuits[chan.circuit.address]
         req = chan.read(data_type=data_type, data_count=data_count, ioid=ioid)
         self._send(circ, req)
+        if not wait:
+            self.sleep()
+            return req
         resp = self._wait(circ, lambda c: (
             isinstance(c, (ca.ReadNotifyResponse, ca.ErrorResponse))
             and getattr(c, 'ioid', None) == req.ioid
@@ -227,12 +236,16 @@ class Client:
         self.sleep()
         return resp
 
-    def subscribe(self, chan, data_type=None, data_count=None, mask=None):
-        """EventAddRequest; wait for the first EventAddResponse."""
+    def subscribe(self, chan, data_type=None, data_count=None, mask=None,
+                  wait=True):
+        """EventAddRequest; wait for the first EventAddResponse (``wait``)."""
         circ = self.circuits[chan.circuit.address]
         req = chan.subscribe(data_type=data_type, data_count=data_count,
                              mask=mask)
         self._send(circ, req)
+        if not wait:
+            self.sleep()
+            return req.subscriptionid
         self._wait(circ, lambda c: isinstance(c, ca.EventAddResponse)
                    and c.subscriptionid == req.subscriptionid,
                    f'first update {chan.name}')

@@ -31,11 +31,18 @@ FIX:limited     DOUBLE 50.0, control limits 0..100: a write outside them
                 fails (caproto answers with an ErrorResponse ECA_PUTFAIL)
 FIX:short_arr   SHORT[10] 0..9
 FIX:char_arr    CHAR[64] b"fixture text"
+FIX:slow_put    DOUBLE 0.0 whose put takes SLOW_S (600 s) to complete: a
+                WriteNotify is answered only then (the circuit goes on
+                answering other requests meanwhile)
+FIX:slow_get    DOUBLE 0.0 whose read takes SLOW_S to complete: caproto
+                reads on the circuit's one command loop, so a ReadNotify of
+                it stalls every later request of that circuit
 FIX:common      DOUBLE ``--common-value`` (the name is not prefixed, so two
                 instances with distinct prefixes both serve it)
 =============== ============================================================
 """
 import argparse
+import asyncio
 import os
 import sys
 import time
@@ -43,6 +50,7 @@ import time
 import numpy as np
 
 WF_LENGTH = 200_000
+SLOW_S = 600.0          # FIX:slow_put / FIX:slow_get: longer than any recording
 
 
 def build_group(prefix):
@@ -77,6 +85,9 @@ def build_group(prefix):
         char_arr = pvproperty(name='char_arr', value=b'fixture text',
                               dtype=ChannelType.CHAR, max_length=64)
 
+        slow_put = pvproperty(name='slow_put', value=0.0, dtype=ChannelType.DOUBLE)
+        slow_get = pvproperty(name='slow_get', value=0.0, dtype=ChannelType.DOUBLE)
+
         _burst_left = 0
         _next_tick = 0.0
 
@@ -89,6 +100,15 @@ def build_group(prefix):
             self._burst_left = max(0, int(value))
             self._next_tick = time.monotonic() + 0.1
             return value
+
+        @slow_put.putter
+        async def slow_put(self, instance, value):
+            await asyncio.sleep(SLOW_S)
+            return value
+
+        @slow_get.getter
+        async def slow_get(self, instance):
+            await asyncio.sleep(SLOW_S)
 
         @ticks.scan(period=0.005)
         async def ticks(self, instance, async_lib):

@@ -701,6 +701,56 @@ def sc_reuse(ctx):
                 operations=ops, expected=transcript_descr(client))
 
 
+@scenario('unanswered.pcap')
+def sc_unanswered(ctx):
+    """Requests the server never answers while the capture runs: a put
+    with completion still running at the end, and a circuit stalled behind
+    a slow read and then closed by its client."""
+    env, client, ops = ioc_and_client(ctx)
+    stuck = ca_client.Client(user_name='stuck')
+    cap = tcpdump(ctx.procs, ctx.tmpfile)
+    with cap:
+        found = client.search(['FIX:dbl', 'FIX:slow_put'])
+        circ = client.connect(found['FIX:dbl'])
+        dbl = client.create(circ, 'FIX:dbl')
+        put = client.create(circ, 'FIX:slow_put')
+        client.read(dbl)
+        client.write(put, 1.0, notify=True, expect_response=False)
+        client.read(dbl)
+        circ2 = stuck.connect(found['FIX:dbl'])
+        dbl2 = stuck.create(circ2, 'FIX:dbl')
+        get = stuck.create(circ2, 'FIX:slow_get')
+        stuck.read(get, wait=False)
+        stuck.subscribe(dbl2, wait=False)
+        stuck.create(circ2, 'FIX:long', wait=False)
+        stuck.sleep(0.5)
+        stuck.close_circuit(circ2)
+        client.sleep(0.5)
+    client.close()
+    stuck.close()
+    ops += ['UDP: one search datagram: VersionRequest + SearchRequest FIX:dbl '
+            '(cid 0), FIX:slow_put (cid 1); both answered',
+            'client 1 (user "fixture"): TCP connect; create FIX:dbl (cid 0, '
+            'sid 0) and FIX:slow_put (cid 1, sid 1); ReadNotify FIX:dbl '
+            '(ioid 0) -> 3.25',
+            'WriteNotify FIX:slow_put = 1.0 (ioid 1): the IOC\'s put takes '
+            '600 s, so no WriteNotifyResponse before the capture ends',
+            'ReadNotify FIX:dbl (ioid 2) -> 3.25: the circuit still answers',
+            'client 2 (user "stuck"): TCP connect; create FIX:dbl (cid 0, '
+            'sid 2) and FIX:slow_get (cid 1, sid 3)',
+            'ReadNotify FIX:slow_get (ioid 0): the IOC\'s read takes 600 s '
+            'on the circuit\'s one command loop, so it is not answered; then '
+            'EventAdd FIX:dbl (subscriptionid 0) and CreateChan FIX:long '
+            '(cid 2), sent without waiting, are not answered either',
+            'after 0.5 s client 2 closes its circuit (FIN; the IOC answers '
+            'with its FIN) with those 3 requests pending; the capture is '
+            'stopped with client 1\'s circuit open and its WriteNotify '
+            'pending (the last packet is the IOC\'s FIN)']
+    return dict(command=shlex.join(cap.args), client='scripts/ca_client.py '
+                '(two clients, one after the other)', operations=ops,
+                expected=transcript_descr(client) + transcript_descr(stuck))
+
+
 @scenario('twoservers.pcap')
 def sc_twoservers(ctx):
     env = ctx.env(EPICS_CA_ADDR_LIST='127.0.0.1 127.0.0.1:5066',
@@ -1085,6 +1135,8 @@ and user name sent by `scripts/ca_client.py` are `fixture-host` and `fixture`.
 | FIX:limited | DOUBLE | 50.0, ctrl limits 0..100; writes outside fail with an ErrorResponse ECA_PUTFAIL |
 | FIX:short_arr | SHORT[10] | 0..9 |
 | FIX:char_arr | CHAR[64] | "fixture text" |
+| FIX:slow_put | DOUBLE | 0.0; a put takes 600 s to complete (WriteNotify answered only then) |
+| FIX:slow_get | DOUBLE | 0.0; a read takes 600 s, and stalls every later request of its circuit |
 | FIX:common | DOUBLE | served by both IOCs of twoservers.pcap: 1.0 on 5064, 2.0 on 5066 |
 
 The "decoded messages" lists below come from `scripts/ca_decode.py` (tshark
