@@ -38,6 +38,31 @@ def _trim(d: dict) -> None:
             del d[key]
 
 
+_id_fields: Dict[tuple, Optional[int]] = {}     # (class, id name) -> HEADER_FIELDS index
+
+
+def id_field(cls, name: str) -> Optional[int]:
+    """Index in a record's ``fields`` of the message's ``cid``/``sid``/
+    ``ioid``/``subscriptionid`` when caproto's property is that header field
+    as it is (all of them, in caproto 1.3), else None."""
+    index = _id_fields.get((cls, name), _id_fields)
+    if index is _id_fields:
+        from ._caproto import header_field
+        index = _id_fields[(cls, name)] = header_field(cls, name)
+    return index
+
+
+def message_id(record: Record, name: str) -> int:
+    """The message's ``cid``/``sid``/``ioid``/``subscriptionid``, from its
+    header fields where they serve: no caproto object needed."""
+    index = _id_fields.get((record.cls, name), _id_fields)
+    if index is _id_fields:
+        index = id_field(record.cls, name)
+    if index is None:
+        return getattr(record.command, name)
+    return record.fields[index]
+
+
 class CircuitState:
     __slots__ = ("cids", "sids", "ioids", "subs", "creates")
 
@@ -87,14 +112,10 @@ class ChannelTracker:
             "ClearChannelResponse": self._clear_response,
             "ErrorResponse": self._error,
         }
-        from ._caproto import Commands, header_field
+        from ._caproto import Commands
         classes = [cls for table in Commands.values() for cls in table.values()]
         self._handlers = {cls: by_name[cls.__name__] for cls in classes
                           if cls.__name__ in by_name}
-        # ids read from the header fields when caproto's property is a plain
-        # header field (all of them, in caproto 1.3): no caproto object needed
-        self._index = {(cls, name): header_field(cls, name) for cls in classes
-                       for name in ("cid", "sid", "ioid", "subscriptionid")}
         # For ``pcapca.skim``: the messages whose PV and whole effect on this
         # state follow from their parameter1/parameter2 header fields (see
         # ``skim``): class -> (kind, which parameter holds the sid/subscription
@@ -107,8 +128,8 @@ class ChannelTracker:
             kind, id_name = kinds.get(handler, (None, None))
             if kind is None:
                 continue
-            first = params.get(self._index[(cls, id_name)])
-            ioid = params.get(self._index[(cls, "ioid")])
+            first = params.get(id_field(cls, id_name))
+            ioid = params.get(id_field(cls, "ioid"))
             if first is not None and (kind != _REQUEST or ioid is not None):
                 self.skim_rules[cls] = (kind, first, ioid)
 
@@ -126,12 +147,7 @@ class ChannelTracker:
             yield item
 
     # ---------------------------------------------------------------- helpers
-    def _id(self, record: Record, name: str) -> int:
-        """The message's ``cid``/``sid``/``ioid``/``subscriptionid``."""
-        index = self._index.get((record.cls, name))
-        if index is None:
-            return getattr(record.command, name)
-        return record.fields[index]
+    _id = staticmethod(message_id)
 
     def _state(self, record: Record) -> CircuitState:
         return self.state_of(record.circuit)

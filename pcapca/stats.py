@@ -1,7 +1,8 @@
 """``pcapca stats``: a health report of the CA traffic in one or more captures.
 
 One pass over the decoded messages, aggregating as it goes (see
-docs/stats.md): unanswered searches, PV names answered by several servers,
+docs/stats.md): unanswered searches, requests never answered (reads, puts
+with completion, subscriptions, channel creations), PV names answered by several servers,
 TCP circuits, per-PV counts and latency percentiles, servers, clients,
 errors, beacons and IOC restarts. Nothing is kept per message except
 
@@ -9,6 +10,8 @@ errors, beacons and IOC restarts. Nothing is kept per message except
   (``RESERVOIR_SIZE`` values, reservoir sampling with a fixed seed, so the
   same input gives the same report; count and max are exact);
 * error entries, up to ``MAX_ERRORS`` (all are counted);
+* the requests waiting for their answer (up to ``MAX_PENDING`` per
+  circuit), and rows of the unanswered ones, up to ``MAX_ERRORS``;
 * with ``--plot``, a binned timeline (at most ``MAX_BINS`` bins, coarsened
   as the capture grows).
 
@@ -29,7 +32,7 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence,
 
 from ._caproto import CLIENT, command_class, eca_value_to_status, reads_status_from_header
 from .capture import labelled, offsets_in, read_capture
-from .channels import ChannelTracker
+from .channels import MAX_PENDING, ChannelTracker, message_id
 from .decoder import IDLE_NS, Decoder
 from .events import CircuitClosed, Packet, Problem
 from .formatting import ts_string
@@ -47,6 +50,16 @@ SEED = 0x5CA                 # reservoir sampling seed (deterministic reports)
 ANY_ADDRESS = ("255.255.255.255", "0.0.0.0")
 LATENCY_KINDS = ("read", "write", "search", "create")
 TIMELINE_KINDS = ("search", "search reply", "read", "write", "monitor", "beacon", "other")
+# Requests a server must answer, by the id its answer carries (unanswered
+# requests), and the answers: an ErrorResponse answers the request it quotes
+# (its command -> the id and which parameter of the quoted header holds it).
+_REQUEST_ID = {"ReadNotifyRequest": "ioid", "ReadRequest": "ioid", "WriteNotifyRequest": "ioid",
+               "EventAddRequest": "subscriptionid", "CreateChanRequest": "cid"}
+_ANSWER_ID = {"ReadNotifyResponse": "ioid", "ReadResponse": "ioid", "WriteNotifyResponse": "ioid",
+              "EventAddResponse": "subscriptionid", "EventCancelResponse": "subscriptionid",
+              "CreateChanResponse": "cid", "CreateChFailResponse": "cid", "ErrorResponse": None}
+_QUOTED_ID = {18: ("cid", 0), 1: ("subscriptionid", 1), 3: ("ioid", 1), 15: ("ioid", 1),
+              19: ("ioid", 1)}
 _TIMELINE_KIND = {
     "SearchRequest": "search", "SearchResponse": "search reply", "NotFoundResponse": "search reply",
     "ReadNotifyRequest": "read", "ReadNotifyResponse": "read", "ReadRequest": "read",
@@ -371,6 +384,13 @@ class StatsCollector:
         self.clients: Dict[str, ClientStats] = {}
         self.errors: List[dict] = []
         self.errors_total = 0
+        # requests waiting for their answer: circuit -> (id name, id) ->
+        # (request, pv, frame, ts, file index); and those never answered:
+        # (pv, request, circuit, until) -> [count, first frame, first ts,
+        # first file, last frame, last ts, last file, longest wait]
+        self.pending: Dict[tuple, Dict[tuple, tuple]] = {}
+        self.unanswered_groups: Dict[tuple, list] = {}
+        self.unanswered_total = 0
         self.beacons: Dict[Tuple[str, int], BeaconServer] = {}
         self.beacon_hosts: Dict[str, Dict[int, int]] = {}  # ip -> server port -> first ts
         self.problems = 0
@@ -479,8 +499,14 @@ class StatsCollector:
                 circuit.user = _name(record.command)
                 if circuit.counted:
                     _add_bounded(self._client(circuit.client[0]).users, circuit.user, 16)
+            # an answer counts whatever the filter (a request it keeps may
+            # have an answer it drops, e.g. --command ReadNotifyRequest)
+            elif name in _ANSWER_ID and key in self.pending:
+                self._answered(record, key, _ANSWER_ID[name])
         if self.keep is not None and not self.keep(record):
             return
+        if tcp and name in _REQUEST_ID:
+            self._request(record, key, name, _REQUEST_ID[name])
 
         ts = record.ts
         msg = record.msg            # (the bytes of a TCP message)
@@ -577,6 +603,55 @@ class StatsCollector:
             if name == "CreateChFailResponse":
                 pv.create_failures += 1
             self._error(record, circuit, server)
+
+    # ---------------------------------------------------------------- unanswered requests
+    def _request(self, record, key, name: str, id_name: str) -> None:
+        table = self.pending.get(key)
+        if table is None:
+            table = self.pending[key] = {}
+        ts = record.ts
+        pending_key = (id_name, message_id(record, id_name))
+        old = table.pop(pending_key, None)
+        if old is not None:                 # its answer can no longer be told apart
+            self._not_answered(key, old, "its id was used again", ts)
+        table[pending_key] = (name, record.pv, record.frame, ts, self.current_file)
+        if len(table) > MAX_PENDING:        # (memory stays bounded)
+            for k in list(table)[:len(table) // 2]:
+                self._not_answered(key, table.pop(k), f"over {MAX_PENDING} pending", ts)
+
+    def _answered(self, record, key, id_name: Optional[str]) -> None:
+        if id_name is None:                 # an ErrorResponse: the request it quotes
+            try:
+                quoted = record.command.original_request
+                id_name, which = _QUOTED_ID[quoted.command]
+            except Exception:
+                return
+            value = quoted.parameter2 if which else quoted.parameter1
+        else:
+            value = message_id(record, id_name)
+        self.pending[key].pop((id_name, value), None)
+
+    def _not_answered(self, key, entry: tuple, until: str, end: Optional[int]) -> None:
+        name, pv, frame, ts, file_index = entry
+        self.unanswered_total += 1
+        wait = max(end - ts, 0) if end is not None else 0
+        group_key = (pv, name, key, until)
+        g = self.unanswered_groups.get(group_key)
+        if g is None:
+            if len(self.unanswered_groups) >= MAX_ERRORS:
+                return                      # counted, not listed
+            g = self.unanswered_groups[group_key] = [0, frame, ts, file_index,
+                                                     frame, ts, file_index, wait]
+        g[0] += 1
+        if ts < g[2]:
+            g[1:4] = frame, ts, file_index
+        if ts >= g[5]:
+            g[4:7] = frame, ts, file_index
+        g[7] = max(g[7], wait)
+
+    def _flush_pending(self, key, until: str, end: Optional[int]) -> None:
+        for entry in self.pending.pop(key, {}).values():
+            self._not_answered(key, entry, until, end)
 
     # ---------------------------------------------------------------- searches
     def _search(self, record, name: str, ts: int) -> None:
@@ -729,12 +804,15 @@ class StatsCollector:
             return
         if self.input_done:
             c.state = "open"                 # still open when the capture ended
+            self._flush_pending(key, "capture ended", self.files[-1]["last"])
         elif self.last_packet_ts is not None and self.last_packet_ts - c.last > IDLE_NS:
             c.state = "idle"                 # dropped by the decoder after IDLE_NS of silence
             c.end = c.last
+            self._flush_pending(key, "circuit idle", c.end)
         else:
             c.state = "closed"
             c.end = self.last_packet_ts if self.last_packet_ts is not None else c.last
+            self._flush_pending(key, "circuit closed", c.end)
         self._keep_circuit(c)
 
     def _keep_circuit(self, c: CircuitStats) -> None:
@@ -747,12 +825,16 @@ class StatsCollector:
 
     # ---------------------------------------------------------------- the report
     def report(self) -> dict:
-        for c in list(self.circuits.values()):     # not closed by the decoder (should not happen)
-            self._keep_circuit(c)
-        self.circuits.clear()
         st = getattr(self, "decoder_stats", None)
         first = min((f["first"] for f in self.files if f["first"] is not None), default=None)
         last = max((f["last"] for f in self.files if f["last"] is not None), default=None)
+        # circuits the decoder did not close: reading stopped early (--strict)
+        for c in list(self.circuits.values()):
+            self._keep_circuit(c)
+        self.circuits.clear()
+        for key in list(self.pending):
+            self._flush_pending(key, "capture ended" if self.input_done else "reading stopped",
+                                last)
         capture = {
             "files": [dict(f, first=_t(f["first"]), last=_t(f["last"])) for f in self.files],
             "first": _t(first), "first_iso": _iso(first),
@@ -775,6 +857,8 @@ class StatsCollector:
         return {
             "capture": capture,
             "unanswered_searches": self._unanswered(),
+            "unanswered_requests": self._unanswered_requests(),
+            "unanswered_requests_total": self.unanswered_total,
             "name_conflicts": self._conflicts(),
             "circuits": self._circuits(),
             "servers": self._servers(),
@@ -801,6 +885,22 @@ class StatsCollector:
                 "not_found": s.not_found, "not_found_by": list(s.not_found_by),
             })
         out.sort(key=lambda e: (-e["searches"], e["pv"]))
+        return out
+
+    def _unanswered_requests(self) -> List[dict]:
+        out = []
+        for (pv, name, key, until), g in sorted(self.unanswered_groups.items(),
+                                                key=lambda kv: (-kv[1][0], kv[1][2])):
+            count, frame, ts, file_index, last_frame, last_ts, last_file, wait = g
+            out.append({
+                "pv": pv, "request": name, "count": count,
+                "client": addr(key[1]), "server": addr(key[2]), "until": until,
+                "first": ts_string(ts), "first_iso": iso(ts), "first_frame": frame,
+                "first_file": self.files[file_index]["path"] if self.files else None,
+                "last": ts_string(last_ts), "last_iso": iso(last_ts), "last_frame": last_frame,
+                "last_file": self.files[last_file]["path"] if self.files else None,
+                "longest_wait_s": wait / 1e9,
+            })
         return out
 
     def _conflicts(self) -> List[dict]:

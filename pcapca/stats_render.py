@@ -138,6 +138,17 @@ def render_text(report: dict, top: int = 20) -> str:
                          e["not_found"]]],
              right=[False, True, False, False, False, True, True])
 
+    # -------------------------------------------------------------- unanswered requests
+    ur = report["unanswered_requests"]
+    total = report["unanswered_requests_total"]
+    _section(out, f"Unanswered requests ({_plural(total, 'request')})", ur, top,
+             ["PV", "REQUEST", "COUNT", "FIRST", "FRAME", "WAITED s", "CLIENT", "SERVER", "UNTIL"],
+             lambda e: [[e["pv"], e["request"], e["count"], clock(e["first"]), e["first_frame"],
+                         f"{e['longest_wait_s']:.3f}", e["client"], e["server"], e["until"]]],
+             right=[False, False, True, False, True, True, False, False, False])
+    if total > sum(e["count"] for e in ur):
+        out.append(f"  ({total - sum(e['count'] for e in ur)} more not listed)")
+
     # -------------------------------------------------------------- name conflicts
     nc = report["name_conflicts"]
     _section(out, f"Name conflicts: PVs answered by more than one server ({len(nc)})", nc, top,

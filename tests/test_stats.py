@@ -319,6 +319,157 @@ def test_circuit_open_at_end_of_capture():
     assert c["state"] == "open" and c["end"] is None
 
 
+# ------------------------------------------------------------------ unanswered requests
+def packet_times(path):
+    """[(ts ns, tcp flags)] of every packet, read with dpkt."""
+    out = []
+    with open(path, "rb") as f:
+        for ts, buf in dpkt.pcap.Reader(f):
+            ip = dpkt.ethernet.Ethernet(buf).data
+            out.append((int(round(ts * 10**6)) * 1000,
+                        ip.data.flags if isinstance(ip.data, dpkt.tcp.TCP) else 0))
+    return out
+
+
+def test_unanswered_requests_of_a_slow_ioc():
+    """unanswered.pcap (fixtures/README.md): a WriteNotify still running when
+    the capture stops, and a circuit closed by its client with a ReadNotify,
+    an EventAdd and a CreateChan the IOC never answered."""
+    path = fixture("unanswered.pcap")
+    msgs = print_json(path)
+    packets = packet_times(path)
+    capture_end = packets[-1][0]
+    fins = [ts for ts, flags in packets if flags & dpkt.tcp.TH_FIN]
+    # client 2's FIN, then the IOC's (which closes the circuit), then the last ACK
+    assert len(fins) == 2 and fins[1] < capture_end and packets[-1][1] == dpkt.tcp.TH_ACK
+    report = collect([str(path)])
+    got = report["unanswered_requests"]
+    expected = [("FIX:slow_put", "WriteNotifyRequest", "capture ended", capture_end),
+                ("FIX:slow_get", "ReadNotifyRequest", "circuit closed", fins[1]),
+                ("FIX:dbl", "EventAddRequest", "circuit closed", fins[1]),
+                ("FIX:long", "CreateChanRequest", "circuit closed", fins[1])]
+    assert [(e["pv"], e["request"], e["until"]) for e in got] == [x[:3] for x in expected]
+    assert report["unanswered_requests_total"] == 4
+    for e, (pv, request, until, end) in zip(got, expected):
+        (m,) = [m for m in msgs if m["pv"] == pv and m["command"] == request
+                and m["fields"].get("ioid", m["fields"].get("subscriptionid", 0)) == 0
+                or (pv, request) == ("FIX:slow_put", "WriteNotifyRequest") == (m["pv"], m["command"])]
+        assert e["count"] == 1
+        assert e["first"] == e["last"] == m["timestamp"]
+        assert e["first_frame"] == e["last_frame"] == m["frame"]
+        assert e["first_file"] == e["last_file"] == str(path)
+        assert e["longest_wait_s"] == (end - ns(m["timestamp"])) / 1e9
+        assert e["server"] == "127.0.0.1:5064"
+        client = f"{m['src']}:{m['sport']}"
+        assert e["client"] == client
+    # the two clients' circuits, as the Circuits section names them
+    assert {e["client"] for e in got} == {c["client"] for c in report["circuits"]}
+    # every other request of the capture was answered: by print's pairing, the
+    # requests no reply names (EventAdd is not paired there: its only one)
+    requests = [m["frame"] for m in msgs if m["command"] in (
+        "ReadNotifyRequest", "WriteNotifyRequest", "EventAddRequest", "CreateChanRequest")]
+    paired = {m["request_frame"] for m in msgs if m["role"] == "server"}
+    assert len(requests) == 10
+    assert [f for f in requests if f not in paired] == [e["first_frame"] for e in got]
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "fixtures").iterdir()
+                                        if p.suffix in (".pcap", ".pcapng")
+                                        and p.name != "unanswered.pcap"))
+def test_every_request_of_the_other_fixtures_was_answered(name):
+    """Their clients waited for each answer (reuse.pcap's failed puts are
+    answered by ErrorResponses quoting them; cancels by EventCancelResponse)."""
+    report = collect([str(fixture(name))])
+    assert report["unanswered_requests"] == [] and report["unanswered_requests_total"] == 0
+
+
+def test_unanswered_requests_filtered():
+    path = fixture("unanswered.pcap")
+    r = json.loads(run_cli("stats", "--json", "--pv", "FIX:slow_*", path, check=0).stdout)
+    assert [(e["pv"], e["request"]) for e in r["unanswered_requests"]] == [
+        ("FIX:slow_put", "WriteNotifyRequest"), ("FIX:slow_get", "ReadNotifyRequest")]
+    # a filter that drops the answers: they still answer the requests it keeps
+    r = json.loads(run_cli("stats", "--json", "--command", "ReadNotifyRequest",
+                           fixture("basic.pcap"), check=0).stdout)
+    assert r["unanswered_requests"] == [] and sum(p["reads"] for p in r["pvs"]) == 5
+    r = json.loads(run_cli("stats", "--json", "--command", "*Request", path, check=0).stdout)
+    assert r["unanswered_requests_total"] == 4
+
+
+def test_unanswered_requests_when_reading_stops(tmp_path):
+    """Cut in frame 41: the circuits are still open. Read to the end, the
+    capture ended; with --strict reading stops at the damage."""
+    data = fixture("unanswered.pcap").read_bytes()
+    pos = 24
+    for _ in range(40):
+        pos += 16 + struct.unpack("<I", data[pos + 8:pos + 12])[0]
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(data[:pos + 20])
+    res = run_cli("print", "--json", "--quiet", cut, check=1)
+    assert res.stderr.startswith(b"pcapca: frame 41, byte offset 3992: capture ends inside")
+    last = ns(json.loads(res.stdout.splitlines()[-1])["timestamp"])   # frame 40, the EventAdd
+    for args, until in (((), "capture ended"), (("--strict",), "reading stopped")):
+        res = run_cli("stats", "--json", *args, cut, check=1)
+        r = json.loads(res.stdout)
+        assert [(e["pv"], e["request"], e["until"]) for e in r["unanswered_requests"]] == [
+            ("FIX:slow_put", "WriteNotifyRequest", until),
+            ("FIX:slow_get", "ReadNotifyRequest", until),
+            ("FIX:dbl", "EventAddRequest", until)]
+        for e in r["unanswered_requests"]:
+            assert e["longest_wait_s"] == (last - ns(e["first"])) / 1e9
+
+
+def test_unanswered_requests_memory_is_bounded(monkeypatch):
+    """Past MAX_PENDING requests waiting on one circuit, the oldest half is
+    counted as unanswered at once."""
+    import pcapca.stats
+    monkeypatch.setattr(pcapca.stats, "MAX_PENDING", 2)
+    report = collect([str(fixture("unanswered.pcap"))])
+    untils = [(e["pv"], e["request"], e["until"]) for e in report["unanswered_requests"]]
+    assert untils == [("FIX:slow_put", "WriteNotifyRequest", "capture ended"),
+                      ("FIX:slow_get", "ReadNotifyRequest", "over 2 pending"),
+                      ("FIX:dbl", "EventAddRequest", "circuit closed"),
+                      ("FIX:long", "CreateChanRequest", "circuit closed")]
+    slow_get, create = report["unanswered_requests"][1], report["unanswered_requests"][3]
+    assert slow_get["longest_wait_s"] == (ns(create["first"]) - ns(slow_get["first"])) / 1e9
+
+
+def test_unanswered_request_whose_id_is_used_again():
+    """No fixture reuses a pending ioid: fake records through the collector."""
+    from pcapca import _caproto
+    col = StatsCollector()
+    key = (1, ("10.0.0.1", 40000), ("10.0.0.2", 5064))
+    cls = _caproto.Commands[_caproto.CLIENT][15]
+
+    def read(ts, ioid):
+        return SimpleNamespace(name="ReadNotifyRequest", cls=cls, fields=(15, 0, 6, 1, 7, ioid),
+                               msg=b"\0" * 16, proto="tcp", role="client", pv="X:a", ts=ts,
+                               frame=ts // 10**9, src="10.0.0.1", sport=40000, dst="10.0.0.2",
+                               dport=5064, circuit=key, latency=None)
+    col.add(read(1 * 10**9, 5))
+    col.add(read(3 * 10**9, 5))
+    # (the second is still waiting when the report is made: no capture was read to its end)
+    assert [(e["until"], e["first_frame"], e["longest_wait_s"])
+            for e in col.report()["unanswered_requests"]] == [
+        ("its id was used again", 1, 2.0), ("reading stopped", 3, 0.0)]
+
+
+def test_text_report_unanswered_requests():
+    text = run_cli("stats", fixture("unanswered.pcap"), check=0).stdout.decode()
+    section = text.split("Unanswered requests (4 requests)\n")[1].split("\n\n")[0].splitlines()
+    assert section[0].split() == ["PV", "REQUEST", "COUNT", "FIRST", "FRAME", "WAITED", "s",
+                                  "CLIENT", "SERVER", "UNTIL"]
+    rows = [line.split() for line in section[1:]]
+    assert [(r[0], r[1], r[2], r[4]) for r in rows] == [
+        ("FIX:slow_put", "WriteNotifyRequest", "1", "19"),
+        ("FIX:slow_get", "ReadNotifyRequest", "1", "38"),
+        ("FIX:dbl", "EventAddRequest", "1", "40"),
+        ("FIX:long", "CreateChanRequest", "1", "42")]
+    assert [" ".join(r[-2:]) for r in rows] == ["capture ended"] + ["circuit closed"] * 3
+    assert "Unanswered requests (0 requests)\n  none" in run_cli(
+        "stats", fixture("basic.pcap"), check=0).stdout.decode()
+
+
 # ------------------------------------------------------------------ several files
 def split_pcap(src, dst_a, dst_b, at_frame):
     data = open(src, "rb").read()
@@ -343,11 +494,15 @@ def strip(report):
             x.pop("frame"), x.pop("file")
     for e in r["errors"]:
         e.pop("frame"), e.pop("file")
+    for e in r["unanswered_requests"]:
+        for k in ("first_frame", "first_file", "last_frame", "last_file"):
+            e.pop(k)
     return r
 
 
 @pytest.mark.parametrize("name,at", [("twoservers.pcap", 6), ("twoservers.pcap", 36),
-                                     ("corpus_libca.pcap", 400), ("reuse.pcap", 41)])
+                                     ("corpus_libca.pcap", 400), ("reuse.pcap", 41),
+                                     ("unanswered.pcap", 39)])
 def test_split_capture_gives_the_same_report(tmp_path, name, at):
     """A capture cut in two (between a request and its reply, inside a TCP
     circuit) read as two files: the state carries over, the report is the same."""
