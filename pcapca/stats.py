@@ -52,12 +52,15 @@ LATENCY_KINDS = ("read", "write", "search", "create")
 TIMELINE_KINDS = ("search", "search reply", "read", "write", "monitor", "beacon", "other")
 # Requests a server must answer, by the id its answer carries (unanswered
 # requests), and the answers: an ErrorResponse answers the request it quotes
-# (its command -> the id and which parameter of the quoted header holds it).
+# (its command -> the id and which parameter of the quoted header holds it);
+# an EchoResponse answers the circuit's oldest EchoRequest (they carry no id).
 _REQUEST_ID = {"ReadNotifyRequest": "ioid", "ReadRequest": "ioid", "WriteNotifyRequest": "ioid",
-               "EventAddRequest": "subscriptionid", "CreateChanRequest": "cid"}
+               "EventAddRequest": "subscriptionid", "CreateChanRequest": "cid",
+               "EchoRequest": "echo"}
 _ANSWER_ID = {"ReadNotifyResponse": "ioid", "ReadResponse": "ioid", "WriteNotifyResponse": "ioid",
               "EventAddResponse": "subscriptionid", "EventCancelResponse": "subscriptionid",
-              "CreateChanResponse": "cid", "CreateChFailResponse": "cid", "ErrorResponse": None}
+              "CreateChanResponse": "cid", "CreateChFailResponse": "cid", "ErrorResponse": None,
+              "EchoResponse": "echo"}
 _QUOTED_ID = {18: ("cid", 0), 1: ("subscriptionid", 1), 3: ("ioid", 1), 15: ("ioid", 1),
               19: ("ioid", 1)}
 _TIMELINE_KIND = {
@@ -389,6 +392,7 @@ class StatsCollector:
         # (pv, request, circuit, until) -> [count, first frame, first ts,
         # first file, last frame, last ts, last file, longest wait]
         self.pending: Dict[tuple, Dict[tuple, tuple]] = {}
+        self.echoes: Dict[tuple, List[int]] = {}       # circuit -> [echoes sent, answered]
         self.unanswered_groups: Dict[tuple, list] = {}
         self.unanswered_total = 0
         self.beacons: Dict[Tuple[str, int], BeaconServer] = {}
@@ -610,7 +614,14 @@ class StatsCollector:
         if table is None:
             table = self.pending[key] = {}
         ts = record.ts
-        pending_key = (id_name, message_id(record, id_name))
+        if id_name == "echo":
+            echoes = self.echoes.get(key)
+            if echoes is None:
+                echoes = self.echoes[key] = [0, 0]
+            pending_key = ("echo", echoes[0])
+            echoes[0] += 1
+        else:
+            pending_key = (id_name, message_id(record, id_name))
         old = table.pop(pending_key, None)
         if old is not None:                 # its answer can no longer be told apart
             self._not_answered(key, old, "its id was used again", ts)
@@ -627,6 +638,12 @@ class StatsCollector:
             except Exception:
                 return
             value = quoted.parameter2 if which else quoted.parameter1
+        elif id_name == "echo":
+            echoes = self.echoes.get(key)
+            if echoes is None or echoes[1] == echoes[0]:
+                return                      # (its request was not captured)
+            value = echoes[1]
+            echoes[1] += 1
         else:
             value = message_id(record, id_name)
         self.pending[key].pop((id_name, value), None)
@@ -650,6 +667,7 @@ class StatsCollector:
         g[7] = max(g[7], wait)
 
     def _flush_pending(self, key, until: str, end: Optional[int]) -> None:
+        self.echoes.pop(key, None)
         for entry in self.pending.pop(key, {}).values():
             self._not_answered(key, entry, until, end)
 

@@ -148,6 +148,8 @@ class Procs:
 
     def stop(self, p, sig=signal.SIGINT, timeout=10.0):
         if p.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGCONT)     # (hung.pcap stops its IOC)
             for s in (sig, signal.SIGTERM, signal.SIGKILL):
                 try:
                     os.killpg(p.pid, s)
@@ -867,6 +869,23 @@ def sc_libca(ctx):
                            timeout=60)
     if r.returncode != 0:
         raise RuntimeError(f'libca_session failed: {r.stdout}\n{r.stderr}')
+    info = json.loads(r.stdout.strip().splitlines()[-1])
+    return dict(command=shlex.join(cap.args), client=info['client'],
+                operations=info['operations'], expected=None)
+
+
+@scenario('hung.pcap', needs=('module:epics',))
+def sc_hung(ctx):
+    """A libca client whose IOC hangs (SIGSTOP): libca's EchoRequest is
+    never answered (scripts/libca_hung.py)."""
+    env = ctx.env(EPICS_CA_CONN_TMO='2')
+    ioc = ctx.start_ioc(env)
+    cap = tcpdump(ctx.procs, ctx.tmpfile)
+    with cap:
+        r = subprocess.run([PY, os.path.join(HERE, 'libca_hung.py'), str(ioc.pid)],
+                           env=env, capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        raise RuntimeError(f'libca_hung failed: {r.stdout}\n{r.stderr}')
     info = json.loads(r.stdout.strip().splitlines()[-1])
     return dict(command=shlex.join(cap.args), client=info['client'],
                 operations=info['operations'], expected=None)

@@ -375,12 +375,57 @@ def test_unanswered_requests_of_a_slow_ioc():
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "fixtures").iterdir()
                                         if p.suffix in (".pcap", ".pcapng")
-                                        and p.name != "unanswered.pcap"))
+                                        and p.name not in ("unanswered.pcap", "hung.pcap")))
 def test_every_request_of_the_other_fixtures_was_answered(name):
     """Their clients waited for each answer (reuse.pcap's failed puts are
     answered by ErrorResponses quoting them; cancels by EventCancelResponse)."""
     report = collect([str(fixture(name))])
     assert report["unanswered_requests"] == [] and report["unanswered_requests_total"] == 0
+
+
+def test_unanswered_echo_of_a_hung_ioc():
+    """hung.pcap (fixtures/README.md): libca's EchoRequests to a stopped
+    IOC, never answered; libca then closes the circuit (FIN, RST)."""
+    path = fixture("hung.pcap")
+    msgs = print_json(path)
+    echoes = [m for m in msgs if m["command"] == "EchoRequest"]
+    assert [m["frame"] for m in echoes] == [15, 17]
+    packets = packet_times(path)
+    assert packets[-1][1] & dpkt.tcp.TH_RST
+    report = collect([str(path)])
+    (e,) = report["unanswered_requests"]
+    assert (e["pv"], e["request"], e["count"], e["until"]) == (None, "EchoRequest", 2,
+                                                                 "circuit closed")
+    assert (e["first_frame"], e["last_frame"]) == (15, 17)
+    assert (e["first"], e["last"]) == (echoes[0]["timestamp"], echoes[1]["timestamp"])
+    assert e["longest_wait_s"] == (packets[-1][0] - ns(echoes[0]["timestamp"])) / 1e9
+    assert e["client"] == f"{echoes[0]['src']}:{echoes[0]['sport']}"
+
+
+def test_echo_answers_the_oldest_echo_request():
+    """No fixture has an answered echo: fake records through the collector."""
+    from pcapca import _caproto
+    col = StatsCollector()
+    key = (1, ("10.0.0.1", 40000), ("10.0.0.2", 5064))
+
+    def echo(ts, role):
+        cls = _caproto.Commands[_caproto.CLIENT if role == "client" else _caproto.SERVER][23]
+        return SimpleNamespace(name=cls.__name__, cls=cls, fields=(23, 0, 0, 0, 0, 0),
+                               msg=b"\0" * 16, proto="tcp", role=role, pv=None, ts=ts,
+                               frame=ts // 10**9, src="10.0.0.1", sport=40000, dst="10.0.0.2",
+                               dport=5064, circuit=key, latency=None)
+    col.add(echo(1 * 10**9, "client"))
+    col.add(echo(2 * 10**9, "client"))
+    col.add(echo(3 * 10**9, "server"))      # answers the first
+    (e,) = col.report()["unanswered_requests"]
+    assert (e["request"], e["first_frame"], e["count"]) == ("EchoRequest", 2, 1)
+    col = StatsCollector()
+    col.add(echo(1 * 10**9, "client"))
+    col.add(echo(2 * 10**9, "server"))      # answers it
+    col.add(echo(3 * 10**9, "server"))      # answers nothing (its request was not seen)
+    col.add(echo(4 * 10**9, "client"))      # so this one stays unanswered
+    (e,) = col.report()["unanswered_requests"]
+    assert (e["request"], e["first_frame"], e["count"]) == ("EchoRequest", 4, 1)
 
 
 def test_unanswered_requests_filtered():
