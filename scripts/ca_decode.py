@@ -41,6 +41,22 @@ def tshark_rows(path):
         yield dict(zip(FIELDS, parts))
 
 
+_raw = {}
+
+
+def raw_frames(path):
+    """Every frame's bytes as the capture file holds them (read with dpkt)."""
+    if path not in _raw:
+        import dpkt
+        with open(path, 'rb') as f:
+            magic = f.read(4)
+            f.seek(0)
+            reader = (dpkt.pcapng.Reader(f) if magic == b'\x0a\x0d\x0d\x0a'
+                      else dpkt.pcap.Reader(f))
+            _raw[path] = [bytes(buf) for _, buf in reader]
+    return _raw[path]
+
+
 def udp_role(sport, dport, data):
     """Role (caproto.CLIENT / SERVER) of the sender of a UDP datagram."""
     if len(data) >= 2:
@@ -73,6 +89,11 @@ def decode(path, ports=(5064, 5065, 5066)):
             key = (iface, src, sport, dst, dport)
             seq = int(row['tcp.seq_raw'])
             payload = bytes.fromhex(row['tcp.payload'].replace(':', ''))
+            tcp_len = int(row['tcp.len'] or 0)
+            if len(payload) < tcp_len:
+                # tshark writes at most 65496 bytes of a field: the rest of
+                # the payload is the end of the frame as the file holds it
+                payload = raw_frames(path)[frame - 1][-tcp_len:]
             st = streams.get(key)
             if row['tcp.flags.syn'] in ('1', 'True'):
                 streams[key] = [seq + 1, bytearray()]
@@ -92,7 +113,7 @@ def decode(path, ports=(5064, 5065, 5066)):
             if seq != st[0]:
                 yield (frame, iface, 'tcp', f'{src}:{sport}', f'{dst}:{dport}',
                        '?', f'GAP of {seq - st[0]} bytes')
-                st[1].clear()
+                st[1] = bytearray()
             st[0] = seq + len(payload)
             st[1] += payload
             role = ca.SERVER if sport in SERVER_PORTS else ca.CLIENT
@@ -104,7 +125,7 @@ def decode(path, ports=(5064, 5065, 5066)):
                     yield (frame, iface, 'tcp', f'{src}:{sport}',
                            f'{dst}:{dport}', direction,
                            f'UNDECODABLE {type(ex).__name__}')
-                    st[1].clear()
+                    st[1] = bytearray()
                     break
                 if command is NEED_DATA:
                     break
