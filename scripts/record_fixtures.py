@@ -739,7 +739,7 @@ def sc_unanswered(ctx):
             '600 s, so no WriteNotifyResponse before the capture ends',
             'ReadNotify FIX:dbl (ioid 2) -> 3.25: the circuit still answers',
             'client 2 (user "stuck"): TCP connect; create FIX:dbl (cid 0, '
-            'sid 2) and FIX:slow_get (cid 1, sid 3)',
+            'sid 0) and FIX:slow_get (cid 1, sid 1): sids count per circuit',
             'ReadNotify FIX:slow_get (ioid 0): the IOC\'s read takes 600 s '
             'on the circuit\'s one command loop, so it is not answered; then '
             'EventAdd FIX:dbl (subscriptionid 0) and CreateChan FIX:long '
