@@ -479,6 +479,21 @@ def test_unanswered_requests_memory_is_bounded(monkeypatch):
     assert slow_get["longest_wait_s"] == (ns(create["first"]) - ns(slow_get["first"])) / 1e9
 
 
+def test_unanswered_request_rows_are_bounded(monkeypatch):
+    """Past MAX_ERRORS rows, unanswered requests are counted, not listed."""
+    import pcapca.stats
+    monkeypatch.setattr(pcapca.stats, "MAX_ERRORS", 2)
+    report = collect([str(fixture("unanswered.pcap"))])
+    # (the first rows made: client 2's circuit closed before the capture ended)
+    assert [e["request"] for e in report["unanswered_requests"]] == [
+        "ReadNotifyRequest", "EventAddRequest"]
+    assert report["unanswered_requests_total"] == 4
+    text = render_text(report)
+    assert "Unanswered requests (4 requests)" in text
+    assert text.split("Unanswered requests")[1].split("\n\n")[0].splitlines()[-1] == \
+        "  (2 more not listed)"
+
+
 def test_unanswered_request_whose_id_is_used_again():
     """No fixture reuses a pending ioid: fake records through the collector."""
     from pcapca import _caproto
