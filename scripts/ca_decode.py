@@ -41,22 +41,6 @@ def tshark_rows(path):
         yield dict(zip(FIELDS, parts))
 
 
-_raw = {}
-
-
-def raw_frames(path):
-    """Every frame's bytes as the capture file holds them (read with dpkt)."""
-    if path not in _raw:
-        import dpkt
-        with open(path, 'rb') as f:
-            magic = f.read(4)
-            f.seek(0)
-            reader = (dpkt.pcapng.Reader(f) if magic == b'\x0a\x0d\x0d\x0a'
-                      else dpkt.pcap.Reader(f))
-            _raw[path] = [bytes(buf) for _, buf in reader]
-    return _raw[path]
-
-
 def udp_role(sport, dport, data):
     """Role (caproto.CLIENT / SERVER) of the sender of a UDP datagram."""
     if len(data) >= 2:
@@ -89,11 +73,6 @@ def decode(path, ports=(5064, 5065, 5066)):
             key = (iface, src, sport, dst, dport)
             seq = int(row['tcp.seq_raw'])
             payload = bytes.fromhex(row['tcp.payload'].replace(':', ''))
-            tcp_len = int(row['tcp.len'] or 0)
-            if len(payload) < tcp_len:
-                # tshark writes at most 65496 bytes of a field: the rest of
-                # the payload is the end of the frame as the file holds it
-                payload = raw_frames(path)[frame - 1][-tcp_len:]
             st = streams.get(key)
             if row['tcp.flags.syn'] in ('1', 'True'):
                 streams[key] = [seq + 1, bytearray()]
