@@ -100,3 +100,20 @@ def test_other_link_types_and_ipv6_are_skipped_and_counted():
 
 def test_frame_numbers_are_one_based_and_consecutive():
     assert [p.frame for p in frames()] == list(range(1, len(frames()) + 1))
+
+
+def test_ipv4_total_length_0_is_read_to_the_end_of_the_frame():
+    """fixtures/bigtcp.pcap frame 20: a 95298-byte BIG TCP packet whose IPv4
+    total length is 0 (tcpdump: bad-len 0), captured whole. Wireshark reads
+    such a packet (segmentation offload) to the end of the frame."""
+    from pcapca.link import DLT_EN10MB, parse
+    (p,) = [p for p in read_capture(fixture("bigtcp.pcap"))
+            if isinstance(p, Packet) and p.frame == 20]
+    assert len(p.data) == p.orig_len == 95298
+    assert struct.unpack_from("!H", p.data, 16)[0] == 0          # the total length field
+    seg = parse(DLT_EN10MB, p.data)
+    tcp_header = (p.data[14 + 20 + 12] >> 4) * 4
+    assert len(seg.payload) == seg.wire_len == 95298 - 14 - 20 - tcp_header == 95232
+    assert (seg.sport, seg.dport) == (5064, struct.unpack_from("!H", p.data, 36)[0])
+    # the same packet with its Ethernet padded: the end of the frame is still the end
+    assert len(parse(DLT_EN10MB, p.data + bytes(4)).payload) == 95236
