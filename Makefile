@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 CAPTURE ?= fixtures/basic.pcap
 CORPUS ?= ../shared/corpus
 
-.PHONY: demo test bench fuzz fixtures check-corpus clean
+.PHONY: demo test bench fuzz fixtures check-corpus soak clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ fixtures: $(VENV)/.installed
 
 check-corpus: $(VENV)/.installed
 	$(PY) scripts/check_corpus.py $(CORPUS)
+
+soak: $(VENV)/.installed
+	$(PY) -m pip install --quiet pyepics softioc
+	$(PY) scripts/soak.py $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .hypothesis *.egg-info

@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""Compare pcapca with the independent decoder on random real CA sessions.
+
+    python scripts/soak.py [--runs N] [--seconds S] [--seed K] [--keep DIR]
+
+Each run starts the caproto fixture IOC (127.0.0.1:5064) and a real EPICS
+rsrv IOC (pythonSoftIOC, 5066), captures lo with tcpdump, runs
+``soak_client.py`` (libca via pyepics, random reads of every DBR type, puts,
+subscriptions, cancels from four threads) for S seconds, and compares the
+CA message list pcapca decodes (frame, direction, class) with that of
+``ca_decode.py`` (tshark + its own reassembly + caproto). Prints SAME or the
+difference per run; exit status 1 if any run differs or pcapca reported a
+problem. Needs what ``record_fixtures.py`` needs for rsrv.pcap (root,
+tcpdump, tshark, pyepics, softioc). Only 127.0.0.1 is used.
+"""
+from __future__ import annotations
+
+import argparse
+import difflib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(HERE))
+
+import ca_decode  # noqa: E402
+import pcapca  # noqa: E402
+import record_fixtures as rf  # noqa: E402
+
+
+def reference(path):
+    """ca_decode's messages; it calls caproto's reply to a cancel (command
+    1, no payload) an EventAddResponse, as caproto parses it."""
+    out = []
+    for frame, _, _, _, _, direction, text, _ in ca_decode.summary(path):
+        if text.startswith(('UNDECODABLE', 'INCOMPLETE', 'GAP')):
+            continue
+        out.append((frame, direction, text.split('(', 1)[0]))
+    return out
+
+
+def decoded(path, problems):
+    return [(r.frame, 'C>S' if r.role == 'client' else 'S>C',
+             'EventAddResponse' if r.name == 'EventCancelResponse' else r.name)
+            for r in pcapca.read(path, on_problem=problems.append)]
+
+
+def one_run(seed, seconds, path):
+    tmp = tempfile.mkdtemp(prefix='soak-')
+    procs = rf.Procs(tmp)
+    try:
+        env = rf.base_env(EPICS_CA_ADDR_LIST='127.0.0.1 127.0.0.1:5066')
+        rf.start_ioc(procs, env)
+        rsrv = procs.start('softioc', [rf.PY, os.path.join(HERE, 'rsrv_ioc.py')],
+                           env=dict(env, EPICS_CA_SERVER_PORT='5066',
+                                    EPICS_CAS_BEACON_PORT='5099'))
+        procs.wait_for_text(rsrv, 'RSRV-READY')
+        time.sleep(0.5)
+        with rf.tcpdump(procs, path, filt='port 5064 or port 5066'):
+            subprocess.run([rf.PY, os.path.join(HERE, 'soak_client.py'), str(seed),
+                            str(seconds)], env=env, capture_output=True,
+                           timeout=seconds + 60, check=True)
+    finally:
+        procs.stop_all()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--runs', type=int, default=5)
+    p.add_argument('--seconds', type=float, default=8.0)
+    p.add_argument('--seed', type=int, default=1)
+    p.add_argument('--keep', metavar='DIR', help='keep the captures here')
+    args = p.parse_args(argv)
+    out = args.keep or tempfile.mkdtemp(prefix='soak-captures-')
+    os.makedirs(out, exist_ok=True)
+    bad = 0
+    for seed in range(args.seed, args.seed + args.runs):
+        path = os.path.join(out, f'soak-{seed}.pcap')
+        one_run(seed, args.seconds, path)
+        problems = []
+        want, got = reference(path), decoded(path, problems)
+        same = want == got and not problems
+        bad += not same
+        print(f'seed {seed}: {len(got)} messages: ' + ('SAME' if same else 'DIFFERENT'),
+              flush=True)
+        for line in list(difflib.unified_diff([str(x) for x in want], [str(x) for x in got],
+                                              'ca_decode.py', 'pcapca', lineterm='', n=1))[:40]:
+            print('  ' + line)
+        for problem in problems[:10]:
+            print(f'  pcapca: {problem}')
+    if not args.keep:
+        shutil.rmtree(out, ignore_errors=True)
+    return 1 if bad else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
