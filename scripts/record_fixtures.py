@@ -259,7 +259,7 @@ def dumpcap(procs, path, ifaces):
 # produced by ca_decode.describe, or None), compare (how to compare).
 
 SCENARIOS = {}
-IN_NETNS = ('noise.pcap', 'bigtcp.pcap')   # recorded in a private network namespace
+IN_NETNS = ('noise.pcap', 'bigtcp.pcap', 'mtu1500.pcap')   # recorded in a private network namespace
 
 
 def scenario(name, *, needs=()):
@@ -704,29 +704,33 @@ def sc_reuse(ctx):
                 operations=ops, expected=transcript_descr(client))
 
 
-IFLA_GSO_MAX_SIZE, IFLA_GRO_MAX_SIZE = 41, 58
+IFLA_GSO_MAX_SEGS, IFLA_GSO_MAX_SIZE, IFLA_GRO_MAX_SIZE = 40, 41, 58
 IFLA_GSO_IPV4_MAX_SIZE, IFLA_GRO_IPV4_MAX_SIZE = 63, 64   # linux/if_link.h (6.3+)
 
 
-def big_tcp_on_lo(size):
-    """Let lo's TCP send (and deliver) IPv4 packets of up to ``size`` bytes
-    (Linux "BIG TCP", kernel 6.3 or later): a raw rtnetlink RTM_NEWLINK, as
-    ``ip link set dev lo gso_ipv4_max_size SIZE gro_ipv4_max_size SIZE``
-    would do with an iproute2 that knows those names (Debian 12's does not)."""
+def set_lo(attrs):
+    """Set u32 link attributes of lo ({IFLA_*: value}) by a raw rtnetlink
+    RTM_NEWLINK (Debian 12's iproute2 does not know all of them)."""
     s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
     try:
         s.bind((0, 0))
-        attrs = b''.join(struct.pack('=HHI', 8, t, size) for t in (
-            IFLA_GSO_MAX_SIZE, IFLA_GRO_MAX_SIZE, IFLA_GSO_IPV4_MAX_SIZE,
-            IFLA_GRO_IPV4_MAX_SIZE))
         body = struct.pack('=BxHiII', socket.AF_UNSPEC, 0,
-                           socket.if_nametoindex('lo'), 0, 0) + attrs
+                           socket.if_nametoindex('lo'), 0, 0) + b''.join(
+            struct.pack('=HHI', 8, t, v) for t, v in attrs.items())
         s.send(struct.pack('=IHHII', 16 + len(body), 16, 1 | 4, 1, 0) + body)
         error = struct.unpack_from('=i', s.recv(4096), 16)[0]
     finally:
         s.close()
     if error:
-        raise RuntimeError(f'BIG TCP on lo: netlink error {error} (kernel < 6.3?)')
+        raise RuntimeError(f'setting {attrs} on lo: netlink error {error}')
+
+
+def big_tcp_on_lo(size):
+    """Let lo's TCP send (and deliver) IPv4 packets of up to ``size`` bytes
+    (Linux "BIG TCP", kernel 6.3 or later), as ``ip link set dev lo
+    gso_ipv4_max_size SIZE gro_ipv4_max_size SIZE`` would."""
+    set_lo({IFLA_GSO_MAX_SIZE: size, IFLA_GRO_MAX_SIZE: size,
+            IFLA_GSO_IPV4_MAX_SIZE: size, IFLA_GRO_IPV4_MAX_SIZE: size})
 
 
 def ipv4_length_zero(path):
@@ -777,6 +781,117 @@ def sc_bigtcp(ctx):
                 note='frames with IPv4 total length 0: '
                      f'{", ".join(str(f) for f, _ in big)}, each captured '
                      'whole; Wireshark reads them as ending with the frame')
+
+
+@scenario('mtu1500.pcap', needs=('unshare', 'ip'))
+def sc_mtu1500(ctx):
+    """Runs inside a private network namespace whose lo is made to cut TCP
+    as Ethernet does: MTU 1500 and one segment per packet (GSO max segs 1),
+    so messages span many segments and headers fall across segment ends."""
+    subprocess.run(['ip', 'link', 'set', 'lo', 'mtu', '1500'], check=True)
+    set_lo({IFLA_GSO_MAX_SEGS: 1})
+    env, client, ops = ioc_and_client(ctx)
+    cap = tcpdump(ctx.procs, ctx.tmpfile)
+    with cap:
+        found = client.search(['FIX:wf', 'FIX:counter', 'FIX:str', 'FIX:dbl'])
+        circ = client.connect(found['FIX:wf'])
+        wf = client.create(circ, 'FIX:wf')
+        cnt = client.create(circ, 'FIX:counter')
+        st = client.create(circ, 'FIX:str')
+        dbl = client.create(circ, 'FIX:dbl')
+        client.read(wf, data_count=3000)
+        client.read(wf, data_type='time', data_count=1001)
+        client.read(st, data_type='control')
+        sub = client.subscribe(cnt, data_type='time')
+        client.wait_updates(cnt, sub, 3)
+        client.unsubscribe(cnt, sub)
+        client.write(wf, list(range(2000)), notify=True)
+        client.read(dbl, data_type='control')
+        # two requests in one send, the first 1440 bytes long: the second
+        # one's header starts 8 bytes before the end of the first segment
+        put = wf.write(list(range(178)), notify=True, data_type=ca.ChannelType.DOUBLE)
+        get = dbl.read(data_type=ca.ChannelType.TIME_DOUBLE)
+        client._send(circ, put, get)
+        for want in (ca.WriteNotifyResponse, ca.ReadNotifyResponse):
+            client._wait(circ, lambda c, w=want: isinstance(c, w), want.__name__)
+        client.sleep()
+        # three reads in one send: the server's replies, 1440 + 32 + 48 bytes
+        reads = [wf.read(data_count=178, data_type=ca.ChannelType.DOUBLE),
+                 dbl.read(data_type=ca.ChannelType.DOUBLE),
+                 st.read(data_type=ca.ChannelType.TIME_STRING)]
+        client._send(circ, *reads)
+        for req in reads:
+            client._wait(circ, lambda c, i=req.ioid: isinstance(c, ca.ReadNotifyResponse)
+                         and c.ioid == i, 'ReadNotifyResponse')
+        client.sleep()
+        client.close()
+    split = headers_across_segments(ctx.tmpfile)
+    if not split:
+        raise RuntimeError('no CA header falls across two segments')
+    ops += ['in a private network namespace: lo MTU 1500 and GSO max segs 1, '
+            'so TCP segments carry at most 1448 bytes (1500 - IPv4 - TCP with '
+            'time stamps), as on Ethernet',
+            'UDP: VersionRequest + SearchRequest FIX:wf, FIX:counter, FIX:str, '
+            'FIX:dbl; answered',
+            'TCP connect; create FIX:wf, FIX:counter, FIX:str, FIX:dbl',
+            'ReadNotify FIX:wf DOUBLE count 3000 (24016 bytes in 17 segments), '
+            'then TIME_DOUBLE count 1001',
+            'ReadNotify FIX:str as CTRL_STRING',
+            'EventAdd FIX:counter TIME_LONG: 4 updates, then EventCancel',
+            'WriteNotify FIX:wf = 0..1999 as DOUBLE (16016 bytes from the client)',
+            'ReadNotify FIX:dbl as CTRL_DOUBLE',
+            'in one send: WriteNotify FIX:wf = 0..177 (1440 bytes) + ReadNotify '
+            'FIX:dbl TIME_DOUBLE, whose header starts 8 bytes before the end of '
+            'the first 1448-byte segment; both answered',
+            'in one send: ReadNotify FIX:wf count 178, FIX:dbl DOUBLE, FIX:str '
+            'TIME_STRING; all answered',
+            'close']
+    return dict(command=shlex.join(cap.args), client='scripts/ca_client.py',
+                operations=ops, expected=transcript_descr(client),
+                note='CA headers split across two TCP segments (direction, '
+                     'frame of the header\'s first bytes): ' + ', '.join(
+                         f'{d} {f}' for d, f in split))
+
+
+def headers_across_segments(path):
+    """[(direction, frame)] of the CA headers of a little-endian Ethernet
+    pcap (one client, one server on 5064, nothing lost) that start in one
+    TCP segment and end in the next: read here with struct, to check the
+    recording (not a decoder)."""
+    with open(path, 'rb') as f:
+        data = f.read()
+    streams = {}          # direction -> (bytes, [(stream offset, frame)])
+    pos, frame = 24, 1
+    while pos + 16 <= len(data):
+        caplen = struct.unpack_from('<I', data, pos + 8)[0]
+        pkt = data[pos + 16:pos + 16 + caplen]
+        pos += 16 + caplen
+        if pkt[12:14] == b'\x08\x00' and pkt[23] == 6:
+            ihl = (pkt[14] & 15) * 4
+            total = struct.unpack_from('!H', pkt, 16)[0]
+            tcp = 14 + ihl
+            sport, dport = struct.unpack_from('!HH', pkt, tcp)
+            payload = pkt[tcp + (pkt[tcp + 12] >> 4) * 4:14 + total]
+            if payload and 5064 in (sport, dport):
+                buf, starts = streams.setdefault('S>C' if sport == 5064 else 'C>S',
+                                                 (bytearray(), []))
+                starts.append((len(buf), frame))
+                buf += payload
+        frame += 1
+    out = []
+    for direction, (buf, starts) in streams.items():
+        ends = {off for off, _ in starts[1:]}
+        at = 0
+        while at + 16 <= len(buf):
+            size, = struct.unpack_from('!H', buf, at + 2)
+            hsize = 16
+            if size == 0xFFFF:
+                size, = struct.unpack_from('!I', buf, at + 16)
+                hsize = 24
+            if any(at < e < at + hsize for e in ends):
+                out.append((direction, max(f for off, f in starts if off <= at)))
+            at += hsize + size
+    return sorted(out, key=lambda x: x[1])
 
 
 @scenario('unanswered.pcap')

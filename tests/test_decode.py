@@ -340,3 +340,30 @@ def test_server_port_option_for_a_server_on_another_port(tmp_path):
     assert wrong.stdout.decode().splitlines()[:3] == [     # (its version bytes as a name)
         "1 udp client VersionRequest ", "1 udp client SearchRequest \\x00\\r",
         "1 udp client SearchRequest \\x00\\r"]
+
+
+def test_ethernet_sized_segments_and_a_header_across_two():
+    """mtu1500.pcap: lo cut to Ethernet's 1448-byte segments (fixtures/README.md).
+    Frame 100 carries a 1440-byte WriteNotifyRequest and the first 8 bytes of
+    the next request's header; frame 101 the other 8: that ReadNotifyRequest
+    belongs to frame 101, the frame that completes it."""
+    packets = {p.frame: p for p in read_capture(fixture("mtu1500.pcap")) if isinstance(p, Packet)}
+    assert max(len(p.data) for p in packets.values()) == 1514
+    assert len(packets[100].data) == 1514
+    records = decoded("mtu1500.pcap")
+    by_frame = {}
+    for r in records:
+        by_frame.setdefault(r.frame, []).append(r)
+    (put,) = by_frame[100]
+    assert (put.name, put.pv, put.command.data_count, len(put.msg)) == (
+        "WriteNotifyRequest", "FIX:wf", 178, 1440)
+    np.testing.assert_array_equal(put.command.data, np.arange(178.0))
+    (get,) = by_frame[101]
+    assert (get.name, get.pv, get.command.data_type.name) == (
+        "ReadNotifyRequest", "FIX:dbl", "TIME_DOUBLE")
+    assert len(packets[101].data) - 66 == 8       # the rest of its header, and no payload
+    # the 24016-byte reply to the first read, completed by a segment of at most 1448 bytes
+    (first,) = [r for r in records if r.name == "ReadNotifyResponse" and r.pv == "FIX:wf"
+                and r.command.data_count == 3000]
+    assert len(first.msg) == 24016 and len(packets[first.frame].data) <= 1514
+    np.testing.assert_array_equal(first.command.data, np.arange(3000) * 0.5)
