@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Compare pcapca with the independent decoder on random real CA sessions.
 
-    python scripts/soak.py [--runs N] [--seconds S] [--seed K] [--keep DIR]
+    python scripts/soak.py [--runs N] [--seconds S] [--seed K] [--keep DIR] [--mtu M]
 
 Each run starts the caproto fixture IOC (127.0.0.1:5064) and a real EPICS
 rsrv IOC (pythonSoftIOC, 5066), captures lo with tcpdump, runs
@@ -10,8 +10,11 @@ subscriptions, cancels from four threads) for S seconds, and compares the
 CA message list pcapca decodes (frame, direction, class) with that of
 ``ca_decode.py`` (tshark + its own reassembly + caproto). Prints SAME or the
 difference per run; exit status 1 if any run differs or pcapca reported a
-problem. Needs what ``record_fixtures.py`` needs for rsrv.pcap (root,
-tcpdump, tshark, pyepics, softioc). Only 127.0.0.1 is used.
+problem. ``--mtu 1500`` runs it all in a private network namespace whose lo
+cuts TCP as Ethernet does (MTU M, one segment per packet), so messages span
+many segments. Needs what ``record_fixtures.py`` needs for rsrv.pcap (root,
+tcpdump, tshark, pyepics, softioc; ``unshare`` and ``ip`` for ``--mtu``).
+Only 127.0.0.1 is used.
 """
 from __future__ import annotations
 
@@ -76,7 +79,15 @@ def main(argv=None):
     p.add_argument('--seconds', type=float, default=8.0)
     p.add_argument('--seed', type=int, default=1)
     p.add_argument('--keep', metavar='DIR', help='keep the captures here')
+    p.add_argument('--mtu', type=int, help='lo MTU, in a private network namespace')
     args = p.parse_args(argv)
+    if args.mtu and not os.environ.get('SOAK_IN_NETNS'):
+        cmd = ['unshare', '--net', '--', 'sh', '-c', 'ip link set lo up && exec "$@"', 'sh',
+               rf.PY, os.path.abspath(__file__), *(argv if argv is not None else sys.argv[1:])]
+        return subprocess.run(cmd, env=dict(os.environ, SOAK_IN_NETNS='1')).returncode
+    if args.mtu:
+        subprocess.run(['ip', 'link', 'set', 'lo', 'mtu', str(args.mtu)], check=True)
+        rf.set_lo({rf.IFLA_GSO_MAX_SEGS: 1})
     out = args.keep or tempfile.mkdtemp(prefix='soak-captures-')
     os.makedirs(out, exist_ok=True)
     bad = 0
