@@ -76,7 +76,7 @@ class Stats:
 class Circuit:
     """One TCP connection; ``client`` and ``server`` are (ip, port)."""
     __slots__ = ("client", "server", "halves", "decoders", "last_ts",
-                 "closing", "reported", "number", "is_ca", "key")
+                 "closing", "reported", "number", "is_ca", "key", "lost")
 
     def __init__(self, client, server, max_message: int, synced: bool, number: int):
         self.client = client
@@ -87,6 +87,7 @@ class Circuit:
         self.last_ts = 0
         self.closing = 0                     # FIN/RST seen (count)
         self.reported = [False, False]       # a problem was reported for this direction
+        self.lost = [0, 0]                   # bytes the capture lacks, per direction
         self.number = number
         self.is_ca: Optional[bool] = None    # None: not known yet (unknown server port)
         # identifies this connection (a new SYN on the same ports is another one)
@@ -281,6 +282,7 @@ class Decoder:
             if missing:
                 stats.gaps += 1
                 stats.lost_bytes += missing
+                circuit.lost[side] += missing
                 decoder.gap()
                 # data None: the capture itself cut the packet (snaplen): damage, exit 1
                 cut = data is None
@@ -355,7 +357,7 @@ class Decoder:
             # (both keys are the same for a connection from a port to itself)
             self.circuits.pop((c_ip, c_port, s_ip, s_port), None)
             self.circuits.pop((s_ip, s_port, c_ip, c_port), None)
-            self._closed.append(CircuitClosed(circuit.key))
+            self._closed.append(CircuitClosed(circuit.key, tuple(circuit.lost)))
             self.generation += 1
 
     def _unique_circuits(self):

@@ -99,5 +99,8 @@ class Problem:
 @dataclass(frozen=True, slots=True)
 class CircuitClosed:
     """The decoder forgot a TCP circuit (closed, reset or idle): later stages
-    drop what they keep for it. ``key`` is the circuit key of its records."""
+    drop what they keep for it. ``key`` is the circuit key of its records;
+    ``lost``: the bytes of each direction (from the client, from the server)
+    the capture lacks."""
     key: tuple
+    lost: tuple = (0, 0)

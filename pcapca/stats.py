@@ -240,7 +240,7 @@ class PVStats:
 
 class CircuitStats:
     __slots__ = ("key", "number", "client", "server", "host", "user", "start", "last",
-                 "end", "state", "channels", "msgs", "bytes", "counted")
+                 "end", "state", "channels", "msgs", "bytes", "counted", "lost")
 
     def __init__(self, key, ts):
         self.key = key
@@ -254,6 +254,7 @@ class CircuitStats:
         self.msgs = [0, 0]           # [client -> server, server -> client]
         self.bytes = [0, 0]
         self.counted = 0             # messages that passed the filter
+        self.lost = (0, 0)           # bytes the capture lacks, each way (known at the close)
 
 
 class ServerStats:
@@ -439,7 +440,7 @@ class StatsCollector:
             if cls is Decoded:
                 self.last_packet_ts = item.packet.ts
             elif cls is CircuitClosed:
-                self._circuit_closed(item.key)
+                self._circuit_closed(item.key, item.lost)
             yield item
 
     def run(self, paths: Sequence[str], decoder: Decoder,
@@ -648,11 +649,12 @@ class StatsCollector:
             value = message_id(record, id_name)
         self.pending[key].pop((id_name, value), None)
 
-    def _not_answered(self, key, entry: tuple, until: str, end: Optional[int]) -> None:
+    def _not_answered(self, key, entry: tuple, until: str, end: Optional[int],
+                      lost: int = 0) -> None:
         name, pv, frame, ts, file_index = entry
         self.unanswered_total += 1
         wait = max(end - ts, 0) if end is not None else 0
-        group_key = (pv, name, key, until)
+        group_key = (pv, name, key, until, lost)
         g = self.unanswered_groups.get(group_key)
         if g is None:
             if len(self.unanswered_groups) >= MAX_ERRORS:
@@ -666,10 +668,12 @@ class StatsCollector:
             g[4:7] = frame, ts, file_index
         g[7] = max(g[7], wait)
 
-    def _flush_pending(self, key, until: str, end: Optional[int]) -> None:
+    def _flush_pending(self, key, until: str, end: Optional[int], lost: int = 0) -> None:
+        """``lost``: bytes of the server's side of the circuit the capture
+        lacks (an answer may be among them)."""
         self.echoes.pop(key, None)
         for entry in self.pending.pop(key, {}).values():
-            self._not_answered(key, entry, until, end)
+            self._not_answered(key, entry, until, end, lost)
 
     # ---------------------------------------------------------------- searches
     def _search(self, record, name: str, ts: int) -> None:
@@ -816,21 +820,22 @@ class StatsCollector:
         b.last = ts
 
     # ---------------------------------------------------------------- circuits
-    def _circuit_closed(self, key) -> None:
+    def _circuit_closed(self, key, lost=(0, 0)) -> None:
         c = self.circuits.pop(key, None)
         if c is None:
             return
+        c.lost = lost
         if self.input_done:
             c.state = "open"                 # still open when the capture ended
-            self._flush_pending(key, "capture ended", self.files[-1]["last"])
+            self._flush_pending(key, "capture ended", self.files[-1]["last"], lost[1])
         elif self.last_packet_ts is not None and self.last_packet_ts - c.last > IDLE_NS:
             c.state = "idle"                 # dropped by the decoder after IDLE_NS of silence
             c.end = c.last
-            self._flush_pending(key, "circuit idle", c.end)
+            self._flush_pending(key, "circuit idle", c.end, lost[1])
         else:
             c.state = "closed"
             c.end = self.last_packet_ts if self.last_packet_ts is not None else c.last
-            self._flush_pending(key, "circuit closed", c.end)
+            self._flush_pending(key, "circuit closed", c.end, lost[1])
         self._keep_circuit(c)
 
     def _keep_circuit(self, c: CircuitStats) -> None:
@@ -907,8 +912,8 @@ class StatsCollector:
 
     def _unanswered_requests(self) -> List[dict]:
         out = []
-        for (pv, name, key, until), g in sorted(self.unanswered_groups.items(),
-                                                key=lambda kv: (-kv[1][0], kv[1][2])):
+        for (pv, name, key, until, lost), g in sorted(self.unanswered_groups.items(),
+                                                      key=lambda kv: (-kv[1][0], kv[1][2])):
             count, frame, ts, file_index, last_frame, last_ts, last_file, wait = g
             out.append({
                 "pv": pv, "request": name, "count": count,
@@ -918,6 +923,7 @@ class StatsCollector:
                 "last": ts_string(last_ts), "last_iso": iso(last_ts), "last_frame": last_frame,
                 "last_file": self.files[last_file]["path"] if self.files else None,
                 "longest_wait_s": wait / 1e9,
+                "server_bytes_not_captured": lost,
             })
         return out
 
@@ -944,6 +950,8 @@ class StatsCollector:
                 "channels": c.channels,
                 "messages_to_server": c.msgs[0], "messages_to_client": c.msgs[1],
                 "bytes_to_server": c.bytes[0], "bytes_to_client": c.bytes[1],
+                "bytes_not_captured_to_server": c.lost[0],
+                "bytes_not_captured_to_client": c.lost[1],
             })
         return out
 

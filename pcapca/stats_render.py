@@ -144,7 +144,10 @@ def render_text(report: dict, top: int = 20) -> str:
     _section(out, f"Unanswered requests ({_plural(total, 'request')})", ur, top,
              ["PV", "REQUEST", "COUNT", "FIRST", "FRAME", "WAITED s", "CLIENT", "SERVER", "UNTIL"],
              lambda e: [[e["pv"], e["request"], e["count"], clock(e["first"]), e["first_frame"],
-                         f"{e['longest_wait_s']:.3f}", e["client"], e["server"], e["until"]]],
+                         f"{e['longest_wait_s']:.3f}", e["client"], e["server"],
+                         e["until"] + (f"; {e['server_bytes_not_captured']} bytes from the "
+                                       f"server not captured"
+                                       if e["server_bytes_not_captured"] else "")]],
              right=[False, False, True, False, True, True, False, False, False])
     if total > sum(e["count"] for e in ur):
         out.append(f"  ({total - sum(e['count'] for e in ur)} more not listed)")
@@ -174,6 +177,11 @@ def render_text(report: dict, top: int = 20) -> str:
                          c["bytes_to_server"], c["bytes_to_client"]]],
              right=[True, False, False, False, False, False, False,
                     True, True, True, True, True])
+    for c in _limit(busiest, top)[0]:
+        lost = c.get("bytes_not_captured_to_server", 0), c.get("bytes_not_captured_to_client", 0)
+        if any(lost):
+            out.append(f"  circuit {c['number']}: bytes not captured (lost by the capture): "
+                       f"{lost[0]} to the server, {lost[1]} to the client")
 
     # -------------------------------------------------------------- servers
     servers = report["servers"]
