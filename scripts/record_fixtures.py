@@ -320,6 +320,14 @@ def basic_session(client, ops):
     ops.append('close the TCP connection (client FIN first)')
 
 
+def channels_of(client, names):
+    """Search ``names``, connect to the server of the first, create a
+    channel for each: (circuit, [channel, ...])."""
+    found = client.search(names)
+    circ = client.connect(found[names[0]])
+    return circ, [client.create(circ, n) for n in names]
+
+
 def ioc_and_client(ctx):
     """A fresh fixture IOC, a caproto client and an empty list of operations."""
     env = ctx.env()
@@ -457,9 +465,7 @@ def sc_bigarray(ctx):
     env, client, ops = ioc_and_client(ctx)
     cap = tcpdump(ctx.procs, ctx.tmpfile)
     with cap:
-        found = client.search(['FIX:wf'])
-        circ = client.connect(found['FIX:wf'])
-        wf = client.create(circ, 'FIX:wf')
+        circ, (wf,) = channels_of(client, ['FIX:wf'])
         r = client.read(wf, data_count=BIG_COUNT)
         assert len(r.data) == BIG_COUNT
         r = client.write(wf, np.arange(BIG_COUNT, dtype='>f8') * -1.0,
@@ -761,9 +767,7 @@ def sc_bigtcp(ctx):
     env, client, ops = ioc_and_client(ctx)
     cap = tcpdump(ctx.procs, ctx.tmpfile)
     with cap:
-        found = client.search(['FIX:wf'])
-        circ = client.connect(found['FIX:wf'])
-        wf = client.create(circ, 'FIX:wf')
+        circ, (wf,) = channels_of(client, ['FIX:wf'])
         client.read(wf, data_count=30000)
         client.close()
     big = ipv4_length_zero(ctx.tmpfile)
@@ -794,12 +798,8 @@ def sc_mtu1500(ctx):
     env, client, ops = ioc_and_client(ctx)
     cap = tcpdump(ctx.procs, ctx.tmpfile)
     with cap:
-        found = client.search(['FIX:wf', 'FIX:counter', 'FIX:str', 'FIX:dbl'])
-        circ = client.connect(found['FIX:wf'])
-        wf = client.create(circ, 'FIX:wf')
-        cnt = client.create(circ, 'FIX:counter')
-        st = client.create(circ, 'FIX:str')
-        dbl = client.create(circ, 'FIX:dbl')
+        circ, (wf, cnt, st, dbl) = channels_of(
+            client, ['FIX:wf', 'FIX:counter', 'FIX:str', 'FIX:dbl'])
         client.read(wf, data_count=3000)
         client.read(wf, data_type='time', data_count=1001)
         client.read(st, data_type='control')
@@ -907,10 +907,7 @@ def sc_lossy(ctx):
     env, client, ops = ioc_and_client(ctx)
     cap = tcpdump(ctx.procs, ctx.tmpfile, buffer_kib=32, immediate=False)
     with cap:
-        found = client.search(['FIX:wf', 'FIX:dbl'])
-        circ = client.connect(found['FIX:wf'])
-        wf = client.create(circ, 'FIX:wf')
-        dbl = client.create(circ, 'FIX:dbl')
+        circ, (wf, dbl) = channels_of(client, ['FIX:wf', 'FIX:dbl'])
         for _ in range(3):
             client.read(wf, data_count=20000)
             client.read(dbl)
