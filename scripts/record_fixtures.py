@@ -16,7 +16,9 @@ Needs
   check decoder ``ca_decode.py``)
 * pyepics (``pip install pyepics``; its wheel bundles libca) for ``libca``
 * pythonSoftIOC (``pip install softioc``: a real EPICS rsrv IOC) for ``rsrv``
-* ``unshare`` and ``ip`` (util-linux, iproute2) for ``noise``
+* ``unshare`` and ``ip`` (util-linux, iproute2) for the fixtures recorded in
+  a private network namespace: ``noise``, ``mtu1500``, ``lossy`` and
+  ``bigtcp`` (which also needs Linux 6.3 or later, for BIG TCP over IPv4)
 
 Fixtures that need a missing tool are skipped with a message.
 
