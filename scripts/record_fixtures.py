@@ -5,8 +5,9 @@
                                                     [--list] [--keep-going]
 
 Run as root (packet capture).  Everything happens on 127.0.0.1 (the ``lo``
-interface, or for ``noise`` the ``lo`` of a private network namespace made
-with ``unshare --net``); nothing is sent to any other address.
+interface, or for the fixtures in ``IN_NETNS`` the ``lo`` of a private
+network namespace made with ``unshare --net``, set up as each scenario
+says); nothing is sent to any other address.
 
 Needs
 -----
