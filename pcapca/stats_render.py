@@ -121,6 +121,9 @@ def render_text(report: dict, top: int = 20) -> str:
         counted = f" ({cap['messages_counted']} match the filter)"
     out.append(f"  {'packets':<9} {cap['packets']}; CA messages {cap['messages']}{counted}; "
                f"decode problems {cap['decode_problems']}; capture problems {cap['capture_problems']}")
+    if cap.get("tcp_bytes_missing"):
+        out.append(f"  {'missing':<9} {cap['tcp_bytes_missing']} TCP bytes of CA circuits were not "
+                   f"captured (holes in their sequence numbers): CA messages may be missing")
     if cap.get("packets_dropped_by_capture"):
         out.append(f"  {'dropped':<9} {cap['packets_dropped_by_capture']} packets dropped by the "
                    f"capturing program (pcapng interface statistics): CA messages may be missing")

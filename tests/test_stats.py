@@ -407,6 +407,8 @@ def test_unanswered_when_the_capture_lost_the_answers():
         "circuit closed; 152080 bytes from the server not captured")
     assert ("  circuit 1: bytes not captured (lost by the capture): 0 to the server, "
             "152080 to the client") in text.splitlines()
+    assert ("  missing   152080 TCP bytes of CA circuits were not captured (holes in their "
+            "sequence numbers): CA messages may be missing") in text.splitlines()
     # where nothing was lost, the rows and circuits say nothing of it
     plain = collect([str(fixture("unanswered.pcap"))])
     assert {e["server_bytes_not_captured"] for e in plain["unanswered_requests"]} == {0}
