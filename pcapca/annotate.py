@@ -58,7 +58,11 @@ def annotate(args, *, decoder, report: Callable[[Problem], None]) -> int:
         tmp_path = None
     else:
         directory = os.path.dirname(os.path.abspath(dst))
-        fd, tmp_path = tempfile.mkstemp(prefix=".pcapca-", suffix=".pcapng.part", dir=directory)
+        try:
+            fd, tmp_path = tempfile.mkstemp(prefix=".pcapca-", suffix=".pcapng.part",
+                                            dir=directory)
+        except OSError as exc:   # (name OUT, not the temporary file next to it)
+            raise OSError(exc.errno, f"cannot write {dst!r}: {exc.strerror}") from None
         out = os.fdopen(fd, "wb", buffering=1 << 20)
     writer = PcapngWriter(out, flush_each=(dst == "-"))
     damaged = False

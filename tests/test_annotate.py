@@ -139,6 +139,16 @@ def test_no_half_file_on_failure(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def test_out_in_a_missing_directory_is_named_in_the_error(tmp_path):
+    """The error names OUT, not the temporary file pcapca writes next to it."""
+    out = tmp_path / "no-such-dir" / "out.pcapng"
+    res = run_cli("annotate", fixture("basic.pcap"), out)
+    assert res.returncode == 2
+    assert res.stderr.decode() == (f"pcapca: error: cannot write {str(out)!r}: "
+                                   f"No such file or directory\n")
+    assert os.listdir(tmp_path) == []
+
+
 def test_comment_format_and_long_comments_cut(tshark, tmp_path):
     out = tmp_path / "big.pcapng"
     run_cli("annotate", fixture("bigarray.pcap"), out, "-q", "--comment", "{name} {command.data!r}", check=0)
