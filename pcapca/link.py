@@ -165,9 +165,9 @@ def _parse(linktype: int, data: bytes) -> Union[Segment, str]:
     src, dst = _addresses(addrs)
     start = off + ihl
     # Ethernet pads short frames: the IP total length says where data ends.
-    # A total length of 0 is a packet bigger than the field can say, captured
-    # before segmentation offload cut it up (TSO/LSO, Linux "BIG TCP"): it
-    # ends with the frame, as Wireshark reads it.
+    # A total length of 0 is a packet captured before segmentation offload
+    # cut it up and set its lengths (TSO; Linux "BIG TCP" packets over 64 KiB,
+    # which the field cannot hold): it ends with the frame, as Wireshark reads it.
     end_wire = off + total_len if total_len else len(data)
     end = min(end_wire, len(data))
     if proto == PROTO_TCP:
