@@ -63,6 +63,20 @@ def message_id(record: Record, name: str) -> int:
     return record.fields[index]
 
 
+# The id by which an ErrorResponse's quoted request header names the request
+# it answers: its command -> (id name, header field): create channel by cid,
+# event add by subscription id, read / read notify / write notify by ioid.
+_QUOTED_IDS = {18: ("cid", "parameter1"), 1: ("subscriptionid", "parameter2"),
+               3: ("ioid", "parameter2"), 15: ("ioid", "parameter2"), 19: ("ioid", "parameter2")}
+
+
+def quoted_id(header) -> Optional[Tuple[str, int]]:
+    """(id name, id) of the request whose header an ErrorResponse quotes
+    (``original_request``), or None for a request with no answer to pair."""
+    how = _QUOTED_IDS.get(header.command)
+    return None if how is None else (how[0], getattr(header, how[1]))
+
+
 class CircuitState:
     __slots__ = ("cids", "sids", "ioids", "subs", "creates")
 
@@ -324,8 +338,9 @@ class ChannelTracker:
                 name = None
             else:                                   # requests carry the sid
                 name = state.sids.get(orig.parameter1)
-                if command in (3, 15, 19):          # ...and the ioid of a pending reply
-                    entry = state.ioids.pop(orig.parameter2, None)
+                quoted = quoted_id(orig)
+                if quoted is not None and quoted[0] == "ioid":   # ...and a pending reply's ioid
+                    entry = state.ioids.pop(quoted[1], None)
                     if entry is not None:
                         name = name or entry[0]
                         self._pair(record, entry[1], entry[2])

@@ -32,7 +32,7 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence,
 
 from ._caproto import CLIENT, command_class, eca_value_to_status, reads_status_from_header
 from .capture import labelled, offsets_in, read_capture
-from .channels import MAX_PENDING, ChannelTracker, message_id
+from .channels import MAX_PENDING, ChannelTracker, message_id, quoted_id
 from .decoder import IDLE_NS, Decoder
 from .events import CircuitClosed, Packet, Problem
 from .formatting import ts_string
@@ -52,8 +52,8 @@ LATENCY_KINDS = ("read", "write", "search", "create")
 TIMELINE_KINDS = ("search", "search reply", "read", "write", "monitor", "beacon", "other")
 # Requests a server must answer, by the id its answer carries (unanswered
 # requests), and the answers: an ErrorResponse answers the request it quotes
-# (its command -> the id and which parameter of the quoted header holds it);
-# an EchoResponse answers the circuit's oldest EchoRequest (they carry no id).
+# (channels.quoted_id); an EchoResponse answers the circuit's oldest
+# EchoRequest (they carry no id).
 _REQUEST_ID = {"ReadNotifyRequest": "ioid", "ReadRequest": "ioid", "WriteNotifyRequest": "ioid",
                "EventAddRequest": "subscriptionid", "CreateChanRequest": "cid",
                "EchoRequest": "echo"}
@@ -61,8 +61,6 @@ _ANSWER_ID = {"ReadNotifyResponse": "ioid", "ReadResponse": "ioid", "WriteNotify
               "EventAddResponse": "subscriptionid", "EventCancelResponse": "subscriptionid",
               "CreateChanResponse": "cid", "CreateChFailResponse": "cid", "ErrorResponse": None,
               "EchoResponse": "echo"}
-_QUOTED_ID = {18: ("cid", 0), 1: ("subscriptionid", 1), 3: ("ioid", 1), 15: ("ioid", 1),
-              19: ("ioid", 1)}
 _TIMELINE_KIND = {
     "SearchRequest": "search", "SearchResponse": "search reply", "NotFoundResponse": "search reply",
     "ReadNotifyRequest": "read", "ReadNotifyResponse": "read", "ReadRequest": "read",
@@ -634,11 +632,12 @@ class StatsCollector:
     def _answered(self, record, key, id_name: Optional[str]) -> None:
         if id_name is None:                 # an ErrorResponse: the request it quotes
             try:
-                quoted = record.command.original_request
-                id_name, which = _QUOTED_ID[quoted.command]
+                quoted = quoted_id(record.command.original_request)
             except Exception:
                 return
-            value = quoted.parameter2 if which else quoted.parameter1
+            if quoted is None:
+                return
+            id_name, value = quoted
         elif id_name == "echo":
             echoes = self.echoes.get(key)
             if echoes is None or echoes[1] == echoes[0]:
@@ -827,15 +826,16 @@ class StatsCollector:
         c.lost = lost
         if self.input_done:
             c.state = "open"                 # still open when the capture ended
-            self._flush_pending(key, "capture ended", self.files[-1]["last"], lost[1])
+            until, end = "capture ended", self.files[-1]["last"]
         elif self.last_packet_ts is not None and self.last_packet_ts - c.last > IDLE_NS:
             c.state = "idle"                 # dropped by the decoder after IDLE_NS of silence
             c.end = c.last
-            self._flush_pending(key, "circuit idle", c.end, lost[1])
+            until, end = "circuit idle", c.end
         else:
             c.state = "closed"
             c.end = self.last_packet_ts if self.last_packet_ts is not None else c.last
-            self._flush_pending(key, "circuit closed", c.end, lost[1])
+            until, end = "circuit closed", c.end
+        self._flush_pending(key, until, end, lost[1])
         self._keep_circuit(c)
 
     def _keep_circuit(self, c: CircuitStats) -> None:
