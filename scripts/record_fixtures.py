@@ -187,6 +187,14 @@ def start_ioc(procs, env, port=5064, prefix='FIX:', common=1.0,
     return p
 
 
+def start_rsrv(procs, env):
+    """The EPICS rsrv IOC of rsrv_ioc.py (pythonSoftIOC), once it serves."""
+    p = procs.start('softioc', [PY, os.path.join(HERE, 'rsrv_ioc.py')], env=env)
+    procs.wait_for_text(p, 'RSRV-READY')
+    time.sleep(0.5)
+    return p
+
+
 def start_repeater(procs, env):
     p = procs.start('repeater', [os.path.join(BIN, 'caproto-repeater')],
                     env=env)
@@ -1123,10 +1131,7 @@ def sc_hung(ctx):
 def sc_rsrv(ctx):
     env = ctx.env(EPICS_CAS_BEACON_PORT='5099')
     start_repeater(ctx.procs, env)
-    ioc = ctx.procs.start('softioc', [PY, os.path.join(HERE, 'rsrv_ioc.py')],
-                          env=env)
-    ctx.procs.wait_for_text(ioc, 'RSRV-READY')
-    time.sleep(0.5)
+    start_rsrv(ctx.procs, env)
     cap = tcpdump(ctx.procs, ctx.tmpfile)
     with cap:
         r = subprocess.run([PY, os.path.join(HERE, 'libca_session.py'),

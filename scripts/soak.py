@@ -25,7 +25,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -59,11 +58,8 @@ def one_run(seed, seconds, path):
     try:
         env = rf.base_env(EPICS_CA_ADDR_LIST='127.0.0.1 127.0.0.1:5066')
         rf.start_ioc(procs, env)
-        rsrv = procs.start('softioc', [rf.PY, os.path.join(HERE, 'rsrv_ioc.py')],
-                           env=dict(env, EPICS_CA_SERVER_PORT='5066',
-                                    EPICS_CAS_BEACON_PORT='5099'))
-        procs.wait_for_text(rsrv, 'RSRV-READY')
-        time.sleep(0.5)
+        rf.start_rsrv(procs, dict(env, EPICS_CA_SERVER_PORT='5066',
+                                  EPICS_CAS_BEACON_PORT='5099'))
         with rf.tcpdump(procs, path, filt='port 5064 or port 5066'):
             subprocess.run([rf.PY, os.path.join(HERE, 'soak_client.py'), str(seed),
                             str(seconds)], env=env, capture_output=True,
