@@ -37,6 +37,8 @@ FIX:slow_put    DOUBLE 0.0 whose put takes SLOW_S (600 s) to complete: a
 FIX:slow_get    DOUBLE 0.0 whose read takes SLOW_S to complete: caproto
                 reads on the circuit's one command loop, so a ReadNotify of
                 it stalls every later request of that circuit
+FIX:late_put    DOUBLE 0.0 whose put takes LATE_S (1.5 s) to complete: a
+                WriteNotify answered after a ring buffer's next file began
 FIX:common      DOUBLE ``--common-value`` (the name is not prefixed, so two
                 instances with distinct prefixes both serve it)
 =============== ============================================================
@@ -51,6 +53,7 @@ import numpy as np
 
 WF_LENGTH = 200_000
 SLOW_S = 600.0          # FIX:slow_put / FIX:slow_get: longer than any recording
+LATE_S = 1.5            # FIX:late_put: longer than ring.pcapng's 1 s files
 
 
 def build_group(prefix):
@@ -87,6 +90,7 @@ def build_group(prefix):
 
         slow_put = pvproperty(name='slow_put', value=0.0, dtype=ChannelType.DOUBLE)
         slow_get = pvproperty(name='slow_get', value=0.0, dtype=ChannelType.DOUBLE)
+        late_put = pvproperty(name='late_put', value=0.0, dtype=ChannelType.DOUBLE)
 
         _burst_left = 0
         _next_tick = 0.0
@@ -104,6 +108,11 @@ def build_group(prefix):
         @slow_put.putter
         async def slow_put(self, instance, value):
             await asyncio.sleep(SLOW_S)
+            return value
+
+        @late_put.putter
+        async def late_put(self, instance, value):
+            await asyncio.sleep(LATE_S)
             return value
 
         @slow_get.getter

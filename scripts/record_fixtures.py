@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import glob
 import json
 import os
 import shlex
@@ -254,14 +255,14 @@ def tcpdump(procs, path, iface='lo', filt=CA_PORTS_FILTER, extra=(),
     return Capture(procs, 'tcpdump', path, args, 'listening on')
 
 
-def dumpcap(procs, path, ifaces):
+def dumpcap(procs, path, ifaces, extra=()):
     """ifaces: list of (interface, capture filter or None)."""
     args = ['dumpcap', '-q', '-B', '64']
     for iface, filt in ifaces:
         args += ['-i', iface]
         if filt:
             args += ['-f', filt]
-    args += ['-w', path]
+    args += ['-w', path, *extra]
     return Capture(procs, 'dumpcap', path, args, 'Capturing on')
 
 
@@ -989,6 +990,60 @@ def sc_unanswered(ctx):
                 expected=transcript_descr(client) + transcript_descr(stuck))
 
 
+RING_DIR = 'ring'        # ring.pcapng's files, as dumpcap -b wrote them
+
+
+@scenario('ring.pcapng', needs=('dumpcap',))
+def sc_ring(ctx):
+    """A ring buffer: dumpcap -b duration:1 starts a new file every second.
+    The channels are created in the first file and used in the later ones;
+    a put with completion (FIX:late_put, 1.5 s) is answered in a later file
+    than its request. ``ring.pcapng`` is the files joined (cat: one section
+    per file), which is what the checker reads; the files themselves go
+    under ``fixtures/ring/`` (``parts``)."""
+    env, client, ops = ioc_and_client(ctx)
+    cap = dumpcap(ctx.procs, ctx.tmpfile, [('lo', CA_PORTS_FILTER)],
+                  extra=('-b', 'duration:1'))
+    with cap:
+        found = client.search(['FIX:dbl', 'FIX:counter', 'FIX:late_put'])
+        circ = client.connect(found['FIX:dbl'])
+        dbl = client.create(circ, 'FIX:dbl')
+        counter = client.create(circ, 'FIX:counter')
+        late = client.create(circ, 'FIX:late_put')
+        sub = client.subscribe(counter)
+        client.read(dbl)
+        client.write(late, 2.0, notify=True)
+        client.sleep(1.2)
+        client.read(dbl)
+        client.unsubscribe(counter, sub)
+        client.clear(dbl)
+        client.close_circuit(circ)
+    stem, ext = os.path.splitext(ctx.tmpfile)
+    parts = sorted(glob.glob(f'{stem}_*{ext}'))
+    if len(parts) < 3:
+        raise RuntimeError(f'dumpcap wrote {len(parts)} ring files, not 3 or more')
+    with open(ctx.tmpfile, 'wb') as joined:
+        for part in parts:
+            with open(part, 'rb') as f:
+                joined.write(f.read())
+    ops += ['UDP: one search datagram: VersionRequest + SearchRequest FIX:dbl (cid 0), '
+            'FIX:counter (cid 1), FIX:late_put (cid 2); all answered',
+            'TCP connect; create FIX:dbl (sid 0), FIX:counter (sid 1), FIX:late_put (sid 2)',
+            'EventAdd FIX:counter (subscriptionid 0): an update every 0.1 s until cancelled',
+            'ReadNotify FIX:dbl (ioid 0) -> 3.25',
+            'WriteNotify FIX:late_put = 2.0 (ioid 1): the IOC completes it 1.5 s later, '
+            'so its WriteNotifyResponse is in a later file than the request',
+            'after 1.2 s more: ReadNotify FIX:dbl (ioid 2); EventCancel FIX:counter; '
+            'ClearChannel FIX:dbl; the client closes the circuit',
+            f'dumpcap started a new file every second: {len(parts)} files, joined in '
+            f'order into ring.pcapng (one section per file); the files are in '
+            f'fixtures/{RING_DIR}/']
+    return dict(command=shlex.join(cap.args), client='scripts/ca_client.py '
+                '(caproto sans-I/O)', operations=ops,
+                expected=transcript_descr(client), per_direction=True,
+                parts=[os.path.join(RING_DIR, os.path.basename(p)) for p in parts])
+
+
 @scenario('twoservers.pcap')
 def sc_twoservers(ctx):
     env = ctx.env(EPICS_CA_ADDR_LIST='127.0.0.1 127.0.0.1:5066',
@@ -1241,6 +1296,11 @@ def compare(name, meta, summary):
             got = [(x[5], x[2], x[6]) for x in msgs
                    if iface is None or x[1] == iface]
             exp = [tuple(e) for e in expected]
+            if meta.get('per_direction'):
+                # (monitor updates arrive while the client sends: the
+                # interleaving of the two directions is the network's)
+                got = sorted(got, key=lambda x: x[0])
+                exp = sorted(exp, key=lambda x: x[0])
             if got != exp:
                 problems.append(f'interface {iface}: sequence differs from '
                                 'the client transcript:\n' + diff(exp, got))
@@ -1310,6 +1370,13 @@ def record_one(name, out, attempts=3):
                 json.dump(REFERENCE, f, indent=1)
         dest = os.path.join(out, name)
         shutil.copyfile(ctx.tmpfile, dest)
+        if meta.get('parts'):          # (ring.pcapng: the files it joins)
+            part_dir = os.path.join(out, os.path.dirname(meta['parts'][0]))
+            shutil.rmtree(part_dir, ignore_errors=True)
+            os.makedirs(part_dir)
+            for part in meta['parts']:
+                shutil.copyfile(os.path.join(tmp, os.path.basename(part)),
+                                os.path.join(out, part))
         shutil.rmtree(tmp, ignore_errors=True)
         return finish_meta(name, dest, meta, summary), None
     return None, last
