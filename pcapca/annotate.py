@@ -12,6 +12,7 @@ import sys
 import tempfile
 from typing import Callable
 
+from .capture_set import Files
 from .formatting import Template, record_repr
 from .events import Passthrough, Problem
 from .pcapng_io import PcapngWriter
@@ -45,7 +46,8 @@ def annotate(args, *, decoder, report: Callable[[Problem], None]) -> int:
     if _same_file(src, dst):
         from .cli import UsageError as CliUsageError
         raise CliUsageError(f"output {dst!r} is the input file: refusing to overwrite it")
-    comment = Template(args.comment) if getattr(args, "comment", None) else default_comment
+    comment = (Template(args.comment, Files([src])) if getattr(args, "comment", None)
+               else default_comment)
     flt = getattr(args, "filter", None)
     keep_all = getattr(args, "keep_all", False)
 

@@ -84,18 +84,19 @@ def detect(src: ByteSource) -> str:
 
 
 def read_capture(source: Union[str, os.PathLike, BinaryIO, ByteSource], *, strict: bool = False,
-                 skim=None) -> Iterator[Union[Packet, Passthrough, Problem]]:
+                 skim=None, first_frame: int = 1) -> Iterator[Union[Packet, Passthrough, Problem]]:
     """Yield the packets of a capture (and, for pcapng, its other blocks as
     ``Passthrough``), with ``Problem`` items where the file is damaged.
 
     Raises CaptureFormatError (before yielding anything) if it is not a
     capture file at all, and OSError if it cannot be opened. ``skim``: see
-    ``pcapca.skim``."""
+    ``pcapca.skim``; ``first_frame``: the number of its first packet (see
+    ``pcapca.capture_set``)."""
     src = source if isinstance(source, ByteSource) else open_source(source)
     kind = detect(src)
     if kind == "gzip":
-        return _read_gzip(src, strict=strict, skim=skim)
-    return _read(src, kind, strict=strict, skim=skim)
+        return _read_gzip(src, strict=strict, skim=skim, first_frame=first_frame)
+    return _read(src, kind, strict=strict, skim=skim, first_frame=first_frame)
 
 
 def offsets_in(src: ByteSource) -> str:
@@ -145,9 +146,10 @@ def _gunzip(src: ByteSource):
     return inner, kind, gz
 
 
-def _read_gzip(src: ByteSource, *, strict: bool, skim):
+def _read_gzip(src: ByteSource, *, strict: bool, skim, first_frame: int):
     inner, kind, gz = _gunzip(src)
-    return _gzip_problems(_read(inner, kind, strict=strict, skim=skim), gz)
+    return _gzip_problems(_read(inner, kind, strict=strict, skim=skim, first_frame=first_frame),
+                          gz)
 
 
 def _gzip_problems(items, gz: Gunzip):
@@ -163,12 +165,12 @@ def _gzip_problems(items, gz: Gunzip):
         yield gz.problem
 
 
-def _read(src: ByteSource, kind: str, *, strict: bool, skim):
+def _read(src: ByteSource, kind: str, *, strict: bool, skim, first_frame: int):
     if kind == "truncated":
         n = src.available()
         return iter([Problem(f"capture file is truncated: it ends inside its magic number "
                              f"({n} of 4 bytes)", offset=0, fatal=True)])
     if kind == "pcap":
-        return read_pcap(src, strict=strict, skim=skim)
+        return read_pcap(src, strict=strict, skim=skim, first_frame=first_frame)
     from .pcapng_io import read_pcapng
-    return read_pcapng(_SourceFile(src), strict=strict, skim=skim)
+    return read_pcapng(_SourceFile(src), strict=strict, skim=skim, first_frame=first_frame)

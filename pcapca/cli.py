@@ -82,12 +82,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     p = sub.add_parser("print", help="one line per CA message",
-                       description="Print one line per CA message of a capture.")
-    p.add_argument("capture", help="pcap or pcapng file (gzip-compressed or not), or - for stdin")
+                       description="Print one line per CA message of a capture, or of several "
+                                   "read in order as one (e.g. a rotated tcpdump -C/-W or "
+                                   "dumpcap -b set: PV names and circuits carry over; frames "
+                                   "are numbered across the files as mergecap -a would).")
+    p.add_argument("captures", nargs="+", metavar="CAPTURE",
+                   help="pcap or pcapng file (gzip-compressed or not), or - for stdin (once)")
     p.add_argument("--format", "-f", default=None,
                    help="Python format string; tokens: {timestamp} {ethernet} {ip} {transport} "
                         "{command} {src} {dst} (as caproto-shark) and {frame} {sport} {dport} "
-                        "{proto} {role} {name} {pv} {latency} {request_frame} {ts} {time}. "
+                        "{proto} {role} {name} {pv} {latency} {request_frame} {ts} {time} {file} "
+                        "{file_frame}. "
                         f"Default: {DEFAULT_FORMAT!r}")
     p.add_argument("--json", action=argparse.BooleanOptionalAction, default=None,
                    help="one JSON object per message")
@@ -138,26 +143,58 @@ def _decoder(args) -> Decoder:
     return Decoder(max_message=args.max_message, server_ports=ports)
 
 
+def _probe_all(paths: List[str]) -> None:
+    """Refuse several captures with stdin twice, or a file that cannot be read
+    as a capture, before reading any (not at the 10th file)."""
+    from .capture import probe
+    from .streams import ByteSource
+    if paths.count("-") > 1:
+        raise UsageError("stdin (-) can be read only once")
+    for path in paths:
+        if path != "-":
+            with open(path, "rb") as f:
+                probe(ByteSource(f, path))
+
+
 def cmd_print(args) -> int:
-    from .pipeline import decode
+    from .capture_set import Files
+    from .pipeline import decode, decode_files
     if args.json and args.format:
         raise UsageError("--json and --format cannot be used together")
+    several = len(args.captures) > 1
+    if several:
+        _probe_all(args.captures)
     apply_config(args)
-    template = None if args.json else Template(args.format or DEFAULT_FORMAT)
+    files = Files(args.captures)
+    template = None if args.json else Template(args.format or DEFAULT_FORMAT, files)
     decoder = _decoder(args)
-    progress = open_with_progress(args.capture, enabled=args.progress and not args.quiet)
-    live = args.capture == "-"
+    bars = args.progress and not args.quiet
+    live = "-" in args.captures
     keep = None if args.filter is None else args.filter.matches
     # a filter by PV or command: packets it would drop wholly are skipped in
     # bulk (pcapca.skim), except on live input, where each packet is shown
     # as soon as it arrives
     drops = None if args.filter is None or live else args.filter.drops
-    stream = decode(progress.src, decoder=decoder, strict=args.strict, drops=drops)
-    tick = progress.update if progress.active else None
+    if several:
+        # (read in order as one capture; each file's bar moves per packet)
+        progress = None
+        stream = decode_files(files, opener=lambda path: open_with_progress(path, enabled=bars),
+                              decoder=decoder, strict=args.strict, drops=drops)
+        tick = None
+    else:
+        progress = open_with_progress(args.captures[0], enabled=bars)
+        stream = decode(progress.src, decoder=decoder, strict=args.strict, drops=drops)
+        tick = progress.update if progress.active else None
     out = sys.stdout
     write = out.write
     damaged = False
-    render = template if template is not None else record_json
+    if template is not None:
+        render = template
+    elif several:
+        def render(record, _files=files):
+            return record_json(record, _files)
+    else:
+        render = record_json
     lines: list = []          # written in batches: one write per line costs as much as the line
 
     def write_lines() -> None:
@@ -194,7 +231,8 @@ def cmd_print(args) -> int:
                 break
     if lines:
         write_lines()
-    progress.close()
+    if progress is not None:
+        progress.close()
     out.flush()
     if not args.quiet:
         print(f"pcapca: {decoder.stats.summary()}", file=sys.stderr)
@@ -208,23 +246,16 @@ def cmd_annotate(args) -> int:
 
 
 def cmd_stats(args) -> int:
-    from .capture import probe
     from .stats import StatsCollector
     from .stats_render import PlotUnavailable, check_matplotlib, plot, render_text
-    from .streams import ByteSource
     if args.top < 0:
         raise UsageError(f"--top {args.top}: must be 0 (all) or more")
-    if args.captures.count("-") > 1:
-        raise UsageError("stdin (-) can be read only once")
     if args.plot:
         try:
             check_matplotlib()
         except PlotUnavailable as exc:
             raise UsageError(str(exc)) from None
-    for path in args.captures:        # fail before reading anything, not at the 10th file
-        if path != "-":
-            with open(path, "rb") as f:
-                probe(ByteSource(f, path))
+    _probe_all(args.captures)
     apply_config(args)
     collector = StatsCollector(keep=None if args.filter is None else args.filter.matches,
                                timeline=bool(args.plot))

@@ -28,7 +28,7 @@ DEFAULT_FORMAT = "{timestamp} {src}:{transport.sport}->{dst}:{transport.dport} {
 # Tokens: caproto-shark's, then pcapca's own.
 SHARK_TOKENS = ("timestamp", "ethernet", "ip", "transport", "command", "src", "dst")
 TOKENS = SHARK_TOKENS + ("frame", "sport", "dport", "proto", "role", "name", "pv",
-                         "latency", "request_frame", "ts", "time")
+                         "latency", "request_frame", "ts", "time", "file", "file_frame")
 
 
 class FormatError(ValueError):
@@ -827,7 +827,9 @@ def _field_json(command, name: str):
         return f"(error: {ex})"
 
 
-def record_json(record) -> str:
+def record_json(record, files=None) -> str:
+    """One JSON object; with ``files`` (several captures read as one, see
+    ``pcapca.capture_set``) it says the file and frame number there too."""
     obj = {
         "frame": record.frame,
         "timestamp": ts_string(record.ts),
@@ -841,6 +843,9 @@ def record_json(record) -> str:
         "repr": record_repr(record),
         "fields": record_fields(record),
     }
+    if files is not None:
+        path, frame = files.locate(record.packet.frame)
+        obj = {"frame": record.frame, "file": path, "file_frame": frame, **obj}
     return _json_line(obj)
 
 
@@ -893,6 +898,8 @@ _EXPRESSIONS: Dict[str, str] = {
     "request_frame": "_opt(r.request_frame)",
     "ts": "r.packet.ts",
     "time": "_ts_string(r.packet.ts)",
+    "file": "_text(_files.name(r.packet.frame))",
+    "file_frame": "_files.local(r.packet.frame)",
 }
 # caproto-shark's {transport.sport}/{transport.dport} without building dpkt objects
 _SHORTCUTS = {("transport", "sport"): "r.segment.sport", ("transport", "dport"): "r.segment.dport"}
@@ -958,12 +965,25 @@ def _split_field(field: str) -> Tuple[str, List[Tuple[str, object]]]:
     return root, chain
 
 
+class _NoFiles:
+    """{file}, {file_frame} of a Template given no ``Files``: no name."""
+    @staticmethod
+    def name(frame: int) -> str:
+        return ""
+
+    @staticmethod
+    def local(frame: int) -> int:
+        return frame
+
+
 class Template:
     """A compiled ``--format`` string. ``Template(fmt)`` raises FormatError
-    for a bad one (unknown token, unknown attribute, syntax)."""
+    for a bad one (unknown token, unknown attribute, syntax). ``files``: a
+    ``pcapca.capture_set.Files``, for ``{file}`` and ``{file_frame}``."""
 
-    def __init__(self, fmt: str):
+    def __init__(self, fmt: str, files=None):
         self.text = fmt
+        self.files = files if files is not None else _NoFiles
         self.parts: List = []
         try:
             parsed = list(string.Formatter().parse(fmt))
@@ -1035,7 +1055,7 @@ class Template:
             pieces.append("{" + expr + ("!" + conv if conv else "")
                           + (":" + spec_text if spec_text else "") + "}")
         source = "lambda r: f" + repr("".join(pieces))
-        env = {"_c": tuple(consts), "_repr": record_repr, "_opt": _opt, "_text": _text, "_latency": _latency, "_ts_string": ts_string, "_chain": _chain}
+        env = {"_c": tuple(consts), "_repr": record_repr, "_opt": _opt, "_text": _text, "_latency": _latency, "_ts_string": ts_string, "_chain": _chain, "_files": self.files}
         return eval(source, env)  # noqa: S307 - built only from the fixed expressions above
 
     def __call__(self, record) -> str:
@@ -1055,7 +1075,7 @@ class Template:
             root, chain, conv, spec = part
             single = Template("{" + root + "".join(
                 f".{k}" if kind == "." else f"[{k}]" for kind, k in chain)
-                + (f"!{conv}" if conv else "") + "}")
+                + (f"!{conv}" if conv else "") + "}", self.files)
             try:
                 value = single._render(record)
             except Exception as exc:

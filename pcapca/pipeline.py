@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Callable, Iterator, Optional
 
 from .capture import label_offsets, offsets_in, read_capture
+from .capture_set import Files, read_captures
 from .channels import ChannelTracker
 from .decoder import Decoder
 from .events import Problem
@@ -32,6 +33,25 @@ def decode(source, *, decoder: Optional[Decoder] = None,
     offsets = offsets_in(src)          # (a gzip-compressed capture; before reading starts)
     stream = tracker.run(decoder.run(read_capture(src, strict=strict, skim=skim)))
     return label_offsets(stream, offsets) if offsets else stream
+
+
+def decode_files(files: Files, *, opener: Callable, decoder: Optional[Decoder] = None,
+                 tracker: Optional[ChannelTracker] = None, strict: bool = False,
+                 drops: Optional[Callable] = None) -> Iterator:
+    """``decode`` for several captures read in order as one (see
+    ``pcapca.capture_set``): every problem names its file."""
+    decoder = decoder or Decoder()
+    tracker = tracker or ChannelTracker()
+    skim = None
+    if drops is not None:
+        from .skim import Skimmer
+        skim = Skimmer(decoder, tracker, drops)
+    items = read_captures(files, opener=opener, strict=strict, skim=skim)
+    for item in tracker.run(decoder.run(items)):
+        if item.__class__ is Problem:
+            # (the decoder's: it knows the frame, not the file)
+            item = files.label(item, len(files.starts) - 1)
+        yield item
 
 
 def read(source, *, on_problem: Optional[Callable[[Problem], None]] = None,

@@ -1,0 +1,90 @@
+"""Several captures read in order as one (``pcapca print a.pcapng b.pcapng``).
+
+A capture rotated by ``tcpdump -C/-W`` or ``dumpcap -b`` is a set of files
+that together hold one stretch of traffic: a channel created in the first
+file is monitored in the next. Read one by one, the later files would lose
+the PV names, the request/reply pairs and the TCP circuits that began
+before them; read through this module, the decoder and the channel state
+see one stream of packets.
+
+Frames are numbered across the files, as ``mergecap -a`` would number the
+packets of the files joined in this order (so ``{frame}`` and
+``{request_frame}`` name one packet each); ``Files`` says in which file a
+frame is and what its number is there, which is what Wireshark shows when
+that file is opened (``{file}``, ``{file_frame}``). Problems name their file
+and count frames and byte offsets from its start, as ``pcapca stats`` does.
+"""
+from __future__ import annotations
+
+import bisect
+import dataclasses
+from typing import Callable, Iterator, List, Sequence, Tuple
+
+from .capture import labelled, offsets_in, read_capture
+from .events import Packet, Problem
+
+
+class Files:
+    """Where each file's frames start in the numbering across the files."""
+
+    def __init__(self, paths: Sequence[str]):
+        self.paths = [str(p) for p in paths]
+        self.starts: List[int] = [1]        # first frame of each file read so far
+        self.offsets: List[str] = []        # what each file's byte offsets count
+        self.several = len(self.paths) > 1
+
+    def index(self, frame: int) -> int:
+        return bisect.bisect_right(self.starts, frame) - 1 if self.several else 0
+
+    def name(self, frame: int) -> str:
+        """The path (as given) of the file that holds ``frame``."""
+        return self.paths[self.index(frame)]
+
+    def local(self, frame: int) -> int:
+        """``frame``'s number in its own file."""
+        return frame - self.starts[self.index(frame)] + 1 if self.several else frame
+
+    def locate(self, frame: int) -> Tuple[str, int]:
+        i = self.index(frame)
+        return self.paths[i], frame - self.starts[i] + 1
+
+    def label(self, problem: Problem, current: int) -> Problem:
+        """``problem`` told in the terms of one file: its path, its frame
+        number there. A problem with a frame is in that frame's file, one
+        without (a reader's count of lost packets) in file ``current``."""
+        if not self.several or problem.source:
+            return problem
+        i = current if problem.frame is None else self.index(problem.frame)
+        frame = None if problem.frame is None else problem.frame - self.starts[i] + 1
+        problem = dataclasses.replace(problem, source=self.paths[i], frame=frame)
+        return labelled(problem, self.offsets[i]) if i < len(self.offsets) else problem
+
+
+def read_captures(files: Files, *, opener: Callable, strict: bool = False,
+                  skim=None) -> Iterator:
+    """The items of ``files``' captures in order, frames numbered across them
+    (``files.starts`` grows as each file begins), problems labelled with
+    their file (``Files.label``). ``opener(path)``: a
+    ``pcapca.progress.Progress`` for the file (its bar moves per packet)."""
+    frame = 1
+    for i, path in enumerate(files.paths):
+        progress = opener(path)
+        tick = progress.update if progress.active else None
+        src = progress.src
+        files.offsets.append(offsets_in(src))
+        if i:
+            files.starts.append(frame)
+        skipped = skim.skipped if skim is not None else 0
+        taken = 0
+        for item in read_capture(src, strict=strict, skim=skim, first_frame=frame):
+            cls = item.__class__
+            if cls is Packet:
+                taken += 1
+                if tick is not None:
+                    tick()
+            elif cls is Problem:
+                item = files.label(item, i)
+            yield item
+        progress.close()
+        # (the packets the skimmer accounted for were not yielded)
+        frame += taken + (skim.skipped - skipped if skim is not None else 0)

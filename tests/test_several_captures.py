@@ -1,0 +1,226 @@
+"""``pcapca print`` of several captures read in order as one: a ring buffer.
+
+fixtures/ring/ holds the files ``dumpcap -b duration:1`` wrote while a
+caproto client created three channels, subscribed, read and put (one put
+answered 1.5 s later, in a later file); fixtures/ring.pcapng is the same
+files joined (one pcapng section each), which the independent decoder
+checked when it was recorded (tests/test_decode.py)."""
+import json
+import shutil
+import struct
+import subprocess
+
+import pytest
+
+from conftest import FIXTURES, fixture, needs_tshark, run_cli
+from test_stats import split_pcap
+
+PARTS = sorted(str(p.relative_to(FIXTURES.parent)) for p in (FIXTURES / "ring").glob("*.pcapng"))
+FORMAT = "{frame} {request_frame} {pv} {latency} {name} {command}"
+
+
+def blocks(path):
+    """(block type, body) of each block of a pcapng file."""
+    data = (FIXTURES.parent / path).read_bytes()
+    pos, endian = 0, "<"
+    while pos < len(data):
+        if data[pos:pos + 4] == b"\x0a\x0d\x0d\x0a":
+            endian = "<" if data[pos + 8:pos + 12] == b"\x4d\x3c\x2b\x1a" else ">"
+        btype, blen = struct.unpack_from(endian + "II", data, pos)
+        yield btype, data[pos + 8:pos + blen - 4], endian
+        pos += blen
+
+
+def packets_in(path) -> int:
+    return sum(btype == 6 for btype, _, _ in blocks(path))
+
+
+def comments_in(path):
+    """The opt_comment options of the enhanced packet blocks, in order."""
+    for btype, body, e in blocks(path):
+        if btype != 6:
+            continue
+        pos = 20 + (struct.unpack_from(e + "I", body, 12)[0] + 3) // 4 * 4
+        while pos + 4 <= len(body):
+            code, size = struct.unpack_from(e + "HH", body, pos)
+            if code == 0:
+                break
+            if code == 1:
+                yield body[pos + 4:pos + 4 + size].decode()
+            pos += 4 + (size + 3) // 4 * 4
+
+
+def lines(*args, check=0):
+    res = run_cli("print", *args, check=check)
+    return res.stdout.decode().splitlines()
+
+
+def test_the_ring_is_several_files_some_empty():
+    """What the fixture is: 5 files; the last two are empty (the client was
+    done), as dumpcap writes them while nothing is captured."""
+    assert len(PARTS) == 5
+    assert [packets_in(p) for p in PARTS] == [32, 24, 38, 0, 0]
+
+
+def test_ring_files_read_as_one_print_what_the_joined_file_prints():
+    """Frames numbered across the files (as in the joined file), PV names,
+    request frames and latencies carried from one file to the next."""
+    joined = lines("-f", FORMAT, fixture("ring.pcapng"))
+    assert len(joined) == 61
+    assert lines("-f", FORMAT, *PARTS) == joined
+    whole = [json.loads(line) for line in lines("--json", fixture("ring.pcapng"))]
+    parts = [json.loads(line) for line in lines("--json", *PARTS)]
+    for obj in parts:
+        assert list(obj)[:3] == ["frame", "file", "file_frame"]
+        del obj["file"], obj["file_frame"]
+    assert parts == whole
+
+
+def test_file_and_file_frame_name_the_packet_in_its_own_file():
+    starts, first = [], 1
+    for part in PARTS:
+        starts.append(first)
+        first += packets_in(part)
+    assert first - 1 == 94
+    seen = set()
+    for line in lines("-f", "{frame} {file} {file_frame}", *PARTS):
+        frame, name, local = line.split()
+        i = max(k for k, s in enumerate(starts) if s <= int(frame))
+        assert (name, int(local)) == (PARTS[i], int(frame) - starts[i] + 1)
+        seen.add(name)
+    assert seen == set(PARTS[:3])
+    objs = [json.loads(line) for line in lines("--json", *PARTS)]
+    assert [(o["file"], o["file_frame"]) for o in objs] == [
+        (PARTS[max(k for k, s in enumerate(starts) if s <= o["frame"])],
+         o["frame"] - starts[max(k for k, s in enumerate(starts) if s <= o["frame"])] + 1)
+        for o in objs]
+
+
+def test_later_files_alone_lose_the_names_read_after_the_first_they_keep_them():
+    """Why the files must be read together: the second file alone has the
+    monitor updates of FIX:counter, but not the channel's creation."""
+    alone = lines("-f", "{pv}|{name}|{request_frame}", PARTS[1])
+    assert alone == ["|EventAddResponse|"] * 11 + ["|WriteNotifyResponse|"]
+    together = [line.split("|") for line in lines("-f", "{file}|{pv}|{name}", *PARTS)]
+    second = [(pv, name) for f, pv, name in together if f == PARTS[1]]
+    assert len(second) == len(alone)
+    assert all(pv for pv, _ in second)
+    assert {pv for pv, name in second if name == "EventAddResponse"} == {"FIX:counter"}
+
+
+def test_a_reply_in_a_later_file_than_its_request():
+    """FIX:late_put's WriteNotify is answered 1.5 s later: the reply is in
+    a later file; its request frame is in the numbering across the files,
+    and its latency is the IOC's 1.5 s."""
+    rows = [line.split("|") for line in
+            lines("-f", "{file}|{file_frame}|{frame}|{request_frame}|{latency}|{name}|{pv}",
+                  *PARTS)]
+    put = [r for r in rows if r[5] == "WriteNotifyRequest"]
+    done = [r for r in rows if r[5] == "WriteNotifyResponse"]
+    assert len(put) == len(done) == 1
+    assert done[0][3] == put[0][2] and done[0][6] == put[0][6] == "FIX:late_put"
+    assert PARTS.index(done[0][0]) > PARTS.index(put[0][0])
+    assert 1.5 <= float(done[0][4]) < 1.6
+
+
+@pytest.mark.parametrize("pv", ["FIX:counter", "FIX:late_put", "FIX:dbl", "NOPE"])
+def test_filtered_print_of_the_ring(pv):
+    """``--pv`` (whose shortcut skips packets in bulk) numbers the frames the
+    same way: what it keeps is what the joined file gives."""
+    assert lines("--pv", pv, "-f", FORMAT, *PARTS) == lines("--pv", pv, "-f", FORMAT,
+                                                            fixture("ring.pcapng"))
+
+
+@pytest.mark.parametrize("name,cuts", [("corpus_libca.pcap", (400, 700)),
+                                       ("reuse.pcap", (41,)), ("unanswered.pcap", (39,))])
+def test_a_capture_cut_into_files_prints_as_the_whole(tmp_path, name, cuts):
+    """A pcap cut between packets (inside circuits, between requests and
+    replies) prints as the whole, with and without the --pv shortcut."""
+    parts, rest = [], fixture(name)
+    done = 0
+    for i, at in enumerate(cuts):
+        a, b = tmp_path / f"part{i}.pcap", tmp_path / f"rest{i}.pcap"
+        split_pcap(rest, a, b, at - done)
+        parts.append(a)
+        rest, done = b, at - 1
+    parts.append(rest)
+    assert lines("-f", FORMAT, *parts) == lines("-f", FORMAT, fixture(name))
+    pv = "CORPUS:*" if name.startswith("corpus") else "FIX:*"
+    assert (lines("--pv", pv, "-f", FORMAT, *parts)
+            == lines("--pv", pv, "-f", FORMAT, fixture(name)))
+
+
+def test_frames_are_what_mergecap_a_numbers(tmp_path):
+    """{frame} of several captures is the packet's number in the file
+    ``mergecap -a`` makes of them, as tshark reads it."""
+    needs_tshark()
+    if shutil.which("mergecap") is None:
+        pytest.skip("mergecap not installed")
+    merged = tmp_path / "merged.pcapng"
+    subprocess.run(["mergecap", "-a", "-w", merged, *[FIXTURES.parent / p for p in PARTS]],
+                   check=True)
+    ours = {}
+    for line in lines("-f", "{frame} {ts}", *PARTS):
+        frame, ts = line.split()
+        ours[int(frame)] = int(ts)
+    out = subprocess.run(["tshark", "-r", merged, "-T", "fields", "-e", "frame.number",
+                          "-e", "frame.time_epoch"], capture_output=True, text=True, check=True)
+    theirs = {}
+    for row in out.stdout.splitlines():
+        frame, epoch = row.split()
+        sec, frac = epoch.split(".")
+        theirs[int(frame)] = int(sec) * 10**9 + int(frac.ljust(9, "0")[:9])
+    assert len(theirs) == 94 and len(ours) == 50        # (the packets with CA messages)
+    assert all(theirs[f] == ts for f, ts in ours.items())
+
+
+def test_problems_name_their_file_and_count_from_its_start(tmp_path):
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(fixture("basic.pcap").read_bytes()[:3000])
+    alone = run_cli("print", "-q", fixture("noise.pcap"), check=0).stderr.decode().splitlines()
+    assert len(alone) == 3 and all(l.startswith("pcapca: frame ") for l in alone)
+    res = run_cli("print", "-q", "-f", "{file} {file_frame}", cut, fixture("noise.pcap"), check=1)
+    assert res.stderr.decode().splitlines() == [
+        f"pcapca: {cut}, frame 29, byte offset 2920: capture ends inside a packet: 64 of 82 bytes"
+    ] + [l.replace("pcapca: ", f"pcapca: {fixture('noise.pcap')}, ", 1) for l in alone]
+    out = res.stdout.decode().splitlines()
+    # everything readable is printed: the 28 whole packets of the cut file, then noise.pcap
+    assert out[0] == f"{cut} 1" and f"{cut} 28" in out[:30]
+    assert out[-1].startswith(f"{fixture('noise.pcap')} ")
+    strict = run_cli("print", "-q", "--strict", "-f", "{file}", cut, fixture("noise.pcap"),
+                     check=1)
+    assert set(strict.stdout.decode().split()) == {str(cut)}
+    assert len(strict.stderr.decode().splitlines()) == 1
+
+
+def test_stdin_among_several(tmp_path):
+    data = (FIXTURES.parent / PARTS[0]).read_bytes()
+    res = run_cli("print", "-f", "{file} {file_frame} {pv}", "-", *PARTS[1:],
+                  input=data, check=0)
+    rows = res.stdout.decode().splitlines()
+    assert rows == [r.replace(PARTS[0], "-", 1) for r in
+                    lines("-f", "{file} {file_frame} {pv}", *PARTS)]
+
+
+@pytest.mark.parametrize("args,message", [
+    (("-", "-"), "stdin (-) can be read only once"),
+    (("fixtures/basic.pcap", "README.md"), "README.md: not a pcap or pcapng file"),
+    (("fixtures/basic.pcap", "fixtures/no-such.pcap"), "cannot open 'fixtures/no-such.pcap'"),
+])
+def test_bad_sets_are_refused_before_anything_is_printed(args, message):
+    res = run_cli("print", *args, check=2)
+    assert res.stdout == b""
+    assert message in res.stderr.decode() and len(res.stderr.decode().splitlines()) == 1
+
+
+def test_file_token_of_one_capture_and_of_annotate(tmp_path):
+    assert set(lines("-f", "{file}", "fixtures/basic.pcap")) == {"fixtures/basic.pcap"}
+    assert (lines("-f", "{file_frame}", "fixtures/basic.pcap")
+            == lines("-f", "{frame}", "fixtures/basic.pcap"))
+    out = tmp_path / "out.pcapng"
+    run_cli("annotate", "--comment", "{file}:{file_frame} {name}", "fixtures/basic.pcap", out,
+            check=0)
+    comments = list(comments_in(out))
+    assert len(comments) == len(lines("-f", "{frame}", "fixtures/basic.pcap"))
+    assert all(c.startswith("fixtures/basic.pcap:") for c in comments)
+    assert comments[0] == "fixtures/basic.pcap:1 VersionRequest"
