@@ -19,6 +19,9 @@ from .link import PROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Segment, parse
 from .records import CLIENT_ROLE, SERVER_ROLE, Decoded, Record
 from .tcp_reassembly import HalfStream, seq_diff
 
+_SHB = 0x0A0D0D0A            # pcapng block types (pcapng_io.SHB, IDB; not imported:
+_IDB = 1                     # it loads python-pcapng, which a legacy pcap never needs)
+
 _LEARN_FROM = frozenset((SearchResponse, Beacon))   # messages that announce servers
 _new = tuple.__new__       # a NamedTuple without its Python-level __new__ (one per packet)
 CA_SERVER_PORT = 5064
@@ -135,8 +138,13 @@ class Decoder:
                         stats.capture_drops[section, iid] = dropped
                     else:
                         stats.capture_problems += 1
-                elif item.__class__ is Passthrough and item.block_type == 1:
-                    self._interfaces += 1    # several: look for packets captured twice
+                elif item.__class__ is Passthrough:
+                    if item.block_type == _IDB:
+                        self._interfaces += 1    # several: look for packets captured twice
+                    elif item.block_type == _SHB:
+                        # a new section (a file of a ring buffer read after
+                        # another, or joined to it) declares its own interfaces
+                        self._interfaces = 0
                 yield item
                 continue
             stats.packets += 1

@@ -224,3 +224,22 @@ def test_file_token_of_one_capture_and_of_annotate(tmp_path):
     assert len(comments) == len(lines("-f", "{frame}", "fixtures/basic.pcap"))
     assert all(c.startswith("fixtures/basic.pcap:") for c in comments)
     assert comments[0] == "fixtures/basic.pcap:1 VersionRequest"
+
+
+@pytest.mark.parametrize("names,several", [
+    (PARTS, False), (["fixtures/ring.pcapng"], False), (["fixtures/twoif.pcapng"], True),
+    (["fixtures/twoif.pcapng", PARTS[0]], False), ([PARTS[0], "fixtures/twoif.pcapng"], True)])
+def test_interfaces_are_counted_per_section(names, several):
+    """Packets are compared with each other (the same packet captured on two
+    interfaces, dropped once) only within a pcapng section that declares
+    several interfaces: each file of a ring buffer (or each section of the
+    files joined) declares its own one, which is not a second interface."""
+    from pcapca.capture_set import Files, read_captures
+    from pcapca.decoder import Decoder
+    from pcapca.events import Packet
+    from pcapca.progress import open_with_progress
+    decoder = Decoder()
+    files = Files([str(FIXTURES.parent / n) for n in names])
+    for item in decoder.run(read_captures(files, opener=lambda p: open_with_progress(p, enabled=False))):
+        pass
+    assert decoder.finds_duplicates is several
