@@ -1,5 +1,7 @@
 """``pcapca annotate IN OUT``: every input packet, unchanged, in a pcapng file
 where each packet that completes CA messages carries one comment per message.
+(``pcapca annotate IN... DIR``: several captures, read in order as one, each
+annotated into its own file in DIR.)
 
 The comments are what Wireshark shows as ``frame.comment``; by default the PV
 name (when known) and caproto's repr of the message, so that
@@ -10,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from typing import Callable
+from typing import Callable, List
 
 from .capture_set import Files
 from .formatting import Template, record_repr
@@ -40,43 +42,137 @@ def _same_file(a: str, b: str) -> bool:
         return os.path.abspath(a) == os.path.abspath(b)
 
 
+class _Output:
+    """One pcapng output: written to a temporary file next to it and renamed
+    when complete (``finish``), so that a failed run leaves no half file;
+    ``-`` is standard output."""
+
+    def __init__(self, dst: str):
+        self.dst = dst
+        if dst == "-":
+            self.out = sys.stdout.buffer
+            self.tmp_path = None
+        else:
+            directory = os.path.dirname(os.path.abspath(dst))
+            try:
+                fd, self.tmp_path = tempfile.mkstemp(prefix=".pcapca-", suffix=".pcapng.part",
+                                                     dir=directory)
+            except OSError as exc:   # (name OUT, not the temporary file next to it)
+                raise OSError(exc.errno, f"cannot write {dst!r}: {exc.strerror}") from None
+            self.out = os.fdopen(fd, "wb", buffering=1 << 20)
+        self.writer = PcapngWriter(self.out, flush_each=(dst == "-"))
+
+    def finish(self) -> None:
+        self.writer.close()
+        if self.tmp_path is not None:
+            self.out.close()
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(self.tmp_path, 0o666 & ~umask)    # as an ordinary new file
+            os.replace(self.tmp_path, self.dst)
+            self.tmp_path = None
+
+    def abort(self) -> None:
+        if self.tmp_path is not None:
+            try:
+                self.out.close()
+            except OSError:
+                pass
+            os.unlink(self.tmp_path)
+            self.tmp_path = None
+
+
+_CAPTURE_SUFFIXES = (".pcapng", ".pcap", ".cap", ".ntar", ".dmp")
+
+
+def output_name(path: str) -> str:
+    """The name of the annotated copy of capture ``path`` in an output
+    directory: its file name with ``.pcapng`` for its capture suffix (and
+    without ``.gz``)."""
+    name = os.path.basename(path)
+    if name.endswith(".gz"):
+        name = name[:-3]
+    root, ext = os.path.splitext(name)
+    return (root if ext in _CAPTURE_SUFFIXES else name) + ".pcapng"
+
+
+def _destinations(inputs: List[str], dst: str) -> List[str]:
+    """The output file of each input, or UsageError."""
+    from .cli import UsageError
+    if len(inputs) == 1:
+        if _same_file(inputs[0], dst):
+            raise UsageError(f"output {dst!r} is the input file: refusing to overwrite it")
+        return [dst]
+    if "-" in inputs:
+        raise UsageError("annotate reads stdin (-) only as its one input")
+    if not os.path.isdir(dst):
+        raise UsageError(f"with several captures OUT must be a directory, one annotated "
+                         f"pcapng per capture: {dst!r} is not a directory")
+    outputs = [os.path.join(dst, output_name(path)) for path in inputs]
+    for i, out in enumerate(outputs):
+        if outputs.index(out) != i:
+            raise UsageError(f"{inputs[outputs.index(out)]!r} and {inputs[i]!r} would both be "
+                             f"written to {out!r}")
+        for path in inputs:
+            if _same_file(path, out):
+                raise UsageError(f"output {out!r} is an input file: refusing to overwrite it")
+    return outputs
+
+
 def annotate(args, *, decoder, report: Callable[[Problem], None]) -> int:
-    """Run the annotate command; returns the exit status."""
-    src, dst = args.input, args.output
-    if _same_file(src, dst):
-        from .cli import UsageError as CliUsageError
-        raise CliUsageError(f"output {dst!r} is the input file: refusing to overwrite it")
-    comment = (Template(args.comment, Files([src])) if getattr(args, "comment", None)
+    """Run the annotate command; returns the exit status. Several inputs
+    are read in order as one capture (``pcapca.capture_set``) and each is
+    written, annotated, to its own file in the output directory."""
+    inputs = list(args.inputs)
+    destinations = _destinations(inputs, args.output)
+    files = Files(inputs)
+    comment = (Template(args.comment, files) if getattr(args, "comment", None)
                else default_comment)
     flt = getattr(args, "filter", None)
     keep_all = getattr(args, "keep_all", False)
-
-    progress = open_with_progress(src, enabled=getattr(args, "progress", False) and not args.quiet)
+    bars = getattr(args, "progress", False) and not args.quiet
     strict = getattr(args, "strict", False)
-    items = decode(progress.src, decoder=decoder, strict=strict)   # errors before any output
-    tick = progress.update
-    if dst == "-":
-        out = sys.stdout.buffer
-        tmp_path = None
+    several = len(inputs) > 1
+    if several:
+        from .pipeline import decode_files
+        for path in inputs:         # (an unreadable 3rd file: before any output)
+            _probe(path)
+        progress = None
+        items = decode_files(files, opener=lambda path: open_with_progress(path, enabled=bars),
+                             decoder=decoder, strict=strict)
+        tick = None
     else:
-        directory = os.path.dirname(os.path.abspath(dst))
-        try:
-            fd, tmp_path = tempfile.mkstemp(prefix=".pcapca-", suffix=".pcapng.part",
-                                            dir=directory)
-        except OSError as exc:   # (name OUT, not the temporary file next to it)
-            raise OSError(exc.errno, f"cannot write {dst!r}: {exc.strerror}") from None
-        out = os.fdopen(fd, "wb", buffering=1 << 20)
-    writer = PcapngWriter(out, flush_each=(dst == "-"))
+        progress = open_with_progress(inputs[0], enabled=bars)
+        items = decode(progress.src, decoder=decoder, strict=strict)   # errors before any output
+        tick = progress.update
+    outputs: List[_Output] = []       # one per input file begun, the last one open
+    output = None
     damaged = False
     late = 0
+
+    def to(index: int):
+        """The writer of input file ``index`` (the ones before it finished)."""
+        nonlocal output
+        while len(outputs) <= index:
+            if output is not None:
+                output.finish()
+            output = _Output(destinations[len(outputs)])
+            outputs.append(output)
+        return output.writer
+
     try:
+        if not several:
+            writer = to(0)
         for item in items:
             cls = item.__class__
             if cls is Decoded:
-                tick()
+                if tick is not None:
+                    tick()
                 if item.late:
                     late += len(item.records)
                     continue
+                if several:
+                    writer = to(files.index(item.packet.frame))
                 records = item.records
                 if flt is not None:
                     matching = [r for r in records if flt.matches(r)]
@@ -88,6 +184,8 @@ def annotate(args, *, decoder, report: Callable[[Problem], None]) -> int:
                     comments.extend(item.notes)
                 writer.write_packet(item.packet, comments)
             elif cls is Passthrough:
+                if several:             # (blocks of the file being read)
+                    writer = to(len(files.starts) - 1)
                 writer.write_passthrough(item)
             elif cls is Problem:
                 if item.kind == "capture":
@@ -96,24 +194,15 @@ def annotate(args, *, decoder, report: Callable[[Problem], None]) -> int:
                 if strict and item.stops_strict:
                     # --strict: the first problem fails the run; no output file
                     raise _StrictStop()
-        progress.close()
-        writer.close()
-        if tmp_path is not None:
-            out.close()
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp_path, 0o666 & ~umask)    # as an ordinary new file
-            os.replace(tmp_path, dst)
-            tmp_path = None
+        if progress is not None:
+            progress.close()
+        to(len(destinations) - 1)     # (files without packets get their file too)
+        output.finish()
     except _StrictStop:
         damaged = True
     finally:
-        if tmp_path is not None:
-            try:
-                out.close()
-            except OSError:
-                pass
-            os.unlink(tmp_path)
+        if output is not None:
+            output.abort()
     if late:
         report(Problem(f"{late} messages were completed only at the end of the capture "
                        f"(data waiting behind a hole) and could not be attached to their "
@@ -121,3 +210,10 @@ def annotate(args, *, decoder, report: Callable[[Problem], None]) -> int:
     if not args.quiet:
         print(f"pcapca: {decoder.stats.summary()}", file=sys.stderr)
     return 1 if damaged else 0
+
+
+def _probe(path: str) -> None:
+    from .capture import probe
+    from .streams import ByteSource
+    with open(path, "rb") as f:
+        probe(ByteSource(f, path))

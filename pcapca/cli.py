@@ -101,10 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("annotate", help="write a pcapng with one comment per CA message",
                        description="Copy every packet of IN to the pcapng file OUT, adding "
-                                   "one comment per CA message (for Wireshark's frame.comment).")
-    a.add_argument("input", metavar="IN",
+                                   "one comment per CA message (for Wireshark's frame.comment). "
+                                   "Several captures (a rotated set) are read in order as one "
+                                   "and each is written to the directory OUT, as NAME.pcapng.")
+    a.add_argument("inputs", nargs="+", metavar="IN",
                    help="pcap or pcapng file (gzip-compressed or not), or - for stdin")
-    a.add_argument("output", metavar="OUT", help="pcapng file to write, or - for stdout")
+    a.add_argument("output", metavar="OUT",
+                   help="pcapng file to write, or - for stdout; with several IN, a directory")
     a.add_argument("--comment", default=None,
                    help="format of each comment, same tokens as print --format "
                         "(default: '{pv} {command}', the PV name only when known)")

@@ -27,6 +27,7 @@ conftest.needs_tshark).
 from __future__ import annotations
 
 import gzip
+import glob
 import os
 import re
 import shlex
@@ -176,7 +177,14 @@ def outputs_of(command: str):
     words = shlex.split(command, comments=True)
     out = [w for before, w in zip(words, words[1:]) if before == ">"]
     if words[:2] == ["pcapca", "annotate"]:
-        out += [w for w in words[2:] if not w.startswith("-")][1:2]
+        positional = [w for w in words[2:] if not w.startswith("-")]
+        inputs = [p for w in positional[:-1] if CAPTURE.search(w)
+                  for p in (sorted(glob.glob(w, root_dir=ROOT)) or [w])]
+        if len(inputs) > 1:          # annotate IN... DIR
+            from pcapca.annotate import output_name
+            out += [f"{positional[-1]}/{output_name(p)}" for p in inputs]
+        else:
+            out += positional[1:2]
     return out
 
 
@@ -186,7 +194,7 @@ def runnable(command: str, made: set) -> bool:
     if command.startswith(NOT_RUN) or "--plot" in command:
         return False
     words = shlex.split(command, comments=True)
-    if not words or words[0] not in ("pcapca", "tshark", "echo", "head"):
+    if not words or words[0] not in ("pcapca", "tshark", "echo", "head", "mkdir", "ls"):
         return False
     made = made | set(outputs_of(command))
     for name in files_of(command):

@@ -243,3 +243,109 @@ def test_interfaces_are_counted_per_section(names, several):
     for item in decoder.run(read_captures(files, opener=lambda p: open_with_progress(p, enabled=False))):
         pass
     assert decoder.finds_duplicates is several
+
+
+# ---------------------------------------------------------------- annotate IN... DIR
+def annotated(tmp_path, inputs, *args, check=0):
+    out = tmp_path / "out"
+    out.mkdir(exist_ok=True)
+    res = run_cli("annotate", *args, *inputs, out, check=check)
+    return out, res
+
+
+def test_annotate_a_ring_into_a_directory(tmp_path):
+    """Each file annotated into its own, every packet of it kept as tshark
+    reads it, the comments those of the files read as one: the second file's
+    monitor updates are FIX:counter's, its WriteNotifyResponse FIX:late_put's."""
+    from test_annotate import expected_comments, frames
+    tshark = needs_tshark()
+    out, res = annotated(tmp_path, PARTS)
+    assert res.stderr.decode() == ("pcapca: 94 packets; 61 CA messages; "
+                                   "1 packets skipped (1 TCP without CA data)\n")
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [p.split("/")[-1] for p in PARTS]
+    per_frame = expected_comments(FIXTURES / "ring.pcapng")     # (the joined file)
+    first = 1
+    for part in PARTS:
+        theirs = frames(tshark, FIXTURES.parent / part)
+        ours = frames(tshark, out / part.split("/")[-1])
+        assert len(ours) == len(theirs) == packets_in(part)
+        for n, (epoch, raw, _, iface, length) in theirs.items():
+            assert ours[n][0] == epoch and ours[n][1] == raw and ours[n][4] == length
+            assert ours[n][2] == per_frame.get(first + n - 1, [])
+        first += len(theirs)
+    second = frames(tshark, out / PARTS[1].split("/")[-1])
+    texts = [c for f in second.values() for c in f[2]]
+    assert len(texts) == 12
+    assert sum(c.startswith("FIX:counter EventAddResponse(") for c in texts) == 11
+    assert sum(c.startswith("FIX:late_put WriteNotifyResponse(") for c in texts) == 1
+
+
+def test_annotate_pieces_of_a_pcap(tmp_path):
+    """Legacy pcap pieces: each gets a pcapng of its own; the comments are
+    those of the whole capture."""
+    from test_annotate import frames
+    tshark = needs_tshark()
+    a, b = tmp_path / "a.pcap", tmp_path / "b.pcap"
+    split_pcap(fixture("corpus_libca.pcap"), a, b, 400)
+    out, _ = annotated(tmp_path, [a, b])
+    whole = tmp_path / "whole.pcapng"
+    run_cli("annotate", fixture("corpus_libca.pcap"), whole, check=0)
+    joined = frames(tshark, whole)
+    first, second = frames(tshark, out / "a.pcapng"), frames(tshark, out / "b.pcapng")
+    assert len(first) == 399 and len(first) + len(second) == len(joined) == 807
+    assert {n: f[:3] for n, f in first.items()} == {n: joined[n][:3] for n in first}
+    assert {n: f[:3] for n, f in second.items()} == {n: joined[n + 399][:3] for n in second}
+    assert any(f[2] for f in second.values())
+
+
+def test_annotate_several_strict_keeps_the_files_done(tmp_path):
+    """--strict stops at the first problem: the files finished before it
+    stay, the one being written does not."""
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(fixture("basic.pcap").read_bytes()[:3000])
+    out, res = annotated(tmp_path, [fixture("noise.pcap"), cut], "--strict", "-q", check=1)
+    assert sorted(p.name for p in out.iterdir()) == []       # noise.pcap has decode problems
+    out2, res = annotated(tmp_path, [fixture("basic.pcap"), cut], "--strict", "-q", check=1)
+    assert sorted(p.name for p in out2.iterdir()) == ["basic.pcapng"]
+    assert res.stderr.decode() == (f"pcapca: {cut}, frame 29, byte offset 2920: capture ends "
+                                   f"inside a packet: 64 of 82 bytes\n")
+
+
+def test_annotate_several_without_strict_writes_everything_readable(tmp_path):
+    from test_annotate import frames
+    tshark = needs_tshark()
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(fixture("basic.pcap").read_bytes()[:3000])
+    out, res = annotated(tmp_path, [cut, fixture("noise.pcap")], "-q", check=1)
+    assert sorted(p.name for p in out.iterdir()) == ["cut.pcapng", "noise.pcapng"]
+    assert len(frames(tshark, out / "cut.pcapng")) == 28
+    assert len(frames(tshark, out / "noise.pcapng")) == 50
+
+
+def test_annotate_output_names():
+    from pcapca.annotate import output_name
+    assert [output_name(p) for p in ("/x/ring_00001_2026.pcapng", "a.pcap", "a.pcap.gz",
+                                     "capture.pcap1", "trace", "b.cap")] == [
+        "ring_00001_2026.pcapng", "a.pcapng", "a.pcapng", "capture.pcap1.pcapng",
+        "trace.pcapng", "b.pcapng"]
+
+
+def test_annotate_several_refuses_before_writing(tmp_path):
+    ring = tmp_path / "ring"
+    shutil.copytree(FIXTURES / "ring", ring)
+    copies = sorted(str(p) for p in ring.iterdir())
+    before = {p: open(p, "rb").read() for p in copies}
+    cases = [
+        ((*copies, ring), "is an input file: refusing to overwrite it"),
+        ((*copies, tmp_path / "no-dir"), "OUT must be a directory"),
+        ((fixture("basic.pcap"), fixture("basic.pcap"), tmp_path), "would both be written to"),
+        (("-", fixture("basic.pcap"), tmp_path), "stdin (-) only as its one input"),
+        ((fixture("basic.pcap"), "README.md", tmp_path), "README.md: not a pcap or pcapng file"),
+    ]
+    for args, message in cases:
+        res = run_cli("annotate", *args, check=2)
+        assert message in res.stderr.decode(), args
+        assert len(res.stderr.decode().splitlines()) == 1
+    assert {p: open(p, "rb").read() for p in copies} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ring"]
