@@ -67,6 +67,7 @@ def read_captures(files: Files, *, opener: Callable, strict: bool = False,
     their file (``Files.label``). ``opener(path)``: a
     ``pcapca.progress.Progress`` for the file (its bar moves per packet)."""
     frame = 1
+    last = None                 # (time stamp, path) of the latest packet of the files before
     for i, path in enumerate(files.paths):
         progress = opener(path)
         tick = progress.update if progress.active else None
@@ -76,15 +77,32 @@ def read_captures(files: Files, *, opener: Callable, strict: bool = False,
             files.starts.append(frame)
         skipped = skim.skipped if skim is not None else 0
         taken = 0
+        latest = None
         for item in read_capture(src, strict=strict, skim=skim, first_frame=frame):
             cls = item.__class__
             if cls is Packet:
+                if not taken and last is not None and item.ts < last[0]:
+                    yield files.label(_out_of_order(item, last), i)
                 taken += 1
+                if latest is None or item.ts > latest:
+                    latest = item.ts
                 if tick is not None:
                     tick()
             elif cls is Problem:
                 item = files.label(item, i)
             yield item
         progress.close()
+        if latest is not None and (last is None or latest > last[0]):
+            last = (latest, path)
         # (the packets the skimmer accounted for were not yielded)
         frame += taken + (skim.skipped - skipped if skim is not None else 0)
+
+
+def _out_of_order(packet: Packet, last: Tuple[int, str]) -> Problem:
+    """The note that a file's first packet is older than the latest one of
+    the files before it (``last``: its time stamp and file)."""
+    from .stats import iso
+    return Problem(f"its first packet ({iso(packet.ts)}) is older than the last one of "
+                   f"{last[1]} ({iso(last[0])}): the files are not in time order, or they "
+                   f"overlap; they are read in the order given (a tcpdump -C set sorts right "
+                   f"with ls -v)", frame=packet.frame, kind="order")

@@ -136,7 +136,7 @@ class Decoder:
                     if item.kind == "loss":      # (not damage: the capture says it lost packets)
                         section, iid, dropped = item.detail
                         stats.capture_drops[section, iid] = dropped
-                    else:
+                    elif item.kind != "order":
                         stats.capture_problems += 1
                 elif item.__class__ is Passthrough:
                     if item.block_type == _IDB:

@@ -69,8 +69,9 @@ class Problem:
     message: str
     frame: Optional[int] = None
     offset: Optional[int] = None
-    # "capture" (file damage), "decode" (traffic) or "loss" (the capture's
-    # own count of packets it dropped: pcapng interface statistics)
+    # "capture" (file damage), "decode" (traffic), "loss" (the capture's
+    # own count of packets it dropped: pcapng interface statistics) or
+    # "order" (several captures given out of time order: a note)
     kind: str = "capture"
     fatal: bool = False            # the reader could not go on
     detail: Any = None
@@ -80,8 +81,9 @@ class Problem:
     @property
     def stops_strict(self) -> bool:
         """Does ``--strict`` stop at it? Every problem but a capture's own
-        count of the packets it lost (nothing is wrong with the file)."""
-        return self.kind != "loss"
+        count of the packets it lost and a note that several captures are
+        not in time order (nothing is wrong with the files)."""
+        return self.kind != "loss" and self.kind != "order"
 
     def __str__(self) -> str:
         where = []

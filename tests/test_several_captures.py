@@ -308,8 +308,10 @@ def test_annotate_several_strict_keeps_the_files_done(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == []       # noise.pcap has decode problems
     out2, res = annotated(tmp_path, [fixture("basic.pcap"), cut], "--strict", "-q", check=1)
     assert sorted(p.name for p in out2.iterdir()) == ["basic.pcapng"]
-    assert res.stderr.decode() == (f"pcapca: {cut}, frame 29, byte offset 2920: capture ends "
-                                   f"inside a packet: 64 of 82 bytes\n")
+    notes = res.stderr.decode().splitlines()      # (cut.pcap is basic.pcap's start again)
+    assert len(notes) == 2 and "the files are not in time order" in notes[0]
+    assert notes[1] == (f"pcapca: {cut}, frame 29, byte offset 2920: capture ends inside a "
+                        f"packet: 64 of 82 bytes")
 
 
 def test_annotate_several_without_strict_writes_everything_readable(tmp_path):
@@ -349,3 +351,30 @@ def test_annotate_several_refuses_before_writing(tmp_path):
         assert len(res.stderr.decode().splitlines()) == 1
     assert {p: open(p, "rb").read() for p in copies} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ring"]
+
+
+def test_files_out_of_time_order_get_a_note():
+    """A tcpdump -C set globbed as capture.pcap1, capture.pcap10,
+    capture.pcap2... is read out of order: pcapca says so for each file
+    whose first packet is older than the latest before it, and goes on
+    (nothing is wrong with the files: exit 0, --strict does not stop)."""
+    backwards = PARTS[::-1]
+    res = run_cli("print", "-f", "{frame}", *backwards, check=0)
+    notes = res.stderr.decode().splitlines()
+    # the packets' time stamps (dumpcap: nanoseconds, if_tsresol 9)
+    ts = {p: [(hi << 32 | lo) for btype, body, e in blocks(p) if btype == 6
+              for hi, lo in [struct.unpack_from(e + "II", body, 4)]] for p in PARTS[:3]}
+
+    def iso(t):
+        from pcapca.stats import iso
+        return iso(t)
+    assert notes[:2] == [
+        f"pcapca: {PARTS[i]}, frame 1: its first packet ({iso(ts[PARTS[i]][0])}) is older "
+        f"than the last one of {PARTS[2]} ({iso(max(ts[PARTS[2]]))}): the files are not in "
+        f"time order, or they overlap; they are read in the order given (a tcpdump -C set "
+        f"sorts right with ls -v)" for i in (1, 0)]
+    assert len(notes) == 3 and "capture problems" not in notes[2]
+    assert len(res.stdout.decode().splitlines()) == 61
+    strict = run_cli("print", "--strict", "-q", "-f", "{frame}", *backwards, check=0)
+    assert strict.stdout == res.stdout and strict.stderr.decode().splitlines() == notes[:2]
+    assert run_cli("print", "-f", "{frame}", *PARTS, check=0).stderr.decode().count("\n") == 1
