@@ -14,7 +14,7 @@ import sys
 import tempfile
 from typing import Callable, List
 
-from .capture_set import Files
+from .capture_set import Files, probe_all
 from .formatting import Template, record_repr
 from .events import Passthrough, Problem
 from .pcapng_io import PcapngWriter
@@ -135,8 +135,7 @@ def annotate(args, *, decoder, report: Callable[[Problem], None]) -> int:
     several = len(inputs) > 1
     if several:
         from .pipeline import decode_files
-        for path in inputs:         # (an unreadable 3rd file: before any output)
-            _probe(path)
+        probe_all(inputs)           # (an unreadable 3rd file: before any output)
         progress = None
         items = decode_files(files, opener=lambda path: open_with_progress(path, enabled=bars),
                              decoder=decoder, strict=strict)
@@ -210,10 +209,3 @@ def annotate(args, *, decoder, report: Callable[[Problem], None]) -> int:
     if not args.quiet:
         print(f"pcapca: {decoder.stats.summary()}", file=sys.stderr)
     return 1 if damaged else 0
-
-
-def _probe(path: str) -> None:
-    from .capture import probe
-    from .streams import ByteSource
-    with open(path, "rb") as f:
-        probe(ByteSource(f, path))

@@ -20,7 +20,7 @@ import bisect
 import dataclasses
 from typing import Callable, Iterator, List, Sequence, Tuple
 
-from .capture import labelled, offsets_in, read_capture
+from .capture import labelled, offsets_in, probe, read_capture
 from .events import Packet, Problem
 
 
@@ -58,6 +58,16 @@ class Files:
         frame = None if problem.frame is None else problem.frame - self.starts[i] + 1
         problem = dataclasses.replace(problem, source=self.paths[i], frame=frame)
         return labelled(problem, self.offsets[i]) if i < len(self.offsets) else problem
+
+
+def probe_all(paths: Sequence[str]) -> None:
+    """Raise (CaptureFormatError, OSError) for the first file of ``paths``
+    that cannot be read as a capture, before any is read: not at the 10th."""
+    from .streams import ByteSource
+    for path in paths:
+        if path != "-":
+            with open(path, "rb") as f:
+                probe(ByteSource(f, path))
 
 
 def read_captures(files: Files, *, opener: Callable, strict: bool = False,

@@ -149,14 +149,10 @@ def _decoder(args) -> Decoder:
 def _probe_all(paths: List[str]) -> None:
     """Refuse several captures with stdin twice, or a file that cannot be read
     as a capture, before reading any (not at the 10th file)."""
-    from .capture import probe
-    from .streams import ByteSource
+    from .capture_set import probe_all
     if paths.count("-") > 1:
         raise UsageError("stdin (-) can be read only once")
-    for path in paths:
-        if path != "-":
-            with open(path, "rb") as f:
-                probe(ByteSource(f, path))
+    probe_all(paths)
 
 
 def cmd_print(args) -> int:
