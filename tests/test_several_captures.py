@@ -132,10 +132,13 @@ def test_filtered_print_of_the_ring(pv):
 
 
 @pytest.mark.parametrize("name,cuts", [("corpus_libca.pcap", (400, 700)),
-                                       ("reuse.pcap", (41,)), ("unanswered.pcap", (39,))])
+                                       ("reuse.pcap", (41,)), ("unanswered.pcap", (39,)),
+                                       ("bigarray.pcap", (30, 60, 90))])
 def test_a_capture_cut_into_files_prints_as_the_whole(tmp_path, name, cuts):
     """A pcap cut between packets (inside circuits, between requests and
-    replies) prints as the whole, with and without the --pv shortcut."""
+    replies, inside messages of many segments: bigarray's big reply, completed in
+    frame 46, and put, in frame 81) prints as the whole, with and without the
+    --pv shortcut."""
     parts, rest = [], fixture(name)
     done = 0
     for i, at in enumerate(cuts):
