@@ -11,6 +11,7 @@ import struct
 import subprocess
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from conftest import FIXTURES, fixture, needs_tshark, run_cli
 from test_stats import split_pcap
@@ -395,3 +396,58 @@ def test_a_set_of_mixed_formats(tmp_path):
     parts = [tmp_path / "a.pcapng", tmp_path / "b.pcap.gz", c]
     assert lines("-f", FORMAT, *parts) == lines("-f", FORMAT, fixture("corpus_libca.pcap"))
     assert list(dict.fromkeys(lines("-f", "{file}", *parts))) == [str(p) for p in parts]
+
+
+# ---------------------------------------------------------------- property
+def _records(items):
+    from pcapca.formatting import record_repr
+    from pcapca.records import Decoded
+    return [(r.frame, r.name, r.pv, r.request_frame, r.latency, r.role, record_repr(r))
+            for item in items if item.__class__ is Decoded for r in item.records]
+
+
+def _pcap_records(data: bytes):
+    """(header, [record bytes]) of a legacy pcap."""
+    endian = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    out, pos = [], 24
+    while pos < len(data):
+        caplen = struct.unpack(endian + "I", data[pos + 8:pos + 12])[0]
+        out.append(data[pos:pos + 16 + caplen])
+        pos += 16 + caplen
+    return data[:24], out
+
+
+@settings(max_examples=40, deadline=None)
+@given(name=st.sampled_from(["basic.pcap", "corpus_libca.pcap", "reuse.pcap", "noise.pcap",
+                             "lossy.pcap", "mtu1500.pcap", "midstream.pcap", "bigarray.pcap"]),
+       cuts=st.lists(st.floats(0, 1), min_size=1, max_size=3), filtered=st.booleans())
+def test_any_cut_of_a_capture_reads_as_the_whole(name, cuts, filtered):
+    """Property: a real capture cut into files anywhere between packets
+    decodes, read as a set, to the same records as the whole (frames, PV
+    names, pairs, latencies, texts), with or without the --pv shortcut."""
+    import tempfile
+    from pcapca.capture_set import Files
+    from pcapca.filters import Filter
+    from pcapca.pipeline import decode, decode_files
+    from pcapca.progress import open_with_progress
+    data = fixture(name).read_bytes()
+    head, recs = _pcap_records(data)
+    at = sorted({int(c * len(recs)) for c in cuts} | {0, len(recs)})
+    flt = Filter.build(pv=["FIX:dbl", "CORPUS:dbl", "FIX:wf"]) if filtered else None
+    drops = flt.drops if flt is not None else None
+    whole = _records(decode(str(fixture(name)), drops=drops))
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = []
+        for i, (a, b) in enumerate(zip(at, at[1:])):
+            path = f"{tmp}/part{i}.pcap"
+            with open(path, "wb") as f:
+                f.write(head + b"".join(recs[a:b]))
+            paths.append(path)
+        files = Files(paths)
+        parts = _records(decode_files(files, drops=drops,
+                                      opener=lambda p: open_with_progress(p, enabled=False)))
+        if flt is not None:
+            whole = [r for r in whole if r[2] in ("FIX:dbl", "CORPUS:dbl", "FIX:wf")]
+            parts = [r for r in parts if r[2] in ("FIX:dbl", "CORPUS:dbl", "FIX:wf")]
+        assert parts == whole
+        assert files.starts == [a + 1 for a in at[:-1]]
