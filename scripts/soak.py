@@ -2,6 +2,7 @@
 """Compare pcapca with the independent decoder on random real CA sessions.
 
     python scripts/soak.py [--runs N] [--seconds S] [--seed K] [--keep DIR] [--mtu M]
+                           [--ring T]
 
 Each run starts the caproto fixture IOC (127.0.0.1:5064) and a real EPICS
 rsrv IOC (pythonSoftIOC, 5066), captures lo with tcpdump, runs
@@ -12,7 +13,9 @@ CA message list pcapca decodes (frame, direction, class) with that of
 difference per run; exit status 1 if any run differs or pcapca reported a
 problem. ``--mtu 1500`` runs it all in a private network namespace whose lo
 cuts TCP as Ethernet does (MTU M, one segment per packet), so messages span
-many segments. Needs what ``record_fixtures.py`` needs for rsrv.pcap (root,
+many segments. ``--ring 1`` captures with ``dumpcap -b duration:1`` (a new
+file every second, as a ring buffer) and compares pcapca reading the files
+as one set with ``ca_decode.py`` reading them joined (``cat``). Needs what ``record_fixtures.py`` needs for rsrv.pcap (root,
 tcpdump, tshark, pyepics, softioc; ``unshare`` and ``ip`` for ``--mtu``).
 Only 127.0.0.1 is used.
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import glob
 import os
 import shutil
 import subprocess
@@ -31,7 +35,6 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
 import ca_decode  # noqa: E402
-import pcapca  # noqa: E402
 import record_fixtures as rf  # noqa: E402
 
 
@@ -46,13 +49,28 @@ def reference(path):
     return out
 
 
-def decoded(path, problems):
-    return [(r.frame, 'C>S' if r.role == 'client' else 'S>C',
-             'EventAddResponse' if r.name == 'EventCancelResponse' else r.name)
-            for r in pcapca.read(path, on_problem=problems.append)]
+def decoded(paths, problems):
+    """pcapca's messages of a capture, or of a set read as one."""
+    from pcapca.capture_set import Files
+    from pcapca.events import Problem
+    from pcapca.pipeline import decode_files
+    from pcapca.progress import open_with_progress
+    from pcapca.records import Decoded
+    items = decode_files(Files(paths), opener=lambda p: open_with_progress(p, enabled=False))
+    out = []
+    for item in items:
+        if item.__class__ is Decoded:
+            out += [(r.frame, 'C>S' if r.role == 'client' else 'S>C',
+                     'EventAddResponse' if r.name == 'EventCancelResponse' else r.name)
+                    for r in item.records]
+        elif item.__class__ is Problem:
+            problems.append(item)
+    return out
 
 
-def one_run(seed, seconds, path):
+def one_run(seed, seconds, path, ring=None):
+    """Capture a session into ``path``; with ``ring`` (seconds) into a ring
+    of files next to it, joined into ``path``: returns the files."""
     tmp = tempfile.mkdtemp(prefix='soak-')
     procs = rf.Procs(tmp)
     try:
@@ -60,13 +78,27 @@ def one_run(seed, seconds, path):
         rf.start_ioc(procs, env)
         rf.start_rsrv(procs, dict(env, EPICS_CA_SERVER_PORT='5066',
                                   EPICS_CAS_BEACON_PORT='5099'))
-        with rf.tcpdump(procs, path, filt='port 5064 or port 5066'):
+        if ring:
+            cap = rf.dumpcap(procs, path, [('lo', 'port 5064 or port 5066')],
+                             extra=('-b', f'duration:{ring}'))
+        else:
+            cap = rf.tcpdump(procs, path, filt='port 5064 or port 5066')
+        with cap:
             subprocess.run([rf.PY, os.path.join(HERE, 'soak_client.py'), str(seed),
                             str(seconds)], env=env, capture_output=True,
                            timeout=seconds + 60, check=True)
     finally:
         procs.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
+    if not ring:
+        return [path]
+    stem, ext = os.path.splitext(path)
+    parts = sorted(glob.glob(f'{stem}_*{ext}'))
+    with open(path, 'wb') as joined:
+        for part in parts:
+            with open(part, 'rb') as f:
+                joined.write(f.read())
+    return parts
 
 
 def main(argv=None):
@@ -76,6 +108,8 @@ def main(argv=None):
     p.add_argument('--seed', type=int, default=1)
     p.add_argument('--keep', metavar='DIR', help='keep the captures here')
     p.add_argument('--mtu', type=int, help='lo MTU, in a private network namespace')
+    p.add_argument('--ring', type=int, metavar='T',
+                   help='capture a ring buffer (dumpcap -b duration:T) and read its files as one')
     args = p.parse_args(argv)
     if args.mtu and not os.environ.get('SOAK_IN_NETNS'):
         cmd = ['unshare', '--net', '--', 'sh', '-c', 'ip link set lo up && exec "$@"', 'sh',
@@ -88,14 +122,15 @@ def main(argv=None):
     os.makedirs(out, exist_ok=True)
     bad = 0
     for seed in range(args.seed, args.seed + args.runs):
-        path = os.path.join(out, f'soak-{seed}.pcap')
-        one_run(seed, args.seconds, path)
+        path = os.path.join(out, f'soak-{seed}.pcap' + ('ng' if args.ring else ''))
+        files = one_run(seed, args.seconds, path, args.ring)
         problems = []
-        want, got = reference(path), decoded(path, problems)
+        want, got = reference(path), decoded(files, problems)
         same = want == got and not problems
         bad += not same
-        print(f'seed {seed}: {len(got)} messages: ' + ('SAME' if same else 'DIFFERENT'),
-              flush=True)
+        print(f'seed {seed}: {len(got)} messages' + (f' in {len(files)} files'
+                                                    if args.ring else '')
+              + ': ' + ('SAME' if same else 'DIFFERENT'), flush=True)
         for line in list(difflib.unified_diff([str(x) for x in want], [str(x) for x in got],
                                               'ca_decode.py', 'pcapca', lineterm='', n=1))[:40]:
             print('  ' + line)
