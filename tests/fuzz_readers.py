@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 MAX_SEED = 64 * 1024
+MAX_SET = 16 * 1024        # inputs also read as a set of two captures (twice the work)
 MAGICS = (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1",
           b"\xa1\xb2\x3c\x4d", b"\x0a\x0d\x0d\x0a")
 
@@ -148,10 +149,40 @@ def _target(data: bytes) -> None:
         raise AssertionError("more than one fatal problem")
     if data[:4] in MAGICS and _filtered(data, _FILTER.drops) != _filtered(data, None):
         raise AssertionError("the --pv shortcut (pcapca.skim) changed the output")
+    if len(data) <= MAX_SET:
+        _as_set(data)
     # pcapca stats: its report of the same bytes, as text and JSON
     report = collect([io.BytesIO(data)])
     render_text(report)
     json.dumps(report)
+
+
+def _as_set(data: bytes) -> None:
+    """The bytes read twice as a set of two captures (pcapca.capture_set):
+    every item of an expected kind, every problem named by its file with a
+    frame of that file, every record's frame in the numbering across both."""
+    from pcapca.capture_set import Files
+    from pcapca.pipeline import decode_files
+    from pcapca.progress import Progress
+    from pcapca.streams import ByteSource
+    files = Files(["one", "two"])
+    where = Template("{file}:{file_frame}", files)
+    frames = []
+    for item in decode_files(files, opener=lambda p: Progress(ByteSource(io.BytesIO(data), p),
+                                                             None)):
+        if not isinstance(item, _KINDS):
+            raise AssertionError(f"unexpected item {item!r}")
+        if item.__class__ is Problem:
+            if item.source not in ("one", "two") or not str(item).startswith(item.source):
+                raise AssertionError(f"problem not labelled with its file: {item!r}")
+        elif item.__class__ is Decoded:
+            frames.extend(r.frame for r in item.records)
+            for record in item.records:
+                name, frame = files.locate(record.frame)
+                if frame < 1 or where(record) != f"{name}:{frame}":
+                    raise AssertionError(f"frame {record.frame} located at {name} {frame}")
+    if frames and (min(frames) < 1 or len(files.starts) != 2):
+        raise AssertionError(f"frames {min(frames)}.., starts {files.starts}")
 
 
 def _filtered(data: bytes, drops):
