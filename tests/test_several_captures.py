@@ -1,4 +1,5 @@
-"""``pcapca print`` of several captures read in order as one: a ring buffer.
+"""``pcapca print`` and ``annotate`` of several captures read in order as one:
+a ring buffer (pcapca.capture_set).
 
 fixtures/ring/ holds the files ``dumpcap -b duration:1`` wrote while a
 caproto client created three channels, subscribed, read and put (one put
