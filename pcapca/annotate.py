@@ -144,19 +144,19 @@ def annotate(args, *, decoder, report: Callable[[Problem], None]) -> int:
         progress = open_with_progress(inputs[0], enabled=bars)
         items = decode(progress.src, decoder=decoder, strict=strict)   # errors before any output
         tick = progress.update
-    outputs: List[_Output] = []       # one per input file begun, the last one open
-    output = None
+    output = None                     # of the input file begun last (``begun - 1``)
+    begun = 0
     damaged = False
     late = 0
 
     def to(index: int):
         """The writer of input file ``index`` (the ones before it finished)."""
-        nonlocal output
-        while len(outputs) <= index:
+        nonlocal output, begun
+        while begun <= index:
             if output is not None:
                 output.finish()
-            output = _Output(destinations[len(outputs)])
-            outputs.append(output)
+            output = _Output(destinations[begun])
+            begun += 1
         return output.writer
 
     try:

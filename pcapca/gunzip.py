@@ -1,10 +1,10 @@
 """gzip-compressed captures (``capture.pcap.gz``), decompressed as a stream.
 
 Wireshark and tshark open a gzip-compressed pcap or pcapng as if it were not
-compressed, and long captures are often kept compressed. ``Gunzip`` is a binary stream of the decompressed bytes, read from
-a ``ByteSource`` of the compressed file a piece at a time: memory does not
-grow with the file and a live ``... | gzip | pcapca print -`` is shown as
-the pieces arrive.
+compressed, and long captures are often kept compressed. ``Gunzip`` is a
+binary stream of the decompressed bytes, read from a ``ByteSource`` of the
+compressed file a piece at a time: memory does not grow with the file and a
+live ``... | gzip | pcapca print -`` is shown as the pieces arrive.
 
 Damage is not an exception: the stream ends where the gzip data stops making
 sense and keeps a ``Problem`` naming the byte of the *compressed* file where

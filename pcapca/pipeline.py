@@ -16,6 +16,19 @@ from .records import Decoded, Record
 from .streams import ByteSource, open_source
 
 
+def _stages(read: Callable, decoder: Optional[Decoder], tracker: Optional[ChannelTracker],
+            drops: Optional[Callable]) -> Iterator:
+    """The decoder and the channel state over ``read(skim)``, a reader's
+    items (``skim``: the filtered print's shortcut for ``drops``, or None)."""
+    decoder = decoder or Decoder()
+    tracker = tracker or ChannelTracker()
+    skim = None
+    if drops is not None:
+        from .skim import Skimmer
+        skim = Skimmer(decoder, tracker, drops)
+    return tracker.run(decoder.run(read(skim)))
+
+
 def decode(source, *, decoder: Optional[Decoder] = None,
            tracker: Optional[ChannelTracker] = None, strict: bool = False,
            drops: Optional[Callable] = None) -> Iterator:
@@ -23,15 +36,10 @@ def decode(source, *, decoder: Optional[Decoder] = None,
 
     ``drops``: a ``Filter.drops``; packets whose messages it drops (all of
     them) may then be left out, counted but not yielded (``pcapca.skim``)."""
-    decoder = decoder or Decoder()
-    tracker = tracker or ChannelTracker()
-    skim = None
-    if drops is not None:
-        from .skim import Skimmer
-        skim = Skimmer(decoder, tracker, drops)
     src = source if isinstance(source, ByteSource) else open_source(source)
     offsets = offsets_in(src)          # (a gzip-compressed capture; before reading starts)
-    stream = tracker.run(decoder.run(read_capture(src, strict=strict, skim=skim)))
+    stream = _stages(lambda skim: read_capture(src, strict=strict, skim=skim),
+                     decoder, tracker, drops)
     return label_offsets(stream, offsets) if offsets else stream
 
 
@@ -40,14 +48,9 @@ def decode_files(files: Files, *, opener: Callable, decoder: Optional[Decoder] =
                  drops: Optional[Callable] = None) -> Iterator:
     """``decode`` for several captures read in order as one (see
     ``pcapca.capture_set``): every problem names its file."""
-    decoder = decoder or Decoder()
-    tracker = tracker or ChannelTracker()
-    skim = None
-    if drops is not None:
-        from .skim import Skimmer
-        skim = Skimmer(decoder, tracker, drops)
-    items = read_captures(files, opener=opener, strict=strict, skim=skim)
-    for item in tracker.run(decoder.run(items)):
+    stream = _stages(lambda skim: read_captures(files, opener=opener, strict=strict, skim=skim),
+                     decoder, tracker, drops)
+    for item in stream:
         if item.__class__ is Problem:
             # (the decoder's: it knows the frame, not the file)
             item = files.label(item, len(files.starts) - 1)

@@ -152,8 +152,9 @@ def render_text(report: dict, top: int = 20) -> str:
                                        f"server not captured"
                                        if e["server_bytes_not_captured"] else "")]],
              right=[False, False, True, False, True, True, False, False, False])
-    if total > sum(e["count"] for e in ur):
-        out.append(f"  ({total - sum(e['count'] for e in ur)} more not listed)")
+    listed = sum(e["count"] for e in ur)
+    if total > listed:
+        out.append(f"  ({total - listed} more not listed)")
 
     # -------------------------------------------------------------- name conflicts
     nc = report["name_conflicts"]

@@ -15,41 +15,16 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from conftest import FIXTURES, fixture, needs_tshark, run_cli
+from test_annotate import expected_comments, frames
+from test_robustness import blocks
 from test_stats import split_pcap
 
 PARTS = sorted(str(p.relative_to(FIXTURES.parent)) for p in (FIXTURES / "ring").glob("*.pcapng"))
 FORMAT = "{frame} {request_frame} {pv} {latency} {name} {command}"
 
 
-def blocks(path):
-    """(block type, body) of each block of a pcapng file."""
-    data = (FIXTURES.parent / path).read_bytes()
-    pos, endian = 0, "<"
-    while pos < len(data):
-        if data[pos:pos + 4] == b"\x0a\x0d\x0d\x0a":
-            endian = "<" if data[pos + 8:pos + 12] == b"\x4d\x3c\x2b\x1a" else ">"
-        btype, blen = struct.unpack_from(endian + "II", data, pos)
-        yield btype, data[pos + 8:pos + blen - 4], endian
-        pos += blen
-
-
 def packets_in(path) -> int:
-    return sum(btype == 6 for btype, _, _ in blocks(path))
-
-
-def comments_in(path):
-    """The opt_comment options of the enhanced packet blocks, in order."""
-    for btype, body, e in blocks(path):
-        if btype != 6:
-            continue
-        pos = 20 + (struct.unpack_from(e + "I", body, 12)[0] + 3) // 4 * 4
-        while pos + 4 <= len(body):
-            code, size = struct.unpack_from(e + "HH", body, pos)
-            if code == 0:
-                break
-            if code == 1:
-                yield body[pos + 4:pos + 4 + size].decode()
-            pos += 4 + (size + 3) // 4 * 4
+    return sum(btype == 6 for _, btype, _ in blocks((FIXTURES.parent / path).read_bytes()))
 
 
 def lines(*args, check=0):
@@ -218,14 +193,18 @@ def test_bad_sets_are_refused_before_anything_is_printed(args, message):
     assert message in res.stderr.decode() and len(res.stderr.decode().splitlines()) == 1
 
 
-def test_file_token_of_one_capture_and_of_annotate(tmp_path):
+def test_file_token_of_one_capture():
     assert set(lines("-f", "{file}", "fixtures/basic.pcap")) == {"fixtures/basic.pcap"}
     assert (lines("-f", "{file_frame}", "fixtures/basic.pcap")
             == lines("-f", "{frame}", "fixtures/basic.pcap"))
+
+
+def test_file_token_in_annotate_comments(tshark, tmp_path):
     out = tmp_path / "out.pcapng"
     run_cli("annotate", "--comment", "{file}:{file_frame} {name}", "fixtures/basic.pcap", out,
             check=0)
-    comments = list(comments_in(out))
+    written = frames(tshark, out)
+    comments = [c for n in sorted(written) for c in written[n][2]]
     assert len(comments) == len(lines("-f", "{frame}", "fixtures/basic.pcap"))
     assert all(c.startswith("fixtures/basic.pcap:") for c in comments)
     assert comments[0] == "fixtures/basic.pcap:1 VersionRequest"
@@ -241,7 +220,6 @@ def test_interfaces_are_counted_per_section(names, several):
     files joined) declares its own one, which is not a second interface."""
     from pcapca.capture_set import Files, read_captures
     from pcapca.decoder import Decoder
-    from pcapca.events import Packet
     from pcapca.progress import open_with_progress
     decoder = Decoder()
     files = Files([str(FIXTURES.parent / n) for n in names])
@@ -262,7 +240,6 @@ def test_annotate_a_ring_into_a_directory(tmp_path):
     """Each file annotated into its own, every packet of it kept as tshark
     reads it, the comments those of the files read as one: the second file's
     monitor updates are FIX:counter's, its WriteNotifyResponse FIX:late_put's."""
-    from test_annotate import expected_comments, frames
     tshark = needs_tshark()
     out, res = annotated(tmp_path, PARTS)
     assert res.stderr.decode() == ("pcapca: 94 packets; 61 CA messages; "
@@ -289,7 +266,6 @@ def test_annotate_a_ring_into_a_directory(tmp_path):
 def test_annotate_pieces_of_a_pcap(tmp_path):
     """Legacy pcap pieces: each gets a pcapng of its own; the comments are
     those of the whole capture."""
-    from test_annotate import frames
     tshark = needs_tshark()
     a, b = tmp_path / "a.pcap", tmp_path / "b.pcap"
     split_pcap(fixture("corpus_libca.pcap"), a, b, 400)
@@ -320,7 +296,6 @@ def test_annotate_several_strict_keeps_the_files_done(tmp_path):
 
 
 def test_annotate_several_without_strict_writes_everything_readable(tmp_path):
-    from test_annotate import frames
     tshark = needs_tshark()
     cut = tmp_path / "cut.pcap"
     cut.write_bytes(fixture("basic.pcap").read_bytes()[:3000])
@@ -367,8 +342,11 @@ def test_files_out_of_time_order_get_a_note():
     res = run_cli("print", "-f", "{frame}", *backwards, check=0)
     notes = res.stderr.decode().splitlines()
     # the packets' time stamps (dumpcap: nanoseconds, if_tsresol 9)
-    ts = {p: [(hi << 32 | lo) for btype, body, e in blocks(p) if btype == 6
-              for hi, lo in [struct.unpack_from(e + "II", body, 4)]] for p in PARTS[:3]}
+    ts = {}
+    for p in PARTS[:3]:
+        d = (FIXTURES.parent / p).read_bytes()
+        ts[p] = [hi << 32 | lo for at, btype, _ in blocks(d) if btype == 6
+                 for hi, lo in [struct.unpack_from("<II", d, at + 12)]]
 
     def iso(t):
         from pcapca.stats import iso
