@@ -744,6 +744,13 @@ def set_lo(attrs):
         raise RuntimeError(f'setting {attrs} on lo: netlink error {error}')
 
 
+def lo_like_ethernet(mtu=1500):
+    """Make lo (of a private network namespace) cut TCP as Ethernet does:
+    MTU ``mtu`` and one segment per packet (GSO max segs 1)."""
+    subprocess.run(['ip', 'link', 'set', 'lo', 'mtu', str(mtu)], check=True)
+    set_lo({IFLA_GSO_MAX_SEGS: 1})
+
+
 def big_tcp_on_lo(size):
     """Let lo's TCP send (and deliver) IPv4 packets of up to ``size`` bytes
     (Linux "BIG TCP", kernel 6.3 or later), as ``ip link set dev lo
@@ -805,8 +812,7 @@ def sc_mtu1500(ctx):
     """Runs inside a private network namespace whose lo is made to cut TCP
     as Ethernet does: MTU 1500 and one segment per packet (GSO max segs 1),
     so messages span many segments and headers fall across segment ends."""
-    subprocess.run(['ip', 'link', 'set', 'lo', 'mtu', '1500'], check=True)
-    set_lo({IFLA_GSO_MAX_SEGS: 1})
+    lo_like_ethernet()
     env, client, ops = ioc_and_client(ctx)
     cap = tcpdump(ctx.procs, ctx.tmpfile)
     with cap:
@@ -914,8 +920,7 @@ def sc_lossy(ctx):
     reads it in blocks) while 160 KB replies arrive in 1448-byte segments
     (lo as in mtu1500.pcap, in a private network namespace); the kernel
     drops what the buffer cannot hold."""
-    subprocess.run(['ip', 'link', 'set', 'lo', 'mtu', '1500'], check=True)
-    set_lo({IFLA_GSO_MAX_SEGS: 1})
+    lo_like_ethernet()
     env, client, ops = ioc_and_client(ctx)
     cap = tcpdump(ctx.procs, ctx.tmpfile, buffer_kib=32, immediate=False)
     with cap:
@@ -993,6 +998,18 @@ def sc_unanswered(ctx):
 RING_DIR = 'ring'        # ring.pcapng's files, as dumpcap -b wrote them
 
 
+def join_ring(path):
+    """The files ``dumpcap -b ... -w path`` wrote (``STEM_NNNNN_DATE.EXT``),
+    in order, joined into ``path`` (cat: one pcapng section each)."""
+    stem, ext = os.path.splitext(path)
+    parts = sorted(glob.glob(f'{stem}_*{ext}'))
+    with open(path, 'wb') as joined:
+        for part in parts:
+            with open(part, 'rb') as f:
+                joined.write(f.read())
+    return parts
+
+
 @scenario('ring.pcapng', needs=('dumpcap',))
 def sc_ring(ctx):
     """A ring buffer: dumpcap -b duration:1 starts a new file every second.
@@ -1018,14 +1035,9 @@ def sc_ring(ctx):
         client.unsubscribe(counter, sub)
         client.clear(dbl)
         client.close_circuit(circ)
-    stem, ext = os.path.splitext(ctx.tmpfile)
-    parts = sorted(glob.glob(f'{stem}_*{ext}'))
+    parts = join_ring(ctx.tmpfile)
     if len(parts) < 3:
         raise RuntimeError(f'dumpcap wrote {len(parts)} ring files, not 3 or more')
-    with open(ctx.tmpfile, 'wb') as joined:
-        for part in parts:
-            with open(part, 'rb') as f:
-                joined.write(f.read())
     ops += ['UDP: one search datagram: VersionRequest + SearchRequest FIX:dbl (cid 0), '
             'FIX:counter (cid 1), FIX:late_put (cid 2); all answered',
             'TCP connect; create FIX:dbl (sid 0), FIX:counter (sid 1), FIX:late_put (sid 2)',

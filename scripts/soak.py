@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import glob
 import os
 import shutil
 import subprocess
@@ -90,15 +89,7 @@ def one_run(seed, seconds, path, ring=None):
     finally:
         procs.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
-    if not ring:
-        return [path]
-    stem, ext = os.path.splitext(path)
-    parts = sorted(glob.glob(f'{stem}_*{ext}'))
-    with open(path, 'wb') as joined:
-        for part in parts:
-            with open(part, 'rb') as f:
-                joined.write(f.read())
-    return parts
+    return rf.join_ring(path) if ring else [path]
 
 
 def main(argv=None):
@@ -116,8 +107,7 @@ def main(argv=None):
                rf.PY, os.path.abspath(__file__), *(argv if argv is not None else sys.argv[1:])]
         return subprocess.run(cmd, env=dict(os.environ, SOAK_IN_NETNS='1')).returncode
     if args.mtu:
-        subprocess.run(['ip', 'link', 'set', 'lo', 'mtu', str(args.mtu)], check=True)
-        rf.set_lo({rf.IFLA_GSO_MAX_SEGS: 1})
+        rf.lo_like_ethernet(args.mtu)
     out = args.keep or tempfile.mkdtemp(prefix='soak-captures-')
     os.makedirs(out, exist_ok=True)
     bad = 0
