@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import os
+import stat
 from typing import Callable, Iterator, List, Sequence, Tuple
 
 from .capture import labelled, offsets_in, probe, read_capture
@@ -62,12 +64,15 @@ class Files:
 
 def probe_all(paths: Sequence[str]) -> None:
     """Raise (CaptureFormatError, OSError) for the first file of ``paths``
-    that cannot be read as a capture, before any is read: not at the 10th."""
+    that cannot be read as a capture, before any is read: not at the 10th.
+    A pipe (``-``, ``<(tcpdump ...)``, a FIFO) is not opened here: what a
+    probe read from it would be lost to the reading that follows."""
     from .streams import ByteSource
     for path in paths:
-        if path != "-":
-            with open(path, "rb") as f:
-                probe(ByteSource(f, path))
+        if path == "-" or not stat.S_ISREG(os.stat(path).st_mode):
+            continue                  # (a pipe: read once, when its turn comes)
+        with open(path, "rb") as f:
+            probe(ByteSource(f, path))
 
 
 def read_captures(files: Files, *, opener: Callable, strict: bool = False,

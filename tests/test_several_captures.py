@@ -430,3 +430,40 @@ def test_any_cut_of_a_capture_reads_as_the_whole(name, cuts, filtered):
             parts = [r for r in parts if r[2] in ("FIX:dbl", "CORPUS:dbl", "FIX:wf")]
         assert parts == whole
         assert files.starts == [a + 1 for a in at[:-1]]
+
+
+@pytest.mark.parametrize("command", ["print", "stats", "annotate"])
+def test_a_pipe_among_several_captures_is_read_whole(tmp_path, command):
+    """``pcapca print a.pcap <(tcpdump -r ...)``: a named pipe among the
+    files is not probed before reading (the bytes a probe took would be lost
+    to the reading); it is read once, when its turn comes."""
+    import os
+    import threading
+    fifo = tmp_path / "pipe.pcap"
+    os.mkfifo(fifo)
+    data = fixture("reuse.pcap").read_bytes()
+
+    def feed():
+        with open(fifo, "wb") as f:
+            f.write(data)
+    writer = threading.Thread(target=feed)
+    writer.start()
+    args = {"print": ("-q", "-f", "{file} {pv} {name}"), "stats": ("-q", "--json"),
+            "annotate": ("-q",)}[command]
+    out = tmp_path / "out"
+    out.mkdir()
+    res = run_cli(command, *args, fixture("basic.pcap"), fifo,
+                  *([out] if command == "annotate" else []), check=0)
+    writer.join(timeout=30)
+    assert res.stderr == b""
+    if command == "print":
+        rows = res.stdout.decode().splitlines()
+        alone = lines("-q", "-f", "{pv} {name}", fixture("reuse.pcap"))
+        assert [r.split(" ", 1)[1] for r in rows if r.startswith(str(fifo))] == alone
+    elif command == "stats":
+        files = json.loads(res.stdout)["capture"]["files"]
+        assert [(f["path"], f["packets"]) for f in files] == [
+            (str(fixture("basic.pcap")), 54), (str(fifo), 54)]
+    else:
+        assert sorted(p.name for p in out.iterdir()) == ["basic.pcapng", "pipe.pcapng"]
+        assert packets_in(out / "pipe.pcapng") == 54
