@@ -18,8 +18,7 @@ from .capture_set import Files, probe_all
 from .formatting import Template, record_repr
 from .events import Passthrough, Problem
 from .pcapng_io import PcapngWriter
-from .pipeline import decode
-from .progress import open_with_progress
+from .pipeline import decode_captures
 from .records import Decoded
 
 
@@ -132,18 +131,11 @@ def annotate(args, *, decoder, report: Callable[[Problem], None]) -> int:
     keep_all = getattr(args, "keep_all", False)
     bars = getattr(args, "progress", False) and not args.quiet
     strict = getattr(args, "strict", False)
-    several = len(inputs) > 1
+    several = files.several
     if several:
-        from .pipeline import decode_files
         probe_all(inputs)           # (an unreadable 3rd file: before any output)
-        progress = None
-        items = decode_files(files, opener=lambda path: open_with_progress(path, enabled=bars),
-                             decoder=decoder, strict=strict)
-        tick = None
-    else:
-        progress = open_with_progress(inputs[0], enabled=bars)
-        items = decode(progress.src, decoder=decoder, strict=strict)   # errors before any output
-        tick = progress.update
+    # (one capture: its format is checked here, before any output)
+    items, tick, close = decode_captures(files, bars=bars, decoder=decoder, strict=strict)
     output = None                     # of the input file begun last (``begun - 1``)
     begun = 0
     damaged = False
@@ -193,8 +185,8 @@ def annotate(args, *, decoder, report: Callable[[Problem], None]) -> int:
                 if strict and item.stops_strict:
                     # --strict: the first problem fails the run; no output file
                     raise _StrictStop()
-        if progress is not None:
-            progress.close()
+        if close is not None:
+            close()
         to(len(destinations) - 1)     # (files without packets get their file too)
         output.finish()
     except _StrictStop:

@@ -157,7 +157,7 @@ def _probe_all(paths: List[str]) -> None:
 
 def cmd_print(args) -> int:
     from .capture_set import Files
-    from .pipeline import decode, decode_files
+    from .pipeline import decode_captures
     if args.json and args.format:
         raise UsageError("--json and --format cannot be used together")
     several = len(args.captures) > 1
@@ -174,16 +174,8 @@ def cmd_print(args) -> int:
     # bulk (pcapca.skim), except on live input, where each packet is shown
     # as soon as it arrives
     drops = None if args.filter is None or live else args.filter.drops
-    if several:
-        # (read in order as one capture; each file's bar moves per packet)
-        progress = None
-        stream = decode_files(files, opener=lambda path: open_with_progress(path, enabled=bars),
-                              decoder=decoder, strict=args.strict, drops=drops)
-        tick = None
-    else:
-        progress = open_with_progress(args.captures[0], enabled=bars)
-        stream = decode(progress.src, decoder=decoder, strict=args.strict, drops=drops)
-        tick = progress.update if progress.active else None
+    stream, tick, close = decode_captures(files, bars=bars, decoder=decoder, strict=args.strict,
+                                          drops=drops)
     out = sys.stdout
     write = out.write
     damaged = False
@@ -230,8 +222,8 @@ def cmd_print(args) -> int:
                 break
     if lines:
         write_lines()
-    if progress is not None:
-        progress.close()
+    if close is not None:
+        close()
     out.flush()
     if not args.quiet:
         print(f"pcapca: {decoder.stats.summary()}", file=sys.stderr)

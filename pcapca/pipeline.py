@@ -57,6 +57,23 @@ def decode_files(files: Files, *, opener: Callable, decoder: Optional[Decoder] =
         yield item
 
 
+def decode_captures(files: Files, *, bars: bool, decoder: Optional[Decoder] = None,
+                    strict: bool = False, drops: Optional[Callable] = None):
+    """``decode`` of the one capture of ``files``, or ``decode_files`` of
+    several, each file with a progress bar when ``bars`` (and stderr is a
+    terminal): (items, tick, close). ``tick()``, when not None, is to be
+    called per Decoded item (the bar of one capture moves with them; a set's
+    reader moves its bars itself); ``close()``, when not None, at the end."""
+    from .progress import open_with_progress
+    if files.several:
+        items = decode_files(files, opener=lambda path: open_with_progress(path, enabled=bars),
+                             decoder=decoder, strict=strict, drops=drops)
+        return items, None, None
+    progress = open_with_progress(files.paths[0], enabled=bars)
+    items = decode(progress.src, decoder=decoder, strict=strict, drops=drops)
+    return items, (progress.update if progress.active else None), progress.close
+
+
 def read(source, *, on_problem: Optional[Callable[[Problem], None]] = None,
          decoder: Optional[Decoder] = None) -> Iterator[Record]:
     """Yield every CA message of a capture as a ``Record``.
