@@ -16,7 +16,7 @@ from hypothesis import given, settings, strategies as st
 
 from conftest import FIXTURES, fixture, needs_tshark, run_cli
 from test_annotate import expected_comments, frames
-from test_robustness import blocks
+from test_robustness import blocks, build, records
 from test_stats import split_pcap
 
 PARTS = sorted(str(p.relative_to(FIXTURES.parent)) for p in (FIXTURES / "ring").glob("*.pcapng"))
@@ -385,17 +385,6 @@ def _records(items):
             for item in items if item.__class__ is Decoded for r in item.records]
 
 
-def _pcap_records(data: bytes):
-    """(header, [record bytes]) of a legacy pcap."""
-    endian = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
-    out, pos = [], 24
-    while pos < len(data):
-        caplen = struct.unpack(endian + "I", data[pos + 8:pos + 12])[0]
-        out.append(data[pos:pos + 16 + caplen])
-        pos += 16 + caplen
-    return data[:24], out
-
-
 @settings(max_examples=40, deadline=None)
 @given(name=st.sampled_from(["basic.pcap", "corpus_libca.pcap", "reuse.pcap", "noise.pcap",
                              "lossy.pcap", "mtu1500.pcap", "midstream.pcap", "bigarray.pcap"]),
@@ -410,7 +399,7 @@ def test_any_cut_of_a_capture_reads_as_the_whole(name, cuts, filtered):
     from pcapca.pipeline import decode, decode_files
     from pcapca.progress import open_with_progress
     data = fixture(name).read_bytes()
-    head, recs = _pcap_records(data)
+    head, recs = data[:24], records(data)
     at = sorted({int(c * len(recs)) for c in cuts} | {0, len(recs)})
     flt = Filter.build(pv=["FIX:dbl", "CORPUS:dbl", "FIX:wf"]) if filtered else None
     drops = flt.drops if flt is not None else None
@@ -420,7 +409,7 @@ def test_any_cut_of_a_capture_reads_as_the_whole(name, cuts, filtered):
         for i, (a, b) in enumerate(zip(at, at[1:])):
             path = f"{tmp}/part{i}.pcap"
             with open(path, "wb") as f:
-                f.write(head + b"".join(recs[a:b]))
+                f.write(build(head, recs[a:b]))
             paths.append(path)
         files = Files(paths)
         parts = _records(decode_files(files, drops=drops,

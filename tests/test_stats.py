@@ -564,18 +564,13 @@ def test_text_report_unanswered_requests():
 
 # ------------------------------------------------------------------ several files
 def split_pcap(src, dst_a, dst_b, at_frame):
+    """Frames before ``at_frame`` of the (little-endian) pcap ``src`` to
+    ``dst_a``, the others to ``dst_b``."""
+    from test_robustness import build, records
     data = open(src, "rb").read()
-    head, pos, frame = data[:24], 24, 1
-    endian = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
-    parts = [bytearray(head), bytearray(head)]
-    while pos < len(data):
-        caplen = struct.unpack(endian + "I", data[pos + 8:pos + 12])[0]
-        rec = data[pos:pos + 16 + caplen]
-        parts[0 if frame < at_frame else 1] += rec
-        pos += 16 + caplen
-        frame += 1
-    open(dst_a, "wb").write(parts[0])
-    open(dst_b, "wb").write(parts[1])
+    recs = records(data)
+    open(dst_a, "wb").write(build(data[:24], recs[:at_frame - 1]))
+    open(dst_b, "wb").write(build(data[:24], recs[at_frame - 1:]))
 
 
 def strip(report):
