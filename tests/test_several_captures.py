@@ -14,6 +14,8 @@ import subprocess
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from pcapca.stats import iso
+
 from conftest import FIXTURES, fixture, needs_tshark, run_cli
 from test_annotate import expected_comments, frames
 from test_robustness import blocks, build, records
@@ -347,10 +349,6 @@ def test_files_out_of_time_order_get_a_note():
         d = (FIXTURES.parent / p).read_bytes()
         ts[p] = [hi << 32 | lo for at, btype, _ in blocks(d) if btype == 6
                  for hi, lo in [struct.unpack_from("<II", d, at + 12)]]
-
-    def iso(t):
-        from pcapca.stats import iso
-        return iso(t)
     assert notes[:2] == [
         f"pcapca: {PARTS[i]}, frame 1: its first packet ({iso(ts[PARTS[i]][0])}) is older "
         f"than the last one of {PARTS[2]} ({iso(max(ts[PARTS[2]]))}): the files are not in "
