@@ -15,7 +15,8 @@ from typing import Dict, Iterable, Iterator, Optional, Union
 from ._caproto import CLIENT, SERVER, Beacon, SearchResponse, header_fields
 from .ca_decode import DEFAULT_MAX_MESSAGE, StreamDecoder, decode_datagram, looks_like_ca
 from .events import CircuitClosed, Packet, Passthrough, Problem
-from .link import PROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Segment, parse
+from .ip_reassembly import Reassembler
+from .link import PROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Fragment, Segment, parse
 from .records import CLIENT_ROLE, SERVER_ROLE, Decoded, Record
 from .tcp_reassembly import HalfStream, seq_diff
 
@@ -118,6 +119,7 @@ class Decoder:
         self.generation = 0                          # changes of ``circuits`` (for pcapca.skim)
         self._closed: list = []                      # CircuitClosed and late items to pass on
         self._interfaces = 0                         # interfaces declared (pcapng IDBs)
+        self.fragments = Reassembler()               # IPv4 datagrams sent in fragments
 
     @property
     def finds_duplicates(self) -> bool:
@@ -163,10 +165,14 @@ class Decoder:
 
     def packet(self, packet: Packet):
         seg = parse(packet.interface.linktype, packet.data)
-        if seg.__class__ is str:
-            self.stats.skipped[seg] += 1
-            return Decoded(packet), ()
-        if self._interfaces > 1 and self._duplicate(packet, seg):
+        if seg.__class__ is not Segment:
+            if seg.__class__ is str:
+                self.stats.skipped[seg] += 1
+                return Decoded(packet), ()
+            return self._fragment(packet, seg)
+        if self._interfaces > 1 and self._duplicate(packet, (
+                seg.src, seg.sport, seg.dst, seg.dport, seg.ip_id, seg.seq, seg.ack, seg.flags,
+                hash(bytes(seg.payload)), seg.wire_len)):
             # the same packet captured on another interface (e.g. lo and any)
             self.stats.duplicates += 1
             return Decoded(packet), ()
@@ -175,9 +181,54 @@ class Decoder:
         return self._udp(packet, seg)
 
     def finish(self) -> Iterator[Problem]:
-        """End of input: deliver data waiting behind holes, report partial messages."""
+        """End of input: deliver data waiting behind holes, report partial
+        messages and the datagrams whose fragments never all came."""
         for circuit in list(self._unique_circuits()):
             yield from self._close(circuit)
+        yield from self._lost(self.fragments.finish())
+
+    # ------------------------------------------------------------------ IPv4 fragments
+    def _fragment(self, packet: Packet, frag: Fragment):
+        """A fragment: nothing until the one that completes its datagram,
+        which is decoded as if it carried the datagram whole."""
+        if self._interfaces > 1 and self._duplicate(packet, (
+                frag.src, frag.dst, frag.proto, frag.ip_id, frag.offset, frag.more,
+                hash(frag.payload), frag.wire_len)):
+            self.stats.duplicates += 1
+            return Decoded(packet), ()
+        repeated = self.fragments.repeated
+        whole, lost = self.fragments.add(packet, frag)
+        problems = self._lost(lost)
+        if self.fragments.repeated != repeated:
+            self.stats.skipped["IPv4 fragment seen twice"] += 1
+        if whole is None:
+            return Decoded(packet), problems
+        seg = parse(packet.interface.linktype, whole)
+        if seg.__class__ is str:
+            self.stats.skipped[f"{seg} (reassembled IPv4)"] += 1
+            return Decoded(packet), problems
+        # (its records show this packet's frame and time, and its dpkt
+        # layers those of the whole datagram)
+        carrier = packet._replace(data=whole)
+        if seg.proto == PROTO_TCP:
+            decoded, more = self._tcp(carrier, seg)
+        else:
+            decoded, more = self._udp(carrier, seg)
+        return decoded._replace(packet=packet), problems + list(more)
+
+    def _lost(self, lost) -> list:
+        """Problems (one line each) for datagrams given up by the reassembler;
+        their fragments count as skipped packets."""
+        problems = []
+        for item in lost:
+            self.stats.skipped["IPv4 fragment of a lost datagram"] += item.fragments
+            self.stats.problems += 1
+            if item.cut:
+                problems.append(Problem(item.text(), frame=item.first_frame,
+                                        offset=item.first_offset, kind="capture"))
+            else:
+                problems.append(Problem(item.text(), frame=item.first_frame, kind="decode"))
+        return problems
 
     # ------------------------------------------------------------------ TCP
     def _tcp(self, packet: Packet, seg: Segment):
@@ -389,6 +440,8 @@ class Decoder:
         out = []
         for c in victims:
             out.extend(self._close(c))
+        if now is not None:
+            out.extend(self._lost(self.fragments.expire(now)))
         return out
 
     # ------------------------------------------------------------------ UDP
@@ -448,12 +501,11 @@ class Decoder:
                 return CLIENT
         return None
 
-    def _duplicate(self, packet: Packet, seg: Segment) -> bool:
+    def _duplicate(self, packet: Packet, key: tuple) -> bool:
         """Was this packet already seen on another interface? Only called for
-        captures with several interfaces; packets are identified by their
-        addresses, IP id, TCP sequence/ack/flags and payload."""
-        key = (seg.src, seg.sport, seg.dst, seg.dport, seg.ip_id, seg.seq, seg.ack, seg.flags,
-               hash(bytes(seg.payload)), seg.wire_len)
+        captures with several interfaces; packets are identified by ``key``:
+        their addresses, IP id, TCP sequence/ack/flags (or fragment offset)
+        and payload."""
         recent = self.recent_packets
         seen = recent.get(key)
         if seen is not None and seen[1] is not packet.interface and abs(packet.ts - seen[0]) <= DUP_WINDOW_NS:

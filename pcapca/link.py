@@ -59,6 +59,20 @@ class Segment(NamedTuple):
     ip_offset: int = 0    # where the IPv4 header starts in the frame
 
 
+class Fragment(NamedTuple):
+    """A fragment of an IPv4 datagram (``ip_reassembly`` joins them)."""
+    proto: int            # PROTO_TCP or PROTO_UDP
+    src: str
+    dst: str
+    ip_id: int
+    offset: int           # where its bytes go in the datagram's payload
+    more: bool            # More Fragments: not the last one
+    payload: bytes        # its part of the IPv4 payload, as captured
+    wire_len: int         # that part's length on the wire (> len(payload) if cut)
+    ip_offset: int        # where the IPv4 header starts in the frame
+    header_len: int       # IPv4 header length
+
+
 def ip_offset(linktype: int, data: bytes) -> Union[int, str]:
     """Offset of the IPv4 header in ``data``, or a reason (str) to skip it."""
     if linktype == DLT_EN10MB:
@@ -127,8 +141,9 @@ _eth_ipv4_tcp = struct.Struct("!12xHBxHHHxBxx8sHHIIBB").unpack_from
 _new = tuple.__new__     # builds a Segment without NamedTuple's Python-level __new__
 
 
-def parse(linktype: int, data: bytes) -> Union[Segment, str]:
-    """The TCP/UDP segment in a captured frame, or a reason (str) to skip it."""
+def parse(linktype: int, data: bytes) -> Union[Segment, Fragment, str]:
+    """The TCP/UDP segment in a captured frame, a fragment of one, or a
+    reason (str) to skip it."""
     if linktype == DLT_EN10MB and len(data) >= 54:
         (etype, vihl, total_len, ip_id, frag, proto, addrs,
          sport, dport, seq, ack, doff, flags) = _eth_ipv4_tcp(data)
@@ -143,7 +158,7 @@ def parse(linktype: int, data: bytes) -> Union[Segment, str]:
     return _parse(linktype, data)
 
 
-def _parse(linktype: int, data: bytes) -> Union[Segment, str]:
+def _parse(linktype: int, data: bytes) -> Union[Segment, Fragment, str]:
     if linktype == DLT_EN10MB and data[12:14] == b"\x08\x00":
         off = 14                                   # Ethernet, IPv4
     else:
@@ -158,8 +173,6 @@ def _parse(linktype: int, data: bytes) -> Union[Segment, str]:
     ihl = (vihl & 0x0F) * 4
     if ihl < 20:
         return "bad IPv4 header length"
-    if frag & 0x3FFF:
-        return "IPv4 fragment"
     if proto != PROTO_TCP and proto != PROTO_UDP:
         return "not TCP or UDP"
     src, dst = _addresses(addrs)
@@ -170,6 +183,11 @@ def _parse(linktype: int, data: bytes) -> Union[Segment, str]:
     # which the field cannot hold): it ends with the frame, as Wireshark reads it.
     end_wire = off + total_len if total_len else len(data)
     end = min(end_wire, len(data))
+    if frag & 0x3FFF:
+        if end_wire < start:
+            return "bad IPv4 total length"
+        return Fragment(proto, src, dst, ip_id, (frag & 0x1FFF) * 8, bool(frag & 0x2000),
+                        data[start:end], end_wire - start, off, ihl)
     if proto == PROTO_TCP:
         if end < start + 20:
             return "truncated TCP header"

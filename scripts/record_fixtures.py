@@ -272,7 +272,7 @@ def dumpcap(procs, path, ifaces, extra=()):
 # produced by ca_decode.describe, or None), compare (how to compare).
 
 SCENARIOS = {}
-IN_NETNS = ('noise.pcap', 'bigtcp.pcap', 'mtu1500.pcap', 'lossy.pcap')   # recorded in a private network namespace
+IN_NETNS = ('noise.pcap', 'bigtcp.pcap', 'mtu1500.pcap', 'lossy.pcap', 'fragments.pcap')   # recorded in a private network namespace
 
 
 def scenario(name, *, needs=()):
@@ -870,6 +870,63 @@ def sc_mtu1500(ctx):
                 note='CA headers split across two TCP segments (direction, '
                      'frame of the header\'s first bytes): ' + ', '.join(
                          f'{d} {f}' for d, f in split))
+
+
+@scenario('fragments.pcap', needs=('unshare', 'ip'))
+def sc_fragments(ctx):
+    """Runs inside a private network namespace whose lo has the MTU of a
+    VXLAN overlay network (1450: Docker swarm, Kubernetes flannel...).
+    caproto's clients pack searches into datagrams of up to 1472 bytes
+    (SEARCH_MAX_DATAGRAM_BYTES), so such a datagram leaves the host in two
+    IPv4 fragments: the second carries no UDP header."""
+    lo_like_ethernet(1450)
+    env, client, ops = ioc_and_client(ctx)
+    cap = tcpdump(ctx.procs, ctx.tmpfile,
+                  filt=f'{CA_PORTS_FILTER} or (ip[6:2] & 0x3fff != 0)')
+    missing = [f'DOCKER:missing:pv{i:02d}' for i in range(34)]
+    names = ['FIX:dbl', 'FIX:counter'] + missing
+    with cap:
+        found = client.search(names, expect=['FIX:dbl', 'FIX:counter'])
+        client.search(missing[:20], expect=[], wait=0.3)
+        circ = client.connect(found['FIX:dbl'])
+        dbl = client.create(circ, 'FIX:dbl')
+        cnt = client.create(circ, 'FIX:counter')
+        client.read(dbl, data_type='time')
+        client.read(cnt)
+        client.clear(dbl)
+        client.clear(cnt)
+        client.close()
+    frags = fragmented_datagrams(ctx.tmpfile)
+    if [len(f) for f in frags] != [2]:
+        raise RuntimeError(f'expected one datagram in two fragments, got {frags}')
+    ops += ['in a private network namespace: lo MTU 1450 (a VXLAN overlay '
+            'network) and GSO max segs 1',
+            'UDP: one datagram of 1432 bytes of CA (VersionRequest + '
+            'SearchRequest FIX:dbl, FIX:counter and 34 names no server has, '
+            'DOCKER:missing:pv00..33, as caproto packs a search), 1440 with its '
+            'UDP header: two IPv4 fragments of 1424 and 16 bytes, the second '
+            'without UDP header; the IOC answers FIX:dbl and FIX:counter in '
+            'one datagram',
+            'UDP: VersionRequest + SearchRequest DOCKER:missing:pv00..19 '
+            '(816 bytes, not fragmented); no answer',
+            'TCP connect; create FIX:dbl and FIX:counter; ReadNotify FIX:dbl '
+            'TIME_DOUBLE, FIX:counter LONG; clear both; close']
+    return dict(command=shlex.join(cap.args), client='scripts/ca_client.py',
+                operations=ops, expected=transcript_descr(client),
+                note='the fragments of the datagram are frames ' + ' and '.join(
+                    str(n) for n in frags[0]))
+
+
+def fragmented_datagrams(path):
+    """The frames of each IPv4 datagram of ``path`` sent in fragments."""
+    import dpkt
+    frames = {}
+    with open(path, 'rb') as f:
+        for frame, (_ts, buf) in enumerate(dpkt.pcap.Reader(f), 1):
+            ip = dpkt.ethernet.Ethernet(buf).data
+            if isinstance(ip, dpkt.ip.IP) and (ip.mf or ip.offset):
+                frames.setdefault((ip.src, ip.dst, ip.p, ip.id), []).append(frame)
+    return list(frames.values())
 
 
 def headers_across_segments(path):
