@@ -50,9 +50,9 @@ NOT_RUN = ("time ", "capinfos ", "cat ")
 TSHARK_AS_ROOT = 'Running as user "root"'      # tshark's warning in a CI container
 
 
-def _basic(edit) -> bytes:
-    """basic.pcap with its records (``test_robustness.records``) edited."""
-    d = fixture("basic.pcap").read_bytes()
+def _basic(edit, name="basic.pcap") -> bytes:
+    """basic.pcap (or ``name``) with its records (``test_robustness.records``) edited."""
+    d = fixture(name).read_bytes()
     recs = records(d)
     edit(recs)
     return build(d[:24], recs)
@@ -129,6 +129,7 @@ DAMAGED = {
     "udp.pcap": lambda: _basic(lambda recs: recs[0].__setitem__(
         3, recs[0][3][:42 + 16] + struct.pack(">H", 200) + recs[0][3][42 + 18:])),
     "dropped.pcapng": lambda: _session(_drops),
+    "nofrag.pcap": lambda: _basic(lambda recs: recs.__delitem__(1), "fragments.pcap"),
     "basic.pcap.gz": lambda: _gz(fixture("basic.pcap").read_bytes()),
     "cut.pcap.gz": lambda: _gz(fixture("basic.pcap").read_bytes())[:2000],
     "flipped.pcap.gz": lambda: _gz(fixture("basic.pcap").read_bytes(),
