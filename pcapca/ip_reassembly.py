@@ -17,7 +17,9 @@ payload, so the rest of the pipeline reads it as any other packet.
 Memory is bounded as Linux bounds it (``net.ipv4.ipfrag_high_thresh``,
 ``ipfrag_time``): at most ``MAX_PENDING_BYTES`` wait, the oldest datagram
 going first, and a datagram not complete ``TIMEOUT_NS`` of capture time after
-its first fragment is given up. A fragment repeated exactly is ignored; one
+its first fragment is given up (each fragment counts its bytes and
+``FRAGMENT_COST``; a datagram has at most ``MAX_FRAGMENTS``). A fragment
+repeated exactly is ignored; one
 that overlaps other bytes makes the datagram given up, as Linux discards
 such a datagram (its receiver never got it).
 """
@@ -32,6 +34,8 @@ from .link import PROTO_TCP, Fragment
 MAX_PENDING_BYTES = 4 << 20      # Linux's ipfrag_high_thresh
 TIMEOUT_NS = 30 * 10**9          # Linux's ipfrag_time: 30 s
 MAX_DATAGRAM = 65535             # an IPv4 total length can't say more
+MAX_FRAGMENTS = 1024             # per datagram (64 KiB over the smallest common MTU: 120)
+FRAGMENT_COST = 256              # what keeping a fragment costs besides its bytes
 
 
 
@@ -58,12 +62,13 @@ class Lost:
 
 
 class _Datagram:
-    __slots__ = ("parts", "size", "head", "ip_at", "first_frame", "first_offset", "first_ts",
-                 "captured", "fragments", "cut")
+    __slots__ = ("parts", "size", "covered", "head", "ip_at", "first_frame", "first_offset",
+                 "first_ts", "captured", "fragments", "cost", "cut")
 
     def __init__(self, packet) -> None:
         self.parts: Dict[int, Tuple[bytes, int]] = {}   # offset -> (captured, wire length)
         self.size: Optional[int] = None      # payload length, known from the last fragment
+        self.covered = 0                     # bytes the parts cover (they never overlap)
         self.head: Optional[bytes] = None    # link + IPv4 header of the first fragment
         self.ip_at = 0                       # where its IPv4 header starts
         self.first_frame = packet.frame
@@ -71,6 +76,7 @@ class _Datagram:
         self.first_ts = packet.ts
         self.captured = 0
         self.fragments = 0
+        self.cost = 0                        # its share of pending_bytes
         self.cut = False
 
 
@@ -111,6 +117,8 @@ class Reassembler:
             reason = "has a fragment past its end"
         if reason is None and frag.header_len + end > MAX_DATAGRAM:
             reason = f"is longer than {MAX_DATAGRAM} bytes"
+        if reason is None and dg.fragments == MAX_FRAGMENTS:
+            reason = f"has over {MAX_FRAGMENTS} fragments"
         dg.fragments += 1
         dg.captured += len(frag.payload)
         if reason is not None:
@@ -118,18 +126,23 @@ class Reassembler:
             return None, lost
         if frag.wire_len:               # (an empty one can only say where the end is)
             dg.parts[frag.offset] = (frag.payload, frag.wire_len)
-            self.pending_bytes += len(frag.payload)
+            dg.covered += frag.wire_len
+        cost = len(frag.payload) + FRAGMENT_COST
+        dg.cost += cost
+        self.pending_bytes += cost
         if len(frag.payload) < frag.wire_len:
             dg.cut = True
         if frag.offset == 0:
             dg.head = packet.data[:frag.ip_offset + frag.header_len]
             dg.ip_at = frag.ip_offset
-        if dg.size is not None and dg.head is not None and self._complete(dg):
+        # (the parts are disjoint and within the datagram: covering its
+        # length, they cover all of it)
+        if dg.covered == dg.size and dg.head is not None:
             if dg.cut:
                 lost.append(self._give_up(key, "was cut by the capture's snaplen", cut=True))
                 return None, lost
             del self.pending[key]
-            self.pending_bytes -= dg.captured
+            self.pending_bytes -= dg.cost
             return _whole(dg), lost
         while self.pending_bytes > self.max_pending_bytes and self.pending:
             lost.append(self._give_up(next(iter(self.pending)),
@@ -154,18 +167,9 @@ class Reassembler:
         return [self._give_up(key, "is not complete at the end of the capture")
                 for key in list(self.pending)]
 
-    @staticmethod
-    def _complete(dg: _Datagram) -> bool:
-        at = 0
-        for offset in sorted(dg.parts):
-            if offset > at:
-                return False
-            at = max(at, offset + dg.parts[offset][1])
-        return at >= dg.size
-
     def _give_up(self, key: tuple, reason: str, cut: bool = False) -> Lost:
         dg = self.pending.pop(key)
-        self.pending_bytes -= sum(len(data) for data, _ in dg.parts.values())
+        self.pending_bytes -= dg.cost
         src, dst, proto, ip_id = key
         return Lost(proto, src, dst, ip_id, reason, dg.first_frame, dg.first_offset,
                     dg.fragments, dg.captured, cut or dg.cut)

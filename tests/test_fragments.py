@@ -17,7 +17,7 @@ from hypothesis import given, strategies as st
 import pcapca
 from conftest import fixture, run_cli
 from pcapca.events import Packet, Interface
-from pcapca.ip_reassembly import Reassembler
+from pcapca.ip_reassembly import FRAGMENT_COST, MAX_FRAGMENTS, Reassembler
 from pcapca.link import parse
 from test_annotate import expected_comments, frames
 from test_robustness import FAST, build, records
@@ -206,14 +206,28 @@ def fragment_packets():
 def test_reassembler_bounds_the_bytes_waiting():
     first, _second = fragment_packets()
     frag = parse(1, first.data)
-    r = Reassembler(max_pending_bytes=3000)
+    r = Reassembler(max_pending_bytes=4000)
     for ip_id in range(3):                   # three first halves of 1424 bytes each
         whole, lost = r.add(first._replace(frame=ip_id + 1), frag._replace(ip_id=ip_id))
         assert whole is None
     assert [(x.ip_id, x.first_frame) for x in lost] == [(0, 1)]
-    assert lost[0].reason == "was given up: over 3000 bytes of fragments waiting"
-    assert r.pending_bytes == 2 * 1424 and len(r.pending) == 2
+    assert lost[0].reason == "was given up: over 4000 bytes of fragments waiting"
+    assert r.pending_bytes == 2 * (1424 + FRAGMENT_COST) and len(r.pending) == 2
     assert [x.ip_id for x in r.finish()] == [1, 2]
+    assert r.pending_bytes == 0 and not r.pending
+
+
+def test_reassembler_bounds_the_fragments_of_a_datagram():
+    """8-byte fragments (each in its own place) up to the bound: the next is
+    refused and the datagram given up, after linear work per fragment."""
+    first, _second = fragment_packets()
+    frag = parse(1, first.data)
+    r = Reassembler()
+    for i in range(MAX_FRAGMENTS):
+        assert r.add(first, frag._replace(offset=8 * i, payload=b"x" * 8, wire_len=8)) == (None, [])
+    _, lost = r.add(first, frag._replace(offset=8 * MAX_FRAGMENTS, payload=b"x" * 8, wire_len=8))
+    assert [(x.reason, x.fragments, x.captured) for x in lost] == [
+        (f"has over {MAX_FRAGMENTS} fragments", MAX_FRAGMENTS + 1, 8 * (MAX_FRAGMENTS + 1))]
     assert r.pending_bytes == 0 and not r.pending
 
 
