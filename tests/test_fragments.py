@@ -115,6 +115,20 @@ def test_pcapng_input_gives_the_same_lines(tmp_path, tshark):
     assert cli_lines(*fmt, path=ng)[0] == cli_lines(*fmt, path=fixture("fragments.pcap"))[0]
 
 
+def test_fragments_captured_on_two_interfaces_are_used_once(tmp_path, tshark):
+    """Each packet twice, on two interfaces of one pcapng (as `dumpcap -i lo
+    -i any` captures): the second copies are ignored as captured twice."""
+    two = tmp_path / "two.pcapng"
+    subprocess.run(["mergecap", "-I", "none", "-F", "pcapng", "-w", str(two),
+                    fixture("fragments.pcap"), fixture("fragments.pcap")],
+                   check=True, capture_output=True)
+    out, err = cli_lines("--format", "{frame} {pv} {name}", path=two)
+    assert out[:2] == ["3  VersionRequest", "3 FIX:dbl SearchRequest"]
+    assert len(out) == 79
+    assert err == ["pcapca: 64 packets; 79 CA messages; 32 packets seen again on another "
+                   "interface ignored; 1 packets skipped (1 TCP without CA data)"]
+
+
 # ------------------------------------------------------------- damaged variants
 
 def test_a_lost_fragment_is_one_line_and_the_rest_is_decoded(tmp_path):
