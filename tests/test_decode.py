@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import pcapca
+from pcapca import formatting
 from pcapca.capture import CaptureFormatError, read_capture
 from pcapca.events import Packet, Passthrough
 
@@ -211,6 +212,34 @@ def test_rsrv_session_named_throughout():
     channel = [x for x in r if x.name not in ("VersionRequest", "VersionResponse",
                                               "HostNameRequest", "ClientNameRequest")]
     assert all(x.pv for x in channel)
+
+
+def test_searches_over_tcp_to_a_name_server():
+    # nameserver.pcap: libca with EPICS_CA_NAME_SERVERS and no UDP search list
+    # (CA through an SSH tunnel): searches and replies on the TCP circuit, rsrv's
+    # replies without payload; each reply named and paired with its search
+    r = decoded("nameserver.pcap")
+    assert summary(r) == reference("nameserver.pcap")
+    assert {x.proto for x in r} == {"tcp"}
+    searches = [(x.frame, x.name, x.pv, x.request_frame) for x in r
+                if x.name.startswith("Search")]
+    assert searches == ([(8, "SearchRequest", "FIX:dbl", None),
+                         (10, "SearchResponse", "FIX:dbl", 8),
+                         (15, "SearchRequest", "FIX:long", None),
+                         (16, "SearchResponse", "FIX:long", 15)]
+                        + [(f, "SearchRequest", "NOPE:missing", None)
+                           for f in (21, 22, 24, 26, 28, 30)])
+    reply = next(x for x in r if x.name == "SearchResponse")
+    assert reply.command.header.payload_size == 0 and reply.latency == pytest.approx(51e-6)
+    # caproto's repr of a reply without the version: its safe_repr's text
+    assert formatting.record_repr(reply) == repr(reply.command) == (
+        "SearchResponse(port=5064, ip='255.255.255.255', cid=1, version=(repr: "
+        "Buffer size too small (0 instead of at least 2 bytes)))")
+    stats = json.loads(run_cli("stats", "--json", fixture("nameserver.pcap"), check=0).stdout)
+    assert [(p["pv"], p["searches"], p["search_replies"]) for p in stats["pvs"]] == [
+        ("FIX:dbl", 1, 1), ("FIX:long", 1, 1), ("NOPE:missing", 6, 0)]
+    assert [(u["pv"], u["searches"]) for u in stats["unanswered_searches"]] == [
+        ("NOPE:missing", 6)]
 
 
 def test_server_port_learned_from_search_replies():
