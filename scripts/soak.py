@@ -2,7 +2,7 @@
 """Compare pcapca with the independent decoder on random real CA sessions.
 
     python scripts/soak.py [--runs N] [--seconds S] [--seed K] [--keep DIR] [--mtu M]
-                           [--ring T]
+                           [--ring T] [--searcher]
 
 Each run starts the caproto fixture IOC (127.0.0.1:5064) and a real EPICS
 rsrv IOC (pythonSoftIOC, 5066), captures lo with tcpdump, runs
@@ -15,7 +15,10 @@ problem. ``--mtu 1500`` runs it all in a private network namespace whose lo
 cuts TCP as Ethernet does (MTU M, one segment per packet), so messages span
 many segments. ``--ring 1`` captures with ``dumpcap -b duration:1`` (a new
 file every second, as a ring buffer) and compares pcapca reading the files
-as one set with ``ca_decode.py`` reading them joined (``cat``). Needs what ``record_fixtures.py`` needs for rsrv.pcap (root,
+as one set with ``ca_decode.py`` reading them joined (``cat``).
+``--searcher`` also runs ``soak_searcher.py`` (a caproto client searching
+for batches of names, in datagrams of up to 1472 bytes: with ``--mtu 1450``,
+IPv4 fragments; the capture then also takes fragments). Needs what ``record_fixtures.py`` needs for rsrv.pcap (root,
 tcpdump, tshark, pyepics, softioc; ``unshare`` and ``ip`` for ``--mtu``).
 Only 127.0.0.1 is used.
 """
@@ -67,7 +70,7 @@ def decoded(paths, problems):
     return out
 
 
-def one_run(seed, seconds, path, ring=None):
+def one_run(seed, seconds, path, ring=None, searcher=False):
     """Capture a session into ``path``; with ``ring`` (seconds) into a ring
     of files next to it, joined into ``path``: returns the files."""
     tmp = tempfile.mkdtemp(prefix='soak-')
@@ -77,15 +80,25 @@ def one_run(seed, seconds, path, ring=None):
         rf.start_ioc(procs, env)
         rf.start_rsrv(procs, dict(env, EPICS_CA_SERVER_PORT='5066',
                                   EPICS_CAS_BEACON_PORT='5099'))
+        filt = 'port 5064 or port 5066'
+        if searcher:                    # (a fragment after the first has no ports)
+            filt += ' or (ip[6:2] & 0x3fff != 0)'
         if ring:
-            cap = rf.dumpcap(procs, path, [('lo', 'port 5064 or port 5066')],
-                             extra=('-b', f'duration:{ring}'))
+            cap = rf.dumpcap(procs, path, [('lo', filt)], extra=('-b', f'duration:{ring}'))
         else:
-            cap = rf.tcpdump(procs, path, filt='port 5064 or port 5066')
+            cap = rf.tcpdump(procs, path, filt=filt)
         with cap:
+            extra = []
+            if searcher:
+                extra.append(subprocess.Popen(
+                    [rf.PY, os.path.join(HERE, 'soak_searcher.py'), str(seed), str(seconds)],
+                    env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             subprocess.run([rf.PY, os.path.join(HERE, 'soak_client.py'), str(seed),
                             str(seconds)], env=env, capture_output=True,
                            timeout=seconds + 60, check=True)
+            for proc in extra:
+                if proc.wait(timeout=seconds + 60) != 0:
+                    raise RuntimeError('soak_searcher.py failed')
     finally:
         procs.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -101,6 +114,8 @@ def main(argv=None):
     p.add_argument('--mtu', type=int, help='lo MTU, in a private network namespace')
     p.add_argument('--ring', type=int, metavar='T',
                    help='capture a ring buffer (dumpcap -b duration:T) and read its files as one')
+    p.add_argument('--searcher', action='store_true',
+                   help='also run a caproto client searching for batches of names')
     args = p.parse_args(argv)
     if args.mtu and not os.environ.get('SOAK_IN_NETNS'):
         cmd = ['unshare', '--net', '--', 'sh', '-c', 'ip link set lo up && exec "$@"', 'sh',
@@ -113,7 +128,7 @@ def main(argv=None):
     bad = 0
     for seed in range(args.seed, args.seed + args.runs):
         path = os.path.join(out, f'soak-{seed}.pcap' + ('ng' if args.ring else ''))
-        files = one_run(seed, args.seconds, path, args.ring)
+        files = one_run(seed, args.seconds, path, args.ring, args.searcher)
         problems = []
         want, got = reference(path), decoded(files, problems)
         same = want == got and not problems
