@@ -172,10 +172,36 @@ class Client:
                 return found
         raise ClientError(f'timeout waiting for {what}')
 
-    def connect(self, address=('127.0.0.1', 5064), priority=0):
+    def drain(self, circ, quiet=0.3):
+        """Read (and record) what the server sends until it is silent for
+        ``quiet`` seconds; the commands go to the circuit's backlog."""
+        while True:
+            circ.sock.settimeout(quiet)
+            try:
+                data = circ.sock.recv(1 << 20)
+            except socket.timeout:
+                return
+            if not data:
+                return
+            commands, _ = circ.vc.recv(data)
+            for c in commands:
+                if c is ca.DISCONNECTED:
+                    raise ClientError('disconnected while draining')
+                circ.vc.process_command(c)
+                self._log('S>C', 'tcp', [c])
+                circ.backlog.append(c)
+
+    def connect(self, address=('127.0.0.1', 5064), priority=0, rcvbuf=None):
         """Open a circuit: VersionRequest, HostNameRequest, ClientNameRequest
-        (one send), then wait for the server's VersionResponse."""
-        sock = socket.create_connection(address, self.timeout)
+        (one send), then wait for the server's VersionResponse. ``rcvbuf``:
+        the socket's receive buffer size (SO_RCVBUF), set before connecting."""
+        if rcvbuf is None:
+            sock = socket.create_connection(address, self.timeout)
+        else:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            sock.settimeout(self.timeout)
+            sock.connect(address)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         circ = Circuit(address, priority, sock)
         self.circuits[address] = circ

@@ -39,6 +39,10 @@ FIX:slow_get    DOUBLE 0.0 whose read takes SLOW_S to complete: caproto
                 it stalls every later request of that circuit
 FIX:late_put    DOUBLE 0.0 whose put takes LATE_S (1.5 s) to complete: a
                 WriteNotify answered after a ring buffer's next file began
+FIX:flood       DOUBLE[500], all elements 0.0; writing N to FIX:flood_n makes
+                it update N times, 2 ms apart (each update adds 1 to every
+                element): 2 MB/s of monitor updates, for slowclient.pcap
+FIX:flood_n     LONG 0: see FIX:flood
 FIX:common      DOUBLE ``--common-value`` (the name is not prefixed, so two
                 instances with distinct prefixes both serve it)
 =============== ============================================================
@@ -54,6 +58,7 @@ import numpy as np
 WF_LENGTH = 200_000
 SLOW_S = 600.0          # FIX:slow_put / FIX:slow_get: longer than any recording
 LATE_S = 1.5            # FIX:late_put: longer than ring.pcapng's 1 s files
+FLOOD_LEN = 500         # FIX:flood: 4 kB of doubles per update
 
 
 def build_group(prefix):
@@ -91,6 +96,9 @@ def build_group(prefix):
         slow_put = pvproperty(name='slow_put', value=0.0, dtype=ChannelType.DOUBLE)
         slow_get = pvproperty(name='slow_get', value=0.0, dtype=ChannelType.DOUBLE)
         late_put = pvproperty(name='late_put', value=0.0, dtype=ChannelType.DOUBLE)
+        flood = pvproperty(name='flood', value=[0.0] * FLOOD_LEN, dtype=ChannelType.DOUBLE,
+                           max_length=FLOOD_LEN)
+        flood_n = pvproperty(name='flood_n', value=0, dtype=ChannelType.LONG)
 
         _burst_left = 0
         _next_tick = 0.0
@@ -118,6 +126,19 @@ def build_group(prefix):
         @slow_get.getter
         async def slow_get(self, instance):
             await asyncio.sleep(SLOW_S)
+
+        _flood_left = 0
+
+        @flood_n.putter
+        async def flood_n(self, instance, value):
+            self._flood_left = max(0, int(value))
+            return value
+
+        @flood.scan(period=0.002)
+        async def flood(self, instance, async_lib):
+            if self._flood_left > 0:
+                self._flood_left -= 1
+                await instance.write([instance.value[0] + 1.0] * FLOOD_LEN)
 
         @ticks.scan(period=0.005)
         async def ticks(self, instance, async_lib):

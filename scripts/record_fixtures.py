@@ -1272,6 +1272,47 @@ def sc_nameserver(ctx):
                 info['operations'], expected=None)
 
 
+@scenario('slowclient.pcap')
+def sc_slowclient(ctx):
+    """A client that stops reading while the IOC floods it with monitor
+    updates (TCP zero windows from the client), then turns the server's
+    updates off and on again with CA's own flow control (EventsOff/EventsOn,
+    which libca sends when it falls behind)."""
+    env, client, ops = ioc_and_client(ctx)
+    cap = tcpdump(ctx.procs, ctx.tmpfile)
+    with cap:
+        found = client.search(['FIX:flood', 'FIX:flood_n'])
+        circ = client.connect(found['FIX:flood'], rcvbuf=16384)
+        flood, flood_n = (client.create(circ, n) for n in ('FIX:flood', 'FIX:flood_n'))
+        sub = client.subscribe(flood)
+        ops.append('search FIX:flood (DOUBLE[500]) and FIX:flood_n; connect with a '
+                   '16 kB receive buffer (SO_RCVBUF); create both; EventAdd FIX:flood '
+                   '(native type): the first update')
+        client.write(flood_n, 60)
+        time.sleep(1.0)
+        client.drain(circ)
+        ops.append('WriteNotify FIX:flood_n = 60: the IOC updates FIX:flood 60 times, '
+                   '2 ms apart (4 kB each); the client reads nothing for 1 s, so its '
+                   'receive window fills (TCP zero window) and the IOC must wait; then it '
+                   'reads everything')
+        client._send(circ, ca.EventsOffRequest())
+        client.sleep()
+        client.write(flood_n, 50)
+        time.sleep(0.5)
+        client._send(circ, ca.EventsOnRequest())
+        client.drain(circ)
+        ops.append('EventsOff; WriteNotify FIX:flood_n = 50: 50 updates in 0.1 s, none '
+                   'sent while events are off; 0.5 s later EventsOn: the IOC sends the '
+                   'latest value, once')
+        client.unsubscribe(flood, sub)
+        client.clear(flood)
+        client.clear(flood_n)
+        client.close()
+        ops.append('EventCancel; clear both channels; close')
+    return dict(command=shlex.join(cap.args), client='scripts/ca_client.py',
+                operations=ops, expected=transcript_descr(client), per_direction=True)
+
+
 @scenario('rsrv.pcap', needs=('module:softioc', 'module:epics'))
 def sc_rsrv(ctx):
     env = ctx.env(EPICS_CAS_BEACON_PORT='5099')
