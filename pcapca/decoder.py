@@ -14,7 +14,7 @@ from typing import Dict, Iterable, Iterator, Optional, Union
 
 from ._caproto import CLIENT, SERVER, Beacon, SearchResponse, header_fields
 from .ca_decode import DEFAULT_MAX_MESSAGE, StreamDecoder, decode_datagram, looks_like_ca
-from .events import CircuitClosed, Packet, Passthrough, Problem
+from .events import CircuitClosed, Packet, Passthrough, Problem, Stall
 from .ip_reassembly import Reassembler
 from .link import PROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Fragment, Segment, parse
 from .records import CLIENT_ROLE, SERVER_ROLE, Decoded, Record
@@ -80,7 +80,7 @@ class Stats:
 class Circuit:
     """One TCP connection; ``client`` and ``server`` are (ip, port)."""
     __slots__ = ("client", "server", "halves", "decoders", "last_ts",
-                 "closing", "reported", "number", "is_ca", "key", "lost")
+                 "closing", "reported", "number", "is_ca", "key", "lost", "zero", "stalls")
 
     def __init__(self, client, server, max_message: int, synced: bool, number: int):
         self.client = client
@@ -92,11 +92,26 @@ class Circuit:
         self.closing = 0                     # FIN/RST seen (count)
         self.reported = [False, False]       # a problem was reported for this direction
         self.lost = [0, 0]                   # bytes the capture lacks, per direction
+        self.zero = [None, None]             # when a side's zero window began, per side
+        self.stalls = [None, None]           # [episodes, total ns, longest ns, first ts]
         self.number = number
         self.is_ca: Optional[bool] = None    # None: not known yet (unknown server port)
         # identifies this connection (a new SYN on the same ports is another one)
         self.key = (number, client, server)
 
+
+    def reopened(self, side: int, ts: int) -> None:
+        """The end of a zero window of ``side`` (0: the client, 1: the server)."""
+        since = self.zero[side]
+        self.zero[side] = None
+        length = max(0, ts - since)
+        s = self.stalls[side]
+        if s is None:
+            self.stalls[side] = [1, length, length, since]
+        else:
+            s[0] += 1
+            s[1] += length
+            s[2] = max(s[2], length)
 
     def label(self, from_client: bool) -> str:
         a, b = (self.client, self.server) if from_client else (self.server, self.client)
@@ -282,6 +297,11 @@ class Decoder:
                 self.stats.retransmitted_bytes += half.retransmitted - before
             if chunks:
                 self._chunks(circuit, from_client, chunks, packet, seg, records, notes, problems)
+        if seg.window == 0:
+            if circuit.zero[side] is None and not flags & (TCP_SYN | TCP_RST):
+                circuit.zero[side] = packet.ts       # it stopped reading
+        elif circuit.zero[side] is not None:
+            circuit.reopened(side, packet.ts)
         if flags & TCP_FIN:
             half.fin(seg.seq, seg.wire_len)
         if flags & (TCP_FIN | TCP_RST):
@@ -416,7 +436,11 @@ class Decoder:
             # (both keys are the same for a connection from a port to itself)
             self.circuits.pop((c_ip, c_port, s_ip, s_port), None)
             self.circuits.pop((s_ip, s_port, c_ip, c_port), None)
-            self._closed.append(CircuitClosed(circuit.key, tuple(circuit.lost)))
+            for side in (0, 1):                  # (closed while not reading)
+                if circuit.zero[side] is not None:
+                    circuit.reopened(side, circuit.last_ts)
+            self._closed.append(CircuitClosed(circuit.key, tuple(circuit.lost), tuple(
+                None if s is None else Stall(*s) for s in circuit.stalls)))
             self.generation += 1
 
     def _unique_circuits(self):

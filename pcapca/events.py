@@ -99,10 +99,24 @@ class Problem:
 
 
 @dataclass(frozen=True, slots=True)
+class Stall:
+    """When one side of a TCP circuit advertised a zero window: it was not
+    reading what the other side sent, which had to wait. ``episodes`` from
+    a zero window to the next open one (or the circuit's end), their total
+    and longest length, and the first one's start."""
+    episodes: int
+    total_ns: int
+    longest_ns: int
+    first_ts: int
+
+
+@dataclass(frozen=True, slots=True)
 class CircuitClosed:
     """The decoder forgot a TCP circuit (closed, reset or idle): later stages
     drop what they keep for it. ``key`` is the circuit key of its records;
     ``lost``: the bytes of each direction (from the client, from the server)
-    the capture lacks."""
+    the capture lacks; ``stalls``: a ``Stall`` (or None) for the client and
+    for the server, when it stopped reading."""
     key: tuple
     lost: tuple = (0, 0)
+    stalls: tuple = (None, None)

@@ -38,7 +38,7 @@ TCP_ACK = 0x10
 
 _u16 = struct.Struct("!H").unpack_from
 _ipv4 = struct.Struct("!BBHHHBBH8s").unpack_from
-_tcp = struct.Struct("!HHIIBB").unpack_from
+_tcp = struct.Struct("!HHIIBBH").unpack_from
 _udp = struct.Struct("!HHH").unpack_from
 _ntoa = socket.inet_ntoa
 
@@ -57,6 +57,7 @@ class Segment(NamedTuple):
     flags: int = 0
     ip_id: int = 0
     ip_offset: int = 0    # where the IPv4 header starts in the frame
+    window: int = -1      # TCP: the window its sender advertises (0: it is not reading)
 
 
 class Fragment(NamedTuple):
@@ -137,7 +138,7 @@ def _addresses(raw: bytes) -> Tuple[str, str]:
 
 # Ethernet type + IPv4 header without options + TCP header up to the flags:
 # most frames of a CA capture are exactly this, parsed with one unpack.
-_eth_ipv4_tcp = struct.Struct("!12xHBxHHHxBxx8sHHIIBB").unpack_from
+_eth_ipv4_tcp = struct.Struct("!12xHBxHHHxBxx8sHHIIBBH").unpack_from
 _new = tuple.__new__     # builds a Segment without NamedTuple's Python-level __new__
 
 
@@ -146,7 +147,7 @@ def parse(linktype: int, data: bytes) -> Union[Segment, Fragment, str]:
     reason (str) to skip it."""
     if linktype == DLT_EN10MB and len(data) >= 54:
         (etype, vihl, total_len, ip_id, frag, proto, addrs,
-         sport, dport, seq, ack, doff, flags) = _eth_ipv4_tcp(data)
+         sport, dport, seq, ack, doff, flags, window) = _eth_ipv4_tcp(data)
         if etype == ETH_IPV4 and vihl == 0x45 and proto == PROTO_TCP and not frag & 0x3FFF:
             hlen = (doff >> 4) * 4
             end_wire = 14 + total_len
@@ -154,7 +155,8 @@ def parse(linktype: int, data: bytes) -> Union[Segment, Fragment, str]:
             if hlen >= 20 and end >= 34 + hlen:
                 src, dst = _addresses(addrs)
                 return _new(Segment, (PROTO_TCP, src, dst, sport, dport, data[34 + hlen:end],
-                                      end_wire - 34 - hlen, seq, ack, flags, ip_id, 14))
+                                      end_wire - 34 - hlen, seq, ack, flags, ip_id, 14,
+                                      window))
     return _parse(linktype, data)
 
 
@@ -191,13 +193,13 @@ def _parse(linktype: int, data: bytes) -> Union[Segment, Fragment, str]:
     if proto == PROTO_TCP:
         if end < start + 20:
             return "truncated TCP header"
-        sport, dport, seq, ack, doff, flags = _tcp(data, start)
+        sport, dport, seq, ack, doff, flags, window = _tcp(data, start)
         hlen = (doff >> 4) * 4
         if hlen < 20 or end < start + hlen:
             return "truncated TCP header"
         return Segment(PROTO_TCP, src, dst, sport, dport,
                        data[start + hlen:end], end_wire - start - hlen,
-                       seq, ack, flags, ip_id, off)
+                       seq, ack, flags, ip_id, off, window)
     if end < start + 8:
         return "truncated UDP header"
     sport, dport, ulen = _udp(data, start)

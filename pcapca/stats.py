@@ -238,7 +238,8 @@ class PVStats:
 
 class CircuitStats:
     __slots__ = ("key", "number", "client", "server", "host", "user", "start", "last",
-                 "end", "state", "channels", "msgs", "bytes", "counted", "lost")
+                 "end", "state", "channels", "msgs", "bytes", "counted", "lost", "stalls",
+                 "events_off", "off_since", "off_ns")
 
     def __init__(self, key, ts):
         self.key = key
@@ -253,6 +254,10 @@ class CircuitStats:
         self.bytes = [0, 0]
         self.counted = 0             # messages that passed the filter
         self.lost = (0, 0)           # bytes the capture lacks, each way (known at the close)
+        self.stalls = (None, None)   # events.Stall of the client, of the server (at the close)
+        self.events_off = 0          # EventsOffRequests (the client's CA flow control)
+        self.off_since = None        # the time of the one in force
+        self.off_ns = 0              # time with events off
 
 
 class ServerStats:
@@ -438,7 +443,7 @@ class StatsCollector:
             if cls is Decoded:
                 self.last_packet_ts = item.packet.ts
             elif cls is CircuitClosed:
-                self._circuit_closed(item.key, item.lost)
+                self._circuit_closed(item.key, item.lost, item.stalls)
             yield item
 
     def run(self, paths: Sequence[str], decoder: Decoder,
@@ -502,6 +507,14 @@ class StatsCollector:
                 circuit.user = _name(record.command)
                 if circuit.counted:
                     _add_bounded(self._client(circuit.client[0]).users, circuit.user, 16)
+            elif name == "EventsOffRequest":     # the client can't keep up: no more updates
+                circuit.events_off += 1
+                if circuit.off_since is None:
+                    circuit.off_since = record.ts
+            elif name == "EventsOnRequest":
+                if circuit.off_since is not None:
+                    circuit.off_ns += max(0, record.ts - circuit.off_since)
+                    circuit.off_since = None
             # an answer counts whatever the filter (a request it keeps may
             # have an answer it drops, e.g. --command ReadNotifyRequest)
             elif name in _ANSWER_ID and key in self.pending:
@@ -819,11 +832,12 @@ class StatsCollector:
         b.last = ts
 
     # ---------------------------------------------------------------- circuits
-    def _circuit_closed(self, key, lost=(0, 0)) -> None:
+    def _circuit_closed(self, key, lost=(0, 0), stalls=(None, None)) -> None:
         c = self.circuits.pop(key, None)
         if c is None:
             return
         c.lost = lost
+        c.stalls = stalls
         if self.input_done:
             c.state = "open"                 # still open when the capture ended
             until, end = "capture ended", self.files[-1]["last"]
@@ -835,6 +849,9 @@ class StatsCollector:
             c.state = "closed"
             c.end = self.last_packet_ts if self.last_packet_ts is not None else c.last
             until, end = "circuit closed", c.end
+        if c.off_since is not None:          # events still off at the end
+            c.off_ns += max(0, (end if end is not None else c.last) - c.off_since)
+            c.off_since = None
         self._flush_pending(key, until, end, lost[1])
         self._keep_circuit(c)
 
@@ -884,6 +901,7 @@ class StatsCollector:
             "unanswered_requests_total": self.unanswered_total,
             "name_conflicts": self._conflicts(),
             "circuits": self._circuits(),
+            "flow_control": self._flow_control(),
             "servers": self._servers(),
             "clients": self._clients(),
             "pvs": self._pvs(),
@@ -952,6 +970,27 @@ class StatsCollector:
                 "bytes_to_server": c.bytes[0], "bytes_to_client": c.bytes[1],
                 "bytes_not_captured_to_server": c.lost[0],
                 "bytes_not_captured_to_client": c.lost[1],
+            })
+        return out
+
+    def _flow_control(self) -> List[dict]:
+        """Circuits where a side stopped reading (a TCP zero window) or the
+        client turned the server's updates off (CA's EventsOff)."""
+        def stall(s):
+            if s is None:
+                return None
+            return {"episodes": s.episodes, "total_s": s.total_ns / 1e9,
+                    "longest_s": s.longest_ns / 1e9,
+                    "first": ts_string(s.first_ts), "first_iso": iso(s.first_ts)}
+        out = []
+        for c in sorted(self.closed, key=lambda c: c.number):
+            if c.stalls == (None, None) and not c.events_off:
+                continue
+            out.append({
+                "number": c.number, "client": addr(c.client), "server": addr(c.server),
+                "client_not_reading": stall(c.stalls[0]),
+                "server_not_reading": stall(c.stalls[1]),
+                "events_off": c.events_off, "events_off_s": c.off_ns / 1e9,
             })
         return out
 

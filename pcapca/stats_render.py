@@ -187,6 +187,23 @@ def render_text(report: dict, top: int = 20) -> str:
             out.append(f"  circuit {c['number']}: bytes not captured (lost by the capture): "
                        f"{lost[0]} to the server, {lost[1]} to the client")
 
+    # -------------------------------------------------------------- flow control
+    fc = sorted(report.get("flow_control", []), key=lambda c: (
+        -sum(s["total_s"] for s in (c["client_not_reading"], c["server_not_reading"]) if s),
+        -c["events_off_s"], c["number"]))
+    _section(out, f"Flow control: circuits whose receiver stopped reading ({len(fc)}, "
+                  f"longest first)", fc, top,
+             ["#", "CLIENT", "SERVER", "CLIENT NOT READING", "SERVER NOT READING",
+              "EVENTS-OFF", "FIRST"],
+             lambda c: [[c["number"], c["client"], c["server"],
+                         _stall(c["client_not_reading"]), _stall(c["server_not_reading"]),
+                         f"{c['events_off']} for {c['events_off_s']:.6f} s"
+                         if c["events_off"] else None,
+                         clock(min((s["first"] for s in (c["client_not_reading"],
+                                                          c["server_not_reading"]) if s),
+                                   default=None))]],
+             right=[True, False, False, False, False, False, False])
+
     # -------------------------------------------------------------- servers
     servers = report["servers"]
     _section(out, f"Servers ({len(servers)})",
@@ -251,6 +268,14 @@ def render_text(report: dict, top: int = 20) -> str:
                 out.append(f"  start: {b['server']} began beaconing at {clock(b['first'])} "
                            f"with beacon id 0{note}")
     return "\n".join(printable(line) for line in out) + "\n"     # (and lines besides tables)
+
+
+def _stall(s: Optional[dict]) -> Optional[str]:
+    """A side's zero windows: '3.516163 s (37 times, longest 0.121421 s)'."""
+    if s is None:
+        return None
+    times = "once" if s["episodes"] == 1 else f"{s['episodes']} times"
+    return f"{s['total_s']:.6f} s ({times}, longest {s['longest_s']:.6f} s)"
 
 
 def _latencies(entry: dict) -> list:

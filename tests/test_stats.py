@@ -589,7 +589,7 @@ def strip(report):
 
 @pytest.mark.parametrize("name,at", [("twoservers.pcap", 6), ("twoservers.pcap", 36),
                                      ("corpus_libca.pcap", 400), ("reuse.pcap", 41),
-                                     ("unanswered.pcap", 39)])
+                                     ("unanswered.pcap", 39), ("slowclient.pcap", 26)])
 def test_split_capture_gives_the_same_report(tmp_path, name, at):
     """A capture cut in two (between a request and its reply, inside a TCP
     circuit) read as two files: the state carries over, the report is the same."""
@@ -686,7 +686,7 @@ def test_json_output_shape():
     res = run_cli("stats", "--json", fixture("twoservers.pcap"), check=0)
     r = json.loads(res.stdout)
     for key in ("capture", "unanswered_searches", "name_conflicts", "circuits", "pvs", "errors",
-                "beacons", "servers", "clients"):
+                "beacons", "servers", "clients", "flow_control"):
         assert key in r
     cap = r["capture"]
     assert cap["first"] == "1795983084.355215000"
@@ -887,3 +887,136 @@ def test_utc_is_datetimes_where_datetime_works(ts):
     sec, ns = divmod(ts, 10**9)
     d = datetime.datetime.fromtimestamp(sec, datetime.timezone.utc)
     assert utc(ts) == (f"{d.year:04d}-{d:%m-%d}", f"{d:%H:%M:%S}", ns)
+
+
+# ------------------------------------------------------------------ flow control
+def expected_flow_control(path, report):
+    """The flow_control rows of ``report``'s circuits computed with dpkt: per
+    direction, from a packet advertising a zero window (not SYN/RST) to the
+    next packet of that side with an open window, or to the circuit's last
+    packet; EventsOff/EventsOn times from ``print --json``."""
+    zero, stalls, last = {}, {}, {}
+    with open(path, "rb") as f:
+        for ts, buf in dpkt.pcap.Reader(f):
+            ip = dpkt.ethernet.Ethernet(buf).data
+            if not isinstance(ip, dpkt.ip.IP) or not isinstance(ip.data, dpkt.tcp.TCP):
+                continue
+            tcp = ip.data
+            t = round(ts * 10**6) * 1000
+            side = (dpkt.utils.inet_to_str(ip.src), tcp.sport)
+            peer = (dpkt.utils.inet_to_str(ip.dst), tcp.dport)
+            last[frozenset((side, peer))] = t
+            if tcp.win == 0 and not tcp.flags & (dpkt.tcp.TH_SYN | dpkt.tcp.TH_RST):
+                zero.setdefault(side + peer, t)
+            elif tcp.win and side + peer in zero:
+                stalls.setdefault(side + peer, []).append(t - zero.pop(side + peer))
+    for key, since in zero.items():
+        stalls.setdefault(key, []).append(last[frozenset((key[:2], key[2:]))] - since)
+    msgs = print_json(path)
+    rows = []
+    for c in report["circuits"]:
+        client = (c["client"].rsplit(":", 1)[0], int(c["client"].rsplit(":", 1)[1]))
+        server = (c["server"].rsplit(":", 1)[0], int(c["server"].rsplit(":", 1)[1]))
+        mine = [m for m in msgs if m["proto"] == "tcp"
+                and {(m["src"], m["sport"]), (m["dst"], m["dport"])} == {client, server}]
+        offs = [ns(m["timestamp"]) for m in mine if m["command"] == "EventsOffRequest"]
+        ons = [ns(m["timestamp"]) for m in mine if m["command"] == "EventsOnRequest"]
+        sides = [stalls.get(client + server), stalls.get(server + client)]
+        if not offs and sides == [None, None]:
+            continue
+        rows.append({
+            "number": c["number"], "client": c["client"], "server": c["server"],
+            "client_not_reading": sides[0], "server_not_reading": sides[1],
+            "events_off": len(offs),
+            "events_off_ns": sum(b - a for a, b in zip(offs, ons)),
+        })
+    return rows
+
+
+def flow_rows(report):
+    """flow_control rows with each side as its list's (episodes, total, longest)."""
+    out = []
+    for r in report["flow_control"]:
+        r = dict(r)
+        for k in ("client_not_reading", "server_not_reading"):
+            s = r[k]
+            r[k] = None if s is None else (s["episodes"], round(s["total_s"] * 1e9),
+                                           round(s["longest_s"] * 1e9))
+        r["events_off_ns"] = round(r.pop("events_off_s") * 1e9)
+        out.append(r)
+    return out
+
+
+def summed(rows):
+    for r in rows:
+        for k in ("client_not_reading", "server_not_reading"):
+            if r[k] is not None:
+                r[k] = (len(r[k]), sum(r[k]), max(r[k]))
+    return rows
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "fixtures").glob("*.pcap")))
+def test_flow_control_of_every_fixture(name):
+    report = collect([str(fixture(name))])
+    assert flow_rows(report) == summed(expected_flow_control(fixture(name), report))
+
+
+def test_flow_control_of_a_client_that_cannot_keep_up():
+    """slowclient.pcap (fixtures/README.md): the client reads nothing for 1 s
+    while the IOC floods it (zero windows), then turns events off for 0.6 s."""
+    report = collect([str(fixture("slowclient.pcap"))])
+    (row,) = report["flow_control"]
+    assert row["client_not_reading"] == {
+        "episodes": 1, "total_s": 0.984267, "longest_s": 0.984267,
+        "first": "1796045293.562838000", "first_iso": "2026-11-30T13:28:13.562838000Z"}
+    assert row["server_not_reading"] is None
+    assert (row["events_off"], row["events_off_s"]) == (1, 0.604216)
+    # the IOC sent nothing while events were off, then the latest value once
+    msgs = print_json(fixture("slowclient.pcap"))
+    names = [m["command"] for m in msgs]
+    off, on = names.index("EventsOffRequest"), names.index("EventsOnRequest")
+    assert "EventAddResponse" not in names[off:on]
+    assert names[on + 1] == "EventAddResponse" and names[on + 2:].count("EventAddResponse") == 0
+    text = render_text(report)
+    assert ("  1  127.0.0.1:50206  127.0.0.1:5064  0.984267 s (once, longest 0.984267 s)  "
+            "-                   1 for 0.604216 s  13:28:13.562838") in text.splitlines()
+
+
+def edited_slowclient(tmp_path, edit):
+    from test_robustness import build, records
+    data = fixture("slowclient.pcap").read_bytes()
+    recs = records(data)
+    recs = edit(recs) or recs
+    path = tmp_path / "edited.pcap"
+    path.write_bytes(build(data[:24], recs))
+    return path
+
+
+def set_window(rec, window):
+    frame = bytearray(rec[3])
+    struct.pack_into("!H", frame, 14 + 20 + 14, window)
+    rec[3] = bytes(frame)
+
+
+def test_flow_control_of_a_server_that_stops_reading(tmp_path):
+    """The IOC's WriteNotifyResponse (frame 20) edited to advertise a zero
+    window: the server did not read until its next packet."""
+    path = edited_slowclient(tmp_path, lambda recs: set_window(recs[19], 0))
+    report = collect([str(path)])
+    rows = flow_rows(report)
+    assert rows == summed(expected_flow_control(path, report))
+    assert rows[0]["server_not_reading"][0] == 1
+
+
+def test_flow_control_when_the_circuit_ends_while_not_reading(tmp_path):
+    """The capture cut in the middle of the client's zero window: the stall
+    lasts to the circuit's last packet."""
+    path = edited_slowclient(tmp_path, lambda recs: recs[:28])   # (frames 25, 27: zero windows)
+    report = collect([str(path)])
+    rows = flow_rows(report)
+    assert rows == summed(expected_flow_control(path, report))
+    (row,) = rows
+    last = tcp_packets(path)[-1][0]
+    first = ns(report["flow_control"][0]["client_not_reading"]["first"])
+    assert first == ns("1796045293.562838000") < last
+    assert row["client_not_reading"] == (1, last - first, last - first) == (1, 656002000, 656002000)
