@@ -93,12 +93,18 @@ def one_run(seed, seconds, path, ring=None, searcher=False):
                 extra.append(subprocess.Popen(
                     [rf.PY, os.path.join(HERE, 'soak_searcher.py'), str(seed), str(seconds)],
                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-            subprocess.run([rf.PY, os.path.join(HERE, 'soak_client.py'), str(seed),
-                            str(seconds)], env=env, capture_output=True,
-                           timeout=seconds + 60, check=True)
-            for proc in extra:
-                if proc.wait(timeout=seconds + 60) != 0:
-                    raise RuntimeError('soak_searcher.py failed')
+            try:
+                subprocess.run([rf.PY, os.path.join(HERE, 'soak_client.py'), str(seed),
+                                str(seconds)], env=env, capture_output=True,
+                               timeout=seconds + 60, check=True)
+                for proc in extra:
+                    if proc.wait(timeout=seconds + 60) != 0:
+                        raise RuntimeError('soak_searcher.py failed')
+            finally:
+                for proc in extra:
+                    if proc.poll() is None:
+                        proc.kill()
+                        proc.wait()
     finally:
         procs.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
