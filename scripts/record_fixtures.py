@@ -1597,6 +1597,9 @@ and user name sent by `scripts/ca_client.py` are `fixture-host` and `fixture`.
 | FIX:char_arr | CHAR[64] | "fixture text" |
 | FIX:slow_put | DOUBLE | 0.0; a put takes 600 s to complete (WriteNotify answered only then) |
 | FIX:slow_get | DOUBLE | 0.0; a read takes 600 s, and stalls every later request of its circuit |
+| FIX:late_put | DOUBLE | 0.0; a put takes 1.5 s to complete |
+| FIX:flood | DOUBLE[500] | 0.0 everywhere; writing N to FIX:flood_n makes it update N times, 2 ms apart, each update adding 1 |
+| FIX:flood_n | LONG | 0; see FIX:flood |
 | FIX:common | DOUBLE | served by both IOCs of twoservers.pcap: 1.0 on 5064, 2.0 on 5066 |
 
 The "decoded messages" lists below come from `scripts/ca_decode.py` (tshark
