@@ -1313,6 +1313,34 @@ def sc_slowclient(ctx):
                 operations=ops, expected=transcript_descr(client), per_direction=True)
 
 
+@scenario('iocdeath.pcap')
+def sc_iocdeath(ctx):
+    """The IOC process dies (SIGKILL) while a client is connected: the kernel
+    closes its sockets, so the server's side of the circuit sends the first
+    FIN; the client's read of FIX:slow_get is never answered."""
+    env = ctx.env()
+    ioc = ctx.start_ioc(env)
+    client, ops = ca_client.Client(), []
+    cap = tcpdump(ctx.procs, ctx.tmpfile)
+    with cap:
+        circ, (dbl, slow) = channels_of(client, ['FIX:dbl', 'FIX:slow_get'])
+        client.subscribe(dbl, data_type='time')
+        ops.append('search and create FIX:dbl and FIX:slow_get; EventAdd FIX:dbl '
+                   '(TIME_DOUBLE): the first update')
+        client.read(slow, wait=False)
+        time.sleep(0.3)
+        ops.append('ReadNotify FIX:slow_get (a read the IOC takes 600 s to answer)')
+        ioc.kill()                       # SIGKILL: no clean-up by the IOC itself
+        ioc.wait()
+        client.drain(circ)               # (until the end of the server's stream)
+        client.close()
+        ops.append('the IOC process is killed (SIGKILL) 0.3 s later: its kernel '
+                   'closes the circuit (FIN from the server); the client reads the end '
+                   'of the stream and closes its side (FIN)')
+    return dict(command=shlex.join(cap.args), client='scripts/ca_client.py',
+                operations=ops, expected=transcript_descr(client))
+
+
 @scenario('rsrv.pcap', needs=('module:softioc', 'module:epics'))
 def sc_rsrv(ctx):
     env = ctx.env(EPICS_CAS_BEACON_PORT='5099')
