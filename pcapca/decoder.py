@@ -80,7 +80,8 @@ class Stats:
 class Circuit:
     """One TCP connection; ``client`` and ``server`` are (ip, port)."""
     __slots__ = ("client", "server", "halves", "decoders", "last_ts",
-                 "closing", "reported", "number", "is_ca", "key", "lost", "zero", "stalls")
+                 "closing", "reported", "number", "is_ca", "key", "lost", "zero", "stalls",
+                 "ended_by")
 
     def __init__(self, client, server, max_message: int, synced: bool, number: int):
         self.client = client
@@ -90,6 +91,7 @@ class Circuit:
                          StreamDecoder(SERVER, synced=synced, max_message=max_message))
         self.last_ts = 0
         self.closing = 0                     # FIN/RST seen (count)
+        self.ended_by: Optional[str] = None  # the first FIN/RST: "client FIN", "server RST"...
         self.reported = [False, False]       # a problem was reported for this direction
         self.lost = [0, 0]                   # bytes the capture lacks, per direction
         self.zero = [None, None]             # when a side's zero window began, per side
@@ -306,6 +308,9 @@ class Decoder:
             half.fin(seg.seq, seg.wire_len)
         if flags & (TCP_FIN | TCP_RST):
             circuit.closing += 1
+            if circuit.ended_by is None:
+                circuit.ended_by = ("client " if from_client else "server ") + (
+                    "RST" if flags & TCP_RST else "FIN")
             if flags & TCP_RST or circuit.closing >= 2:
                 problems.extend(self._close(circuit))
         return _new(Decoded, (packet, tuple(records), tuple(notes), False)), problems
@@ -440,7 +445,7 @@ class Decoder:
                 if circuit.zero[side] is not None:
                     circuit.reopened(side, circuit.last_ts)
             self._closed.append(CircuitClosed(circuit.key, tuple(circuit.lost), tuple(
-                None if s is None else Stall(*s) for s in circuit.stalls)))
+                None if s is None else Stall(*s) for s in circuit.stalls), circuit.ended_by))
             self.generation += 1
 
     def _unique_circuits(self):

@@ -116,7 +116,9 @@ class CircuitClosed:
     drop what they keep for it. ``key`` is the circuit key of its records;
     ``lost``: the bytes of each direction (from the client, from the server)
     the capture lacks; ``stalls``: a ``Stall`` (or None) for the client and
-    for the server, when it stopped reading."""
+    for the server, when it stopped reading; ``ended_by``: who sent the first
+    FIN or RST ("client FIN", "server RST"...), None if neither was seen."""
     key: tuple
     lost: tuple = (0, 0)
     stalls: tuple = (None, None)
+    ended_by: Optional[str] = None

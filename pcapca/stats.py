@@ -238,7 +238,7 @@ class PVStats:
 
 class CircuitStats:
     __slots__ = ("key", "number", "client", "server", "host", "user", "start", "last",
-                 "end", "state", "channels", "msgs", "bytes", "counted", "lost", "stalls",
+                 "end", "state", "ended_by", "channels", "msgs", "bytes", "counted", "lost", "stalls",
                  "events_off", "off_since", "off_ns")
 
     def __init__(self, key, ts):
@@ -249,6 +249,7 @@ class CircuitStats:
         self.last = ts
         self.end = None
         self.state = "open"
+        self.ended_by = None         # who sent the first FIN or RST ("client FIN"...)
         self.channels = 0
         self.msgs = [0, 0]           # [client -> server, server -> client]
         self.bytes = [0, 0]
@@ -443,7 +444,7 @@ class StatsCollector:
             if cls is Decoded:
                 self.last_packet_ts = item.packet.ts
             elif cls is CircuitClosed:
-                self._circuit_closed(item.key, item.lost, item.stalls)
+                self._circuit_closed(item.key, item.lost, item.stalls, item.ended_by)
             yield item
 
     def run(self, paths: Sequence[str], decoder: Decoder,
@@ -832,12 +833,13 @@ class StatsCollector:
         b.last = ts
 
     # ---------------------------------------------------------------- circuits
-    def _circuit_closed(self, key, lost=(0, 0), stalls=(None, None)) -> None:
+    def _circuit_closed(self, key, lost=(0, 0), stalls=(None, None), ended_by=None) -> None:
         c = self.circuits.pop(key, None)
         if c is None:
             return
         c.lost = lost
         c.stalls = stalls
+        c.ended_by = ended_by
         if self.input_done:
             c.state = "open"                 # still open when the capture ended
             until, end = "capture ended", self.files[-1]["last"]
@@ -848,7 +850,7 @@ class StatsCollector:
         else:
             c.state = "closed"
             c.end = self.last_packet_ts if self.last_packet_ts is not None else c.last
-            until, end = "circuit closed", c.end
+            until, end = _closed_text(ended_by), c.end
         if c.off_since is not None:          # events still off at the end
             c.off_ns += max(0, (end if end is not None else c.last) - c.off_since)
             c.off_since = None
@@ -965,6 +967,7 @@ class StatsCollector:
                 "host": c.host, "user": c.user,
                 "start": ts_string(c.start), "start_iso": iso(c.start),
                 "end": _t(c.end), "end_iso": _iso(c.end), "state": c.state,
+                "closed_by": c.ended_by,
                 "channels": c.channels,
                 "messages_to_server": c.msgs[0], "messages_to_client": c.msgs[1],
                 "bytes_to_server": c.bytes[0], "bytes_to_client": c.bytes[1],
@@ -1045,6 +1048,15 @@ class StatsCollector:
                                      "min": vals[0], "max": b.intervals.max}
             out.append(entry)
         return out
+
+
+def _closed_text(ended_by: Optional[str]) -> str:
+    """'circuit closed by the server', 'circuit reset by the client'... from
+    the decoder's "server FIN", "client RST"."""
+    if ended_by is None:
+        return "circuit closed"
+    who, how = ended_by.split()
+    return f"circuit {'reset' if how == 'RST' else 'closed'} by the {who}"
 
 
 def _t(ts: Optional[int]) -> Optional[str]:

@@ -171,15 +171,16 @@ def render_text(report: dict, top: int = 20) -> str:
     busiest = sorted(circuits, key=lambda c: (-(c["messages_to_server"] + c["messages_to_client"]),
                                               c["number"]))
     _section(out, f"Circuits ({len(circuits)}, busiest first)", busiest, top,
-             ["#", "CLIENT", "SERVER", "HOST", "USER", "START", "END", "CHANNELS",
+             ["#", "CLIENT", "SERVER", "HOST", "USER", "START", "END", "CLOSED BY", "CHANNELS",
               "MSGS C>S", "MSGS S>C", "BYTES C>S", "BYTES S>C"],
              lambda c: [[c["number"], c["client"], c["server"], c["host"], c["user"],
                          clock(c["start"]),
                          clock(c["end"]) if c["state"] == "closed" else
                          (c["state"] if c["end"] is None else f"idle {clock(c['end'])}"),
+                         c.get("closed_by"),
                          c["channels"], c["messages_to_server"], c["messages_to_client"],
                          c["bytes_to_server"], c["bytes_to_client"]]],
-             right=[True, False, False, False, False, False, False,
+             right=[True, False, False, False, False, False, False, False,
                     True, True, True, True, True])
     for c in _limit(busiest, top)[0]:
         lost = c.get("bytes_not_captured_to_server", 0), c.get("bytes_not_captured_to_client", 0)

@@ -279,8 +279,10 @@ def tcp_packets(path):
     out = []
     with open(path, "rb") as f:
         reader = dpkt.pcap.Reader(f)
+        link = {dpkt.pcap.DLT_LINUX_SLL: dpkt.sll.SLL, 276: dpkt.sll2.SLL2}.get(
+            reader.datalink(), dpkt.ethernet.Ethernet)
         for ts, buf in reader:
-            eth = dpkt.ethernet.Ethernet(buf)
+            eth = link(buf)
             ip = eth.data
             if not isinstance(ip, dpkt.ip.IP) or not isinstance(ip.data, dpkt.tcp.TCP):
                 continue
@@ -345,9 +347,9 @@ def test_unanswered_requests_of_a_slow_ioc():
     report = collect([str(path)])
     got = report["unanswered_requests"]
     expected = [("FIX:slow_put", "WriteNotifyRequest", "capture ended", capture_end),
-                ("FIX:slow_get", "ReadNotifyRequest", "circuit closed", fins[1]),
-                ("FIX:dbl", "EventAddRequest", "circuit closed", fins[1]),
-                ("FIX:long", "CreateChanRequest", "circuit closed", fins[1])]
+                ("FIX:slow_get", "ReadNotifyRequest", "circuit closed by the client", fins[1]),
+                ("FIX:dbl", "EventAddRequest", "circuit closed by the client", fins[1]),
+                ("FIX:long", "CreateChanRequest", "circuit closed by the client", fins[1])]
     assert [(e["pv"], e["request"], e["until"]) for e in got] == [x[:3] for x in expected]
     assert report["unanswered_requests_total"] == 4
     for e, (pv, request, until, end) in zip(got, expected):
@@ -376,7 +378,7 @@ def test_unanswered_requests_of_a_slow_ioc():
 @pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "fixtures").iterdir()
                                         if p.suffix in (".pcap", ".pcapng")
                                         and p.name not in ("unanswered.pcap", "hung.pcap",
-                                                           "lossy.pcap")))
+                                                           "lossy.pcap", "iocdeath.pcap")))
 def test_every_request_of_the_other_fixtures_was_answered(name):
     """Their clients waited for each answer (reuse.pcap's failed puts are
     answered by ErrorResponses quoting them; cancels by EventCancelResponse),
@@ -398,13 +400,13 @@ def test_unanswered_when_the_capture_lost_the_answers():
     report = collect([str(fixture("lossy.pcap"))])
     (e,) = report["unanswered_requests"]
     assert (e["pv"], e["request"], e["count"], e["until"], e["server_bytes_not_captured"]) == (
-        "FIX:wf", "ReadNotifyRequest", 3, "circuit closed", lost)
+        "FIX:wf", "ReadNotifyRequest", 3, "circuit closed by the client", lost)
     (c,) = report["circuits"]
     assert (c["bytes_not_captured_to_server"], c["bytes_not_captured_to_client"]) == (0, lost)
     assert report["capture"]["tcp_bytes_missing"] == lost
     text = render_text(report)
     assert text.split("Unanswered requests (3 requests)\n")[1].splitlines()[1].endswith(
-        "circuit closed; 152080 bytes from the server not captured")
+        "circuit closed by the client; 152080 bytes from the server not captured")
     assert ("  circuit 1: bytes not captured (lost by the capture): 0 to the server, "
             "152080 to the client") in text.splitlines()
     assert ("  missing   152080 TCP bytes of CA circuits were not captured (holes in their "
@@ -427,7 +429,7 @@ def test_unanswered_echo_of_a_hung_ioc():
     report = collect([str(path)])
     (e,) = report["unanswered_requests"]
     assert (e["pv"], e["request"], e["count"], e["until"]) == (None, "EchoRequest", 2,
-                                                                 "circuit closed")
+                                                                 "circuit closed by the client")
     assert (e["first_frame"], e["last_frame"]) == (15, 17)
     assert (e["first"], e["last"]) == (echoes[0]["timestamp"], echoes[1]["timestamp"])
     assert e["longest_wait_s"] == (packets[-1][0] - ns(echoes[0]["timestamp"])) / 1e9
@@ -505,8 +507,8 @@ def test_unanswered_requests_memory_is_bounded(monkeypatch):
     untils = [(e["pv"], e["request"], e["until"]) for e in report["unanswered_requests"]]
     assert untils == [("FIX:slow_put", "WriteNotifyRequest", "capture ended"),
                       ("FIX:slow_get", "ReadNotifyRequest", "over 2 pending"),
-                      ("FIX:dbl", "EventAddRequest", "circuit closed"),
-                      ("FIX:long", "CreateChanRequest", "circuit closed")]
+                      ("FIX:dbl", "EventAddRequest", "circuit closed by the client"),
+                      ("FIX:long", "CreateChanRequest", "circuit closed by the client")]
     slow_get, create = report["unanswered_requests"][1], report["unanswered_requests"][3]
     assert slow_get["longest_wait_s"] == (ns(create["first"]) - ns(slow_get["first"])) / 1e9
 
@@ -557,7 +559,8 @@ def test_text_report_unanswered_requests():
         ("FIX:slow_get", "ReadNotifyRequest", "1", "38"),
         ("FIX:dbl", "EventAddRequest", "1", "40"),
         ("FIX:long", "CreateChanRequest", "1", "42")]
-    assert [" ".join(r[-2:]) for r in rows] == ["capture ended"] + ["circuit closed"] * 3
+    assert [line.split("127.0.0.1:5064")[-1].strip() for line in section[1:]] == [
+        "capture ended"] + ["circuit closed by the client"] * 3
     assert "Unanswered requests (0 requests)\n  none" in run_cli(
         "stats", fixture("basic.pcap"), check=0).stdout.decode()
 
@@ -1020,3 +1023,44 @@ def test_flow_control_when_the_circuit_ends_while_not_reading(tmp_path):
     first = ns(report["flow_control"][0]["client_not_reading"]["first"])
     assert first == ns("1796045293.562838000") < last
     assert row["client_not_reading"] == (1, last - first, last - first) == (1, 656002000, 656002000)
+
+
+# ------------------------------------------------------------------ who closed a circuit
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "fixtures").glob("*.pcap")))
+def test_closed_by_the_side_of_the_first_fin_or_rst(name):
+    report = collect([str(fixture(name))])
+    packets = tcp_packets(fixture(name))
+    for c in report["circuits"]:
+        client = c["client"].rsplit(":", 1)
+        server = c["server"].rsplit(":", 1)
+        mine = [p for p in packets
+                if {(p[1], p[2]), (p[3], p[4])} == {(client[0], int(client[1])),
+                                                   (server[0], int(server[1]))}]
+        ends = [p for p in mine if p[5] & (dpkt.tcp.TH_FIN | dpkt.tcp.TH_RST)]
+        if not ends:
+            assert c["closed_by"] is None and c["state"] != "closed"
+            continue
+        who = "client" if (ends[0][1], ends[0][2]) == (client[0], int(client[1])) else "server"
+        how = "RST" if ends[0][5] & dpkt.tcp.TH_RST else "FIN"
+        assert c["closed_by"] == f"{who} {how}"
+
+
+def test_an_ioc_that_dies_closes_its_circuits():
+    """iocdeath.pcap (fixtures/README.md): the IOC is killed while a client
+    waits for a read; its kernel sends the first FIN."""
+    report = collect([str(fixture("iocdeath.pcap"))])
+    (c,) = report["circuits"]
+    packets = tcp_packets(fixture("iocdeath.pcap"))
+    fins = [p for p in packets if p[5] & dpkt.tcp.TH_FIN]
+    assert [p[2] for p in fins] == [5064, int(c["client"].rsplit(":", 1)[1])]
+    assert (c["closed_by"], c["state"], ns(c["end"])) == ("server FIN", "closed", fins[1][0])
+    (row,) = report["unanswered_requests"]
+    assert (row["pv"], row["request"], row["until"]) == (
+        "FIX:slow_get", "ReadNotifyRequest", "circuit closed by the server")
+    read = next(m for m in print_json(fixture("iocdeath.pcap"))
+                if m["command"] == "ReadNotifyRequest" and m["pv"] == "FIX:slow_get")
+    assert round(row["longest_wait_s"] * 1e9) == fins[1][0] - ns(read["timestamp"])
+    text = render_text(report)
+    assert "server FIN" in text.split("Circuits (1, busiest first)")[1].splitlines()[2]
+    assert text.split("Unanswered requests (1 request)\n")[1].splitlines()[1].endswith(
+        "circuit closed by the server")
