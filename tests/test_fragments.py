@@ -28,6 +28,13 @@ LOST = ("IPv4 datagram 127.0.0.1->127.0.0.1 (UDP, IP id 0x2574) {}: the capture 
         "{} of its bytes in {} {}; its CA messages are lost")
 
 
+def lost(frame, reason, captured, fragments, offset=None):
+    """The problem line of a datagram given up."""
+    where = f"frame {frame}" + (f", byte offset {offset}" if offset is not None else "")
+    return f"pcapca: {where}: " + LOST.format(reason, captured, fragments,
+                                              "fragment" if fragments == 1 else "fragments")
+
+
 def pieces():
     d = fixture("fragments.pcap").read_bytes()
     return d[:24], records(d)
@@ -138,8 +145,7 @@ def test_a_lost_fragment_is_one_line_and_the_rest_is_decoded(tmp_path):
     assert out[:3] == ["2  VersionResponse", "2  SearchResponse", "2  SearchResponse"]
     assert len(out) == 79 - 37
     assert err == [
-        "pcapca: frame 1: " + LOST.format("is not complete at the end of the capture",
-                                          1424, 1, "fragment"),
+        lost(1, "is not complete at the end of the capture", 1424, 1),
         "pcapca: 31 packets; 42 CA messages; 1 decode problems; 2 packets skipped "
         "(1 TCP without CA data, 1 IPv4 fragment of a lost datagram)"]
 
@@ -170,8 +176,7 @@ def test_overlapping_fragments_lose_the_datagram(tmp_path):
     path = write(tmp_path, recs)
     out, err = cli_lines("--format", "{frame} {pv} {name}", path=path)
     assert out[0] == "3  VersionResponse"
-    assert err[0] == "pcapca: frame 1: " + LOST.format(
-        "has fragments that overlap (the receiver discards it)", 1440, 2, "fragments")
+    assert err[0] == lost(1, "has fragments that overlap (the receiver discards it)", 1440, 2)
 
 
 def test_a_fragment_cut_by_the_snaplen_is_damage(tmp_path):
@@ -180,8 +185,7 @@ def test_a_fragment_cut_by_the_snaplen_is_damage(tmp_path):
     path = write(tmp_path, recs)
     out, err = cli_lines("--format", "{frame} {name}", path=path, check=1)
     assert out[0] == "3 VersionResponse"
-    assert err[0] == "pcapca: frame 1, byte offset 24: " + LOST.format(
-        "was cut by the capture's snaplen", 1440 - 458, 2, "fragments")
+    assert err[0] == lost(1, "was cut by the capture's snaplen", 1440 - 458, 2, offset=24)
 
 
 def test_a_datagram_not_complete_after_30_s_is_given_up(tmp_path):
@@ -191,10 +195,8 @@ def test_a_datagram_not_complete_after_30_s_is_given_up(tmp_path):
     out, err = cli_lines("--format", "{frame} {name}", path=path)
     assert out == []
     assert err == [
-        "pcapca: frame 1: " + LOST.format("was not complete 30 s after its first fragment",
-                                          1424, 1, "fragment"),
-        "pcapca: frame 2: " + LOST.format("is not complete at the end of the capture",
-                                          16, 1, "fragment"),
+        lost(1, "was not complete 30 s after its first fragment", 1424, 1),
+        lost(2, "is not complete at the end of the capture", 16, 1),
         "pcapca: 2 packets; 0 CA messages; 2 decode problems; "
         "2 packets skipped (2 IPv4 fragment of a lost datagram)"]
 
@@ -205,8 +207,7 @@ def test_two_last_fragments(tmp_path):
     set_ip(extra[0], offset=1440)            # after the end the first one says
     path = write(tmp_path, [recs[1], extra[0], recs[0]] + recs[2:])
     _, err = cli_lines("--format", "{frame} {name}", path=path)
-    assert err[0] == "pcapca: frame 1: " + LOST.format("has two last fragments", 32, 2,
-                                                       "fragments")
+    assert err[0] == lost(1, "has two last fragments", 32, 2)
 
 
 # ------------------------------------------------------------- the reassembler alone
