@@ -272,7 +272,8 @@ def dumpcap(procs, path, ifaces, extra=()):
 # produced by ca_decode.describe, or None), compare (how to compare).
 
 SCENARIOS = {}
-IN_NETNS = ('noise.pcap', 'bigtcp.pcap', 'mtu1500.pcap', 'lossy.pcap', 'fragments.pcap')   # recorded in a private network namespace
+IN_NETNS = ('noise.pcap', 'bigtcp.pcap', 'mtu1500.pcap', 'lossy.pcap', 'fragments.pcap',
+            'stuckioc.pcap')   # recorded in a private network namespace
 
 
 def scenario(name, *, needs=()):
@@ -1232,6 +1233,40 @@ def sc_libca(ctx):
     info = json.loads(r.stdout.strip().splitlines()[-1])
     return dict(command=shlex.join(cap.args), client=info['client'],
                 operations=info['operations'], expected=None)
+
+
+@scenario('stuckioc.pcap', needs=('unshare', 'sysctl'))
+def sc_stuckioc(ctx):
+    """An IOC that stops reading (SIGSTOP) while a client writes a waveform:
+    its receive window fills and it advertises a zero window until it runs
+    again. Inside a private network namespace whose TCP receive buffers are
+    small (net.ipv4.tcp_rmem 4096 8192 16384), so 12 kB fill it."""
+    subprocess.run(['sysctl', '-q', '-w', 'net.ipv4.tcp_rmem=4096 8192 16384'], check=True)
+    env = ctx.env()
+    ioc = ctx.start_ioc(env)
+    client, ops = ca_client.Client(), []
+    ops.append('in a private network namespace whose TCP receive buffers are at most '
+               '16 kB (sysctl net.ipv4.tcp_rmem="4096 8192 16384")')
+    cap = tcpdump(ctx.procs, ctx.tmpfile)
+    with cap:
+        circ, (wf,) = channels_of(client, ['FIX:wf'])
+        ops.append('search and create FIX:wf')
+        os.kill(ioc.pid, signal.SIGSTOP)
+        time.sleep(0.2)
+        client.write(wf, [float(i) for i in range(1500)], notify=False,
+                     data_type=ca.ChannelType.DOUBLE)
+        time.sleep(1.0)
+        ops.append('SIGSTOP to the IOC; the client writes 1500 doubles to FIX:wf '
+                   '(WriteRequest, 12 kB): the stopped IOC reads nothing, its '
+                   'receive window fills (TCP zero window)')
+        os.kill(ioc.pid, signal.SIGCONT)
+        client.read(wf, data_type=ca.ChannelType.DOUBLE, data_count=3)
+        client.clear(wf)
+        client.close()
+        ops.append('1 s later SIGCONT: the IOC reads the write; ReadNotify FIX:wf '
+                   'count 3 (0.0, 1.0, 2.0); clear; close')
+    return dict(command=shlex.join(cap.args), client='scripts/ca_client.py',
+                operations=ops, expected=transcript_descr(client))
 
 
 @scenario('hung.pcap', needs=('module:epics',))

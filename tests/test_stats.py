@@ -1011,6 +1011,20 @@ def test_flow_control_of_a_server_that_stops_reading(tmp_path):
     assert rows[0]["server_not_reading"][0] == 1
 
 
+def test_flow_control_of_a_stopped_ioc():
+    """stuckioc.pcap (fixtures/README.md): the IOC is stopped (SIGSTOP) while
+    the client writes 12 kB to it; its 16 kB receive buffer fills (zero window
+    from frame 16) until it runs again 1 s later (frame 20 opens it)."""
+    report = collect([str(fixture("stuckioc.pcap"))])
+    (row,) = report["flow_control"]
+    times = [t for t, _ in packet_times(fixture("stuckioc.pcap"))]
+    assert row["server_not_reading"] == {
+        "episodes": 1, "total_s": (times[19] - times[15]) / 1e9,
+        "longest_s": 1.008068, "first": "1796047238.094867000",
+        "first_iso": "2026-11-30T14:00:38.094867000Z"}
+    assert (row["client_not_reading"], row["events_off"]) == (None, 0)
+
+
 def test_flow_control_when_the_circuit_ends_while_not_reading(tmp_path):
     """The capture cut in the middle of the client's zero window: the stall
     lasts to the circuit's last packet."""
