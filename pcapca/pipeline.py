@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Callable, Iterator, Optional
 
 from .capture import label_offsets, offsets_in, read_capture
-from .capture_set import Files, read_captures
+from .capture_set import Files, probe_all, read_captures
 from .channels import ChannelTracker
 from .decoder import Decoder
 from .events import Problem
@@ -78,13 +78,23 @@ def read(source, *, on_problem: Optional[Callable[[Problem], None]] = None,
          decoder: Optional[Decoder] = None) -> Iterator[Record]:
     """Yield every CA message of a capture as a ``Record``.
 
-    ``source`` is a path, ``"-"`` for stdin, or a binary file object. A
+    ``source`` is a path, ``"-"`` for stdin, or a binary file object; or a
+    list (tuple) of paths: several captures read in order as one (a ring
+    buffer), frames numbered across them as ``mergecap -a`` numbers them. A
     record has the attributes of caproto's ``shark()`` items (timestamp,
     command, src, dst, ip, transport, ethernet) and pcapca's own (frame,
     ts, sport, dport, proto, role, name, pv, request_frame, latency).
     Problems (damaged file, junk on CA ports) go to ``on_problem``.
     """
-    for item in decode(source, decoder=decoder):
+    if isinstance(source, (list, tuple)):
+        from .progress import open_with_progress
+        paths = [str(path) for path in source]
+        probe_all(paths)                # (an unreadable file raises before any record)
+        items = decode_files(Files(paths), decoder=decoder,
+                             opener=lambda path: open_with_progress(path, enabled=False))
+    else:
+        items = decode(source, decoder=decoder)
+    for item in items:
         cls = item.__class__
         if cls is Decoded:
             yield from item.records

@@ -454,3 +454,21 @@ def test_a_pipe_among_several_captures_is_read_whole(tmp_path, command):
     else:
         assert sorted(p.name for p in out.iterdir()) == ["basic.pcapng", "pipe.pcapng"]
         assert packets_in(out / "pipe.pcapng") == 54
+
+
+def test_python_api_reads_a_list_of_captures_as_one():
+    """pcapca.read([...]): the ring's files give the records of the joined
+    file (frames across the files, PV names and pairs carried over); an
+    unreadable file is refused before any record."""
+    import pcapca
+    from pcapca.capture import CaptureFormatError
+    fields = lambda r: (r.frame, r.pv, r.name, r.request_frame, r.latency, repr(r.command))
+    got = [fields(r) for r in pcapca.read([FIXTURES.parent / p for p in PARTS])]
+    assert got == [fields(r) for r in pcapca.read(fixture("ring.pcapng"))]
+    assert len(got) == 61
+    problems = []
+    records = pcapca.read((fixture("basic.pcap"), FIXTURES.parent / "README.md"),
+                          on_problem=problems.append)
+    with pytest.raises(CaptureFormatError, match="README.md: not a pcap or pcapng file"):
+        next(records)
+    assert problems == []
