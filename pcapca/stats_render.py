@@ -82,9 +82,11 @@ def _more(out: List[str], hidden: int) -> None:
 
 
 def _section(out: List[str], title: str, items: list, top: int, headers: Sequence[str],
-             row: Callable[[dict], List[list]], right: Sequence[bool]) -> None:
+             row: Callable[[dict], List[list]], right: Sequence[bool],
+             notes: Optional[Callable[[dict], List[str]]] = None) -> None:
     """A titled table of the first ``top`` items (``row`` gives each item's
-    rows: one, or several for a multi-line item), or 'none'."""
+    rows: one, or several for a multi-line item), or 'none'; ``notes``: the
+    lines to add under the table for an item shown."""
     out.append("")
     out.append(title)
     if not items:
@@ -92,6 +94,8 @@ def _section(out: List[str], title: str, items: list, top: int, headers: Sequenc
         return
     shown, hidden = _limit(items, top)
     out += table(headers, [r for item in shown for r in row(item)], right=right)
+    if notes is not None:
+        out += [line for item in shown for line in notes(item)]
     _more(out, hidden)
 
 
@@ -181,12 +185,7 @@ def render_text(report: dict, top: int = 20) -> str:
                          c["channels"], c["messages_to_server"], c["messages_to_client"],
                          c["bytes_to_server"], c["bytes_to_client"]]],
              right=[True, False, False, False, False, False, False, False,
-                    True, True, True, True, True])
-    for c in _limit(busiest, top)[0]:
-        lost = c.get("bytes_not_captured_to_server", 0), c.get("bytes_not_captured_to_client", 0)
-        if any(lost):
-            out.append(f"  circuit {c['number']}: bytes not captured (lost by the capture): "
-                       f"{lost[0]} to the server, {lost[1]} to the client")
+                    True, True, True, True, True], notes=_not_captured)
 
     # -------------------------------------------------------------- flow control
     fc = sorted(report.get("flow_control", []), key=lambda c: (
@@ -269,6 +268,15 @@ def render_text(report: dict, top: int = 20) -> str:
                 out.append(f"  start: {b['server']} began beaconing at {clock(b['first'])} "
                            f"with beacon id 0{note}")
     return "\n".join(printable(line) for line in out) + "\n"     # (and lines besides tables)
+
+
+def _not_captured(c: dict) -> List[str]:
+    """The line under Circuits for a circuit whose capture lost bytes."""
+    lost = c.get("bytes_not_captured_to_server", 0), c.get("bytes_not_captured_to_client", 0)
+    if not any(lost):
+        return []
+    return [f"  circuit {c['number']}: bytes not captured (lost by the capture): "
+            f"{lost[0]} to the server, {lost[1]} to the client"]
 
 
 def _stall(s: Optional[dict]) -> Optional[str]:

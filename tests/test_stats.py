@@ -411,6 +411,13 @@ def test_unanswered_when_the_capture_lost_the_answers():
             "152080 to the client") in text.splitlines()
     assert ("  missing   152080 TCP bytes of CA circuits were not captured (holes in their "
             "sequence numbers): CA messages may be missing") in text.splitlines()
+    # with --top cutting the table, the line stays under its circuit's row
+    more = collect([str(fixture("lossy.pcap")), str(fixture("twoservers.pcap"))])
+    section = render_text(more, top=1).split("Circuits (3, busiest first)\n")[1].split(
+        "\n\n")[0].splitlines()
+    assert [line.split()[0] for line in section] == ["#", "1", "circuit", "..."]
+    assert section[2:] == ["  circuit 1: bytes not captured (lost by the capture): 0 to the "
+                           "server, 152080 to the client", "  ... 2 more (--top 0 shows all)"]
     # where nothing was lost, the rows and circuits say nothing of it
     plain = collect([str(fixture("unanswered.pcap"))])
     assert {e["server_bytes_not_captured"] for e in plain["unanswered_requests"]} == {0}
