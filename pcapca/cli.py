@@ -120,9 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Report on the CA traffic of one or more captures, read in "
                                    "order as one (e.g. a rotated tcpdump -C/-W set): unanswered "
                                    "searches, requests never answered (reads, puts, subscriptions, "
-                                   "channel creations), PV names served twice, circuits, servers, "
-                                   "clients, per-PV counts and latencies, errors, beacons and "
-                                   "restarts (docs/stats.md).")
+                                   "channel creations), PV names served twice, circuits (who "
+                                   "closed them), receivers that stopped reading (flow control), "
+                                   "servers, clients, per-PV counts and latencies, errors, beacons "
+                                   "and restarts (docs/stats.md).")
     s.add_argument("captures", nargs="+", metavar="CAPTURE",
                    help="pcap or pcapng file (gzip-compressed or not), or - for stdin (once)")
     s.add_argument("--json", action="store_true", default=False,
