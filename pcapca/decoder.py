@@ -101,7 +101,6 @@ class Circuit:
         # identifies this connection (a new SYN on the same ports is another one)
         self.key = (number, client, server)
 
-
     def reopened(self, side: int, ts: int) -> None:
         """The end of a zero window of ``side`` (0: the client, 1: the server)."""
         since = self.zero[side]

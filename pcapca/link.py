@@ -136,7 +136,7 @@ def _addresses(raw: bytes) -> Tuple[str, str]:
     return pair
 
 
-# Ethernet type + IPv4 header without options + TCP header up to the flags:
+# Ethernet type + IPv4 header without options + TCP header up to the window:
 # most frames of a CA capture are exactly this, parsed with one unpack.
 _eth_ipv4_tcp = struct.Struct("!12xHBxHHHxBxx8sHHIIBBH").unpack_from
 _new = tuple.__new__     # builds a Segment without NamedTuple's Python-level __new__

@@ -238,8 +238,8 @@ class PVStats:
 
 class CircuitStats:
     __slots__ = ("key", "number", "client", "server", "host", "user", "start", "last",
-                 "end", "state", "ended_by", "channels", "msgs", "bytes", "counted", "lost", "stalls",
-                 "events_off", "off_since", "off_ns")
+                 "end", "state", "ended_by", "channels", "msgs", "bytes", "counted", "lost",
+                 "stalls", "events_off", "off_since", "off_ns")
 
     def __init__(self, key, ts):
         self.key = key
