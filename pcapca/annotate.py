@@ -135,7 +135,9 @@ def annotate(args, *, decoder, report: Callable[[Problem], None]) -> int:
     if several:
         probe_all(inputs)           # (an unreadable 3rd file: before any output)
     # (one capture: its format is checked here, before any output)
-    items, tick, close = decode_captures(files, bars=bars, decoder=decoder, strict=strict)
+    items, tick, close = decode_captures(
+        files, bars=bars, decoder=decoder, strict=strict,
+        anchor=flt.anchor if flt is not None and flt.relative else None)
     output = None                     # of the input file begun last (``begun - 1``)
     begun = 0
     damaged = False

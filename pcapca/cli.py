@@ -69,7 +69,8 @@ def _add_filter(p: argparse.ArgumentParser) -> None:
                    help="keep messages from or to this TCP/UDP port (repeatable)")
     g.add_argument("--since", metavar="TIME",
                    help="keep messages at or after TIME: ISO 8601 (2026-11-29T18:44:00Z, "
-                        "no offset = UTC) or epoch seconds (1795977745.5)")
+                        "no offset = UTC), epoch seconds (1795977745.5) or +SECONDS after "
+                        "the capture's first packet (+12.5)")
     g.add_argument("--until", metavar="TIME", help="keep messages before TIME (exclusive)")
 
 
@@ -156,6 +157,11 @@ def _probe_all(paths: List[str]) -> None:
     probe_all(paths)
 
 
+def _anchor(flt):
+    """``Filter.anchor`` when the filter has ``+SECONDS`` times, else None."""
+    return flt.anchor if flt is not None and flt.relative else None
+
+
 def cmd_print(args) -> int:
     from .capture_set import Files
     from .pipeline import decode_captures
@@ -176,7 +182,7 @@ def cmd_print(args) -> int:
     # as soon as it arrives
     drops = None if args.filter is None or live else args.filter.drops
     stream, tick, close = decode_captures(files, bars=bars, decoder=decoder, strict=args.strict,
-                                          drops=drops)
+                                          drops=drops, anchor=_anchor(args.filter))
     out = sys.stdout
     write = out.write
     damaged = False
@@ -265,7 +271,8 @@ def cmd_stats(args) -> int:
 
     bars = args.progress and not args.quiet
     collector.run(args.captures, _decoder(args), on_problem=problem,
-                  opener=lambda path: open_with_progress(path, enabled=bars))
+                  opener=lambda path: open_with_progress(path, enabled=bars),
+                  anchor=_anchor(args.filter))
     report = collector.report()
     if args.json:
         import json

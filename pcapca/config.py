@@ -38,7 +38,7 @@ from .lazy import lazy_import
 yaml = lazy_import("yaml")      # (loaded when a --config file is read: 12 ms at start-up)
 
 from .filters import (FILTER_KEYS, Filter, FilterError, check_pattern, parse_host,
-                      parse_port, parse_time)
+                      parse_port, parse_when)
 from .formatting import FormatError, Template
 
 __all__ = ["Config", "ConfigError", "load_config", "apply_config", "CLI_FILTER_OPTIONS"]
@@ -151,7 +151,7 @@ def _filter_value(r: _Reader, name: str, node):
             # The text as written: YAML would turn an unquoted date-time into
             # a datetime (microseconds only) and a number into a float.
             text = node.value
-            parse_time(text, name)
+            parse_when(text, name)
             return text
         values = []
         for item in _items(r, node, key):

@@ -17,8 +17,10 @@ Semantics (docs/filters.md has the user's version):
   source or destination port.
 * ``since`` (inclusive) and ``until`` (exclusive) are compared with the exact
   integer-nanosecond time stamp of the packet that completed the message.
-  They are ISO 8601 date-times (a time without an offset is UTC) or epoch
-  seconds with up to 9 decimals.
+  They are ISO 8601 date-times (a time without an offset is UTC), epoch
+  seconds with up to 9 decimals, or ``+SECONDS``: seconds after the first
+  packet of the capture (Wireshark's default Time column), known once the
+  reading starts (``Filter.anchor``).
 
 ``Filter.build(...)`` validates everything up front and raises ``FilterError``
 (naming the key and the bad value); ``Filter.matches(record)`` is then a
@@ -36,7 +38,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
-__all__ = ["Filter", "FilterError", "FILTER_KEYS", "parse_time", "parse_host",
+__all__ = ["Filter", "FilterError", "FILTER_KEYS", "parse_time", "parse_when", "parse_host",
            "parse_port", "check_patterns", "command_names"]
 
 FILTER_KEYS = ("pv", "not_pv", "command", "not_command", "host", "port", "since", "until")
@@ -171,7 +173,8 @@ _ISO = re.compile(
     r"(\d{4})-(\d\d)-(\d\d)"
     r"(?:[Tt ](\d\d):(\d\d)(?::(\d\d)(?:[.,](\d{1,9}))?)?)?"
     r"\s*(?:([Zz])|([+-])(\d\d):?(\d\d))?")
-_EPOCH = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
+_EPOCH = re.compile(r"-?(\d+(\.\d*)?|\.\d+)")
+_RELATIVE = re.compile(r"\+(\d+(\.\d*)?|\.\d+)")
 
 
 def parse_time(value, key: str = "since") -> int:
@@ -204,7 +207,8 @@ def parse_time(value, key: str = "since") -> int:
     if not m:
         raise FilterError(key, f"bad time {value!r}: expected ISO 8601 like "
                                f"2026-11-29T18:44:00Z / 2026-11-29T19:44:00.5+01:00 "
-                               f"(no offset = UTC) or epoch seconds like 1795977745.5")
+                               f"(no offset = UTC), epoch seconds like 1795977745.5 or "
+                               f"+SECONDS after the capture's first packet like +12.5")
     (year, month, day, hour, minute, second, frac, _zulu, sign, oh, om) = m.groups()
     try:
         year, month, day = int(year), int(month), int(day)
@@ -225,6 +229,17 @@ def parse_time(value, key: str = "since") -> int:
         seconds -= offset if sign == "+" else -offset
     ns = int((frac or "").ljust(9, "0") or 0)
     return seconds * 1_000_000_000 + ns
+
+
+def parse_when(value, key: str = "since") -> Tuple[int, bool]:
+    """(nanoseconds, relative): ``+SECONDS`` (up to 9 decimals) is relative to
+    the capture's first packet; anything else is ``parse_time``'s."""
+    if isinstance(value, str) and _RELATIVE.fullmatch(value.strip()):
+        ns = Decimal(value.strip()[1:]) * 1_000_000_000
+        if ns != ns.to_integral_value():
+            raise FilterError(key, f"bad time {value!r}: more than 9 decimals")
+        return int(ns), True
+    return parse_time(value, key), False
 
 
 # ------------------------------------------------------------------ the filter
@@ -251,6 +266,9 @@ class Filter:
     ports: Tuple[int, ...] = ()
     since_ns: Optional[int] = None
     until_ns: Optional[int] = None
+    # since/until counted from the capture's first packet (``+SECONDS``)
+    since_relative: bool = False
+    until_relative: bool = False
     _match: Callable = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
@@ -258,9 +276,10 @@ class Filter:
               host=None, port=None, since=None, until=None) -> "Filter":
         """Validate and compile. A scalar is a one-element list; None or an
         empty list means "no condition". Raises FilterError."""
-        since_ns = None if since is None else parse_time(since, "since")
-        until_ns = None if until is None else parse_time(until, "until")
-        if since_ns is not None and until_ns is not None and until_ns <= since_ns:
+        since_ns, since_rel = (None, False) if since is None else parse_when(since, "since")
+        until_ns, until_rel = (None, False) if until is None else parse_when(until, "until")
+        if (since_ns is not None and until_ns is not None and since_rel == until_rel
+                and until_ns <= since_ns):
             raise FilterError("until", f"until ({until}) is not after since ({since}): "
                                        f"nothing could match")
         hosts = [parse_host(h) for h in _as_list("host", host)]
@@ -269,14 +288,28 @@ class Filter:
                    not_command=check_patterns("not_command", not_command),
                    hosts=tuple(dict.fromkeys(hosts)),
                    ports=tuple(dict.fromkeys(parse_port(p) for p in _as_list("port", port))),
-                   since_ns=since_ns, until_ns=until_ns)
+                   since_ns=since_ns, until_ns=until_ns,
+                   since_relative=since_rel, until_relative=until_rel)
 
     @property
     def is_empty(self) -> bool:
         return not (self.pv or self.not_pv or self.command or self.not_command or self.hosts
                     or self.ports or self.since_ns is not None or self.until_ns is not None)
 
+    @property
+    def relative(self) -> bool:
+        """Is a time counted from the capture's first packet (see ``anchor``)?"""
+        return self.since_relative or self.until_relative
+
+    def anchor(self, ts: int) -> None:
+        """The time stamp (ns) of the capture's first packet, from which
+        ``+SECONDS`` times count; the first call counts. Without one, they
+        count from the first record tested."""
+        if self._start[0] is None:
+            self._start[0] = ts
+
     def __post_init__(self):
+        object.__setattr__(self, "_start", [None])     # (see anchor)
         # (``_compile`` also sets ``drops``, see there)
         match = self._compile()
         object.__setattr__(self, "_match", match)
@@ -303,7 +336,18 @@ class Filter:
     def _compile(self) -> Callable:
         checks: List[Callable] = []
         since, until = self.since_ns, self.until_ns
-        if since is not None and until is not None:
+        if self.relative:
+            start, since_rel, until_rel = self._start, self.since_relative, self.until_relative
+
+            def in_time(r):
+                if start[0] is None:
+                    start[0] = r.ts
+                t = r.ts
+                if since is not None and t < (start[0] + since if since_rel else since):
+                    return False
+                return until is None or t < (start[0] + until if until_rel else until)
+            checks.append(in_time)
+        elif since is not None and until is not None:
             checks.append(lambda r: since <= r.ts < until)
         elif since is not None:
             checks.append(lambda r: r.ts >= since)

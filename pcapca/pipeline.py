@@ -5,33 +5,50 @@ grow with the capture's length.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterable, Iterator, Optional
 
 from .capture import label_offsets, offsets_in, read_capture
 from .capture_set import Files, probe_all, read_captures
 from .channels import ChannelTracker
 from .decoder import Decoder
-from .events import Problem
+from .events import Packet, Problem
 from .records import Decoded, Record
 from .streams import ByteSource, open_source
 
 
+def first_packet(items: Iterable, anchor: Callable[[int], None]) -> Iterator:
+    """The reader's ``items``, calling ``anchor(ts)`` with the time stamp of
+    the first packet (``Filter.anchor``: ``--since +SECONDS``)."""
+    items = iter(items)
+    for item in items:
+        if item.__class__ is Packet:
+            anchor(item.ts)
+            yield item
+            break
+        yield item
+    yield from items
+
+
 def _stages(read: Callable, decoder: Optional[Decoder], tracker: Optional[ChannelTracker],
-            drops: Optional[Callable]) -> Iterator:
+            drops: Optional[Callable], anchor: Optional[Callable] = None) -> Iterator:
     """The decoder and the channel state over ``read(skim)``, a reader's
-    items (``skim``: the filtered print's shortcut for ``drops``, or None)."""
+    items (``skim``: the filtered print's shortcut for ``drops``, or None;
+    ``anchor``: see ``first_packet``)."""
     decoder = decoder or Decoder()
     tracker = tracker or ChannelTracker()
     skim = None
     if drops is not None:
         from .skim import Skimmer
         skim = Skimmer(decoder, tracker, drops)
-    return tracker.run(decoder.run(read(skim)))
+    items = read(skim)
+    if anchor is not None:
+        items = first_packet(items, anchor)
+    return tracker.run(decoder.run(items))
 
 
 def decode(source, *, decoder: Optional[Decoder] = None,
            tracker: Optional[ChannelTracker] = None, strict: bool = False,
-           drops: Optional[Callable] = None) -> Iterator:
+           drops: Optional[Callable] = None, anchor: Optional[Callable] = None) -> Iterator:
     """Decoded packets (plus Passthrough and Problem items) of a capture.
 
     ``drops``: a ``Filter.drops``; packets whose messages it drops (all of
@@ -39,17 +56,18 @@ def decode(source, *, decoder: Optional[Decoder] = None,
     src = source if isinstance(source, ByteSource) else open_source(source)
     offsets = offsets_in(src)          # (a gzip-compressed capture; before reading starts)
     stream = _stages(lambda skim: read_capture(src, strict=strict, skim=skim),
-                     decoder, tracker, drops)
+                     decoder, tracker, drops, anchor)
     return label_offsets(stream, offsets) if offsets else stream
 
 
 def decode_files(files: Files, *, opener: Callable, decoder: Optional[Decoder] = None,
                  tracker: Optional[ChannelTracker] = None, strict: bool = False,
-                 drops: Optional[Callable] = None) -> Iterator:
+                 drops: Optional[Callable] = None, anchor: Optional[Callable] = None
+                 ) -> Iterator:
     """``decode`` for several captures read in order as one (see
     ``pcapca.capture_set``): every problem names its file."""
     stream = _stages(lambda skim: read_captures(files, opener=opener, strict=strict, skim=skim),
-                     decoder, tracker, drops)
+                     decoder, tracker, drops, anchor)
     for item in stream:
         if item.__class__ is Problem:
             # (the decoder's: it knows the frame, not the file)
@@ -58,7 +76,8 @@ def decode_files(files: Files, *, opener: Callable, decoder: Optional[Decoder] =
 
 
 def decode_captures(files: Files, *, bars: bool, decoder: Optional[Decoder] = None,
-                    strict: bool = False, drops: Optional[Callable] = None):
+                    strict: bool = False, drops: Optional[Callable] = None,
+                    anchor: Optional[Callable] = None):
     """``decode`` of the one capture of ``files``, or ``decode_files`` of
     several, each file with a progress bar when ``bars`` (and stderr is a
     terminal): (items, tick, close). ``tick()``, when not None, is to be
@@ -67,10 +86,10 @@ def decode_captures(files: Files, *, bars: bool, decoder: Optional[Decoder] = No
     from .progress import open_with_progress
     if files.several:
         items = decode_files(files, opener=lambda path: open_with_progress(path, enabled=bars),
-                             decoder=decoder, strict=strict, drops=drops)
+                             decoder=decoder, strict=strict, drops=drops, anchor=anchor)
         return items, None, None
     progress = open_with_progress(files.paths[0], enabled=bars)
-    items = decode(progress.src, decoder=decoder, strict=strict, drops=drops)
+    items = decode(progress.src, decoder=decoder, strict=strict, drops=drops, anchor=anchor)
     return items, (progress.update if progress.active else None), progress.close
 
 

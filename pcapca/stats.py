@@ -450,12 +450,16 @@ class StatsCollector:
     def run(self, paths: Sequence[str], decoder: Decoder,
             tracker: Optional[ChannelTracker] = None,
             on_problem: Optional[Callable[[Problem], Optional[bool]]] = None,
-            opener: Optional[Callable] = None) -> None:
+            opener: Optional[Callable] = None, anchor: Optional[Callable] = None) -> None:
         """Read ``paths`` in order; ``on_problem`` gets every Problem and may
         return True to stop reading (the report then covers what was read).
-        ``opener``: see ``read``."""
+        ``opener``: see ``read``; ``anchor``: ``pipeline.first_packet``'s."""
         tracker = tracker or ChannelTracker()
-        for item in tracker.run(self.watch(decoder.run(self.read(paths, opener)))):
+        items = self.read(paths, opener)
+        if anchor is not None:
+            from .pipeline import first_packet
+            items = first_packet(items, anchor)
+        for item in tracker.run(self.watch(decoder.run(items))):
             cls = item.__class__
             if cls is Decoded:
                 for record in item.records:

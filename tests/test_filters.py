@@ -13,7 +13,7 @@ import sys
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from pcapca.filters import Filter, FilterError, _Matcher, parse_time
+from pcapca.filters import Filter, FilterError, _Matcher, parse_time, parse_when
 from pcapca.pipeline import read
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -216,6 +216,9 @@ def test_filter_fields():
     (dict(until="2026-13-01"), "until", "'2026-13-01'"),
     (dict(since="1.0000000001"), "since", "more than 9 decimals"),
     (dict(since="2026-11-29T18:44:00Z", until="2026-11-29T18:44:00Z"), "until", "not after"),
+    (dict(since="+2", until="+1.5"), "until", "not after"),
+    (dict(since="+1.0000000001"), "since", "more than 9 decimals"),
+    (dict(since="+1e3"), "since", "+SECONDS after the capture's first packet like +12.5"),
 ])
 def test_build_errors(kw, key, text):
     with pytest.raises(FilterError) as info:
@@ -278,3 +281,68 @@ def test_cli_bad_values(args, option):
     assert "Traceback" not in p.stderr
     assert len(p.stderr.splitlines()) == 1
     assert p.stderr.startswith(f"pcapca: error: {option}")
+
+
+# ------------------------------------------------------------------ +SECONDS
+FIRST_LIBCA = 1795977865623951000          # corpus_libca.pcap's first packet (frame 1)
+
+
+def test_parse_when():
+    assert parse_when("+12.5") == (12_500_000_000, True)
+    assert parse_when(" +0.000000001 ") == (1, True)
+    assert parse_when("12.5") == (12_500_000_000, False)
+    assert parse_when("2026-11-29T18:44:00Z") == (1795977840 * 10**9, False)
+
+
+def test_relative_times_count_from_the_first_packet():
+    """+SECONDS are from the capture's first packet (frame 1), whatever it
+    is: the same messages as the absolute times they stand for."""
+    rel = lines(LIBCA, "--since", "+0.5", "--until", "+7.2")
+    assert rel == lines(LIBCA, "--since", "1795977866.123951", "--until", "1795977872.823951")
+    assert 0 < len(rel) < 915
+    # mixed: an absolute since and a relative until
+    assert lines(LIBCA, "--since", "1795977866.123951", "--until", "+7.2") == rel
+    # print, stats and annotate agree
+    p = run("stats", "--json", "--since", "+0.5", "--until", "+7.2", LIBCA)
+    import json
+    assert json.loads(p.stdout)["capture"]["messages_counted"] == len(rel)
+
+
+def test_relative_times_anchor_on_a_packet_that_is_not_ca():
+    """noise.pcap begins with packets that are not CA: +0 is the first
+    packet's time, not the first message's."""
+    noise = os.path.join(FIXTURES, "noise.pcap")
+    records = list(read(noise))
+    f = Filter.build(since="+0")
+    from pcapca.pipeline import decode
+    from pcapca.records import Decoded
+    first = None
+    for item in decode(noise, anchor=f.anchor):
+        if isinstance(item, Decoded):
+            first = item.packet.ts if first is None else first
+    assert f._start[0] == first < records[0].ts
+    late = (records[0].ts - first) / 1e9 + 1e-6            # just after the first message
+    assert lines(noise, "--since", f"+{late:.6f}") == [
+        f"{r.frame} {r.pv or ''} {r.name}" for r in records if r.ts > records[0].ts]
+
+
+def test_relative_times_of_several_captures_count_from_the_first_file(tmp_path):
+    ring = sorted(os.path.join(FIXTURES, "ring", n) for n in os.listdir(
+        os.path.join(FIXTURES, "ring")))
+    joined = os.path.join(FIXTURES, "ring.pcapng")
+    got = lines(*ring, "--since", "+1.2", "--until", "+2.5")
+    assert got and got == lines(joined, "--since", "+1.2", "--until", "+2.5")
+
+
+def test_relative_times_in_a_config_file_and_annotate(tmp_path, tshark):
+    cfg = tmp_path / "f.yaml"
+    cfg.write_text("filter:\n  since: +0.5\n  until: +7.2\n")
+    rel = lines(LIBCA, "--config", str(cfg))
+    assert rel == lines(LIBCA, "--since", "+0.5", "--until", "+7.2")
+    out = tmp_path / "a.pcapng"
+    p = run("annotate", "-q", "--since", "+0.5", "--until", "+7.2", LIBCA, str(out))
+    assert p.returncode == 0, p.stderr
+    q = subprocess.run([tshark, "-r", str(out), "-Y", "frame.comment", "-T", "fields",
+                        "-e", "frame.number"], capture_output=True, text=True)
+    # (without --keep-all, the packets with a kept message: each has its comments)
+    assert len(q.stdout.split()) == len({l.split()[0] for l in rel})
