@@ -23,6 +23,18 @@ _COMPRESSED = (
     (b"\xfd7zXZ", "xz", "xz -dc"),
     (b"BZh", "bzip2", "bzip2 -dc"),
 )
+# Other capture formats (magic bytes -> name), which Wireshark's editcap
+# converts to pcapng.
+_OTHER_CAPTURES = (
+    (b"snoo", "Sun snoop"),
+    (b"GMBU", "Microsoft Network Monitor 2.x"),
+    (b"RTSS", "Microsoft Network Monitor 1.x"),
+    (b"Obse", "Viavi Observer"),
+    (b"TRSN", "Sniffer (DOS)"),
+    (b"TR\x00d", "HP-UX nettl"),
+    (b"\x34\xcd\xb2\xa1", "modified (Kuznetzov) pcap"),
+    (b"\xa1\xb2\xcd\x34", "modified (Kuznetzov) pcap"),
+)
 
 
 class CaptureFormatError(Exception):
@@ -79,6 +91,12 @@ def detect(src: ByteSource) -> str:
                 f"{src.name}: a {kind}-compressed file; pcapca reads pcap, pcapng and "
                 f"gzip-compressed captures: decompress it first, e.g. "
                 f"{command} {shown} | pcapca print -")
+    for prefix, kind in _OTHER_CAPTURES:
+        if magic.startswith(prefix):
+            shown = "FILE" if src.name.startswith("<") else src.name
+            raise CaptureFormatError(
+                f"{src.name}: a {kind} capture; pcapca reads pcap and pcapng: convert it "
+                f"first with Wireshark's editcap: editcap -F pcapng {shown} {shown}.pcapng")
     raise CaptureFormatError(
         f"{src.name}: not a pcap or pcapng file (magic bytes {magic.hex()})")
 

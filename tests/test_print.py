@@ -134,6 +134,27 @@ def test_broken_pipe_ends_quietly():
     assert b"Traceback" not in res.stderr and b"Broken pipe" not in res.stderr
 
 
+@pytest.mark.parametrize("kind,name", [("snoop", "Sun snoop"),
+                                       ("netmon2", "Microsoft Network Monitor 2.x"),
+                                       ("modpcap", "modified (Kuznetzov) pcap")])
+def test_another_capture_format_is_named_with_the_command_that_converts_it(tmp_path, kind, name):
+    """basic.pcap written by editcap in another format: one line naming the
+    format and the editcap command; the command's output prints as basic.pcap."""
+    from conftest import needs_tshark
+    needs_tshark()                                  # (editcap comes with tshark)
+    other = tmp_path / f"basic.{kind}"
+    subprocess.run(["editcap", "-F", kind, str(fixture("basic.pcap")), str(other)], check=True)
+    res = run_cli("print", other)
+    assert res.returncode == 2 and res.stdout == b""
+    assert res.stderr.decode() == (
+        f"pcapca: error: {other}: a {name} capture; pcapca reads pcap and pcapng: convert it "
+        f"first with Wireshark's editcap: editcap -F pcapng {other} {other}.pcapng\n")
+    subprocess.run(["editcap", "-F", "pcapng", str(other), f"{other}.pcapng"], check=True)
+    fmt = ("--format", "{frame} {pv} {command}")
+    assert (run_cli("print", f"{other}.pcapng", *fmt, check=0).stdout
+            == run_cli("print", fixture("basic.pcap"), *fmt, check=0).stdout)
+
+
 @pytest.mark.parametrize("args,message", [
     (("print", "no/such/file.pcap"), "cannot open 'no/such/file.pcap': No such file or directory"),
     (("print", "fixtures/README.md"), "not a pcap or pcapng file"),
