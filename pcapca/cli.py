@@ -92,8 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", "-f", default=None,
                    help="Python format string; tokens: {timestamp} {ethernet} {ip} {transport} "
                         "{command} {src} {dst} (as caproto-shark) and {frame} {sport} {dport} "
-                        "{proto} {role} {name} {pv} {latency} {request_frame} {ts} {time} {file} "
-                        "{file_frame}. "
+                        "{proto} {role} {name} {pv} {latency} {request_frame} {ts} {time} "
+                        "{time_relative} {file} {file_frame}. "
                         f"Default: {DEFAULT_FORMAT!r}")
     p.add_argument("--json", action=argparse.BooleanOptionalAction, default=None,
                    help="one JSON object per message")
@@ -157,9 +157,15 @@ def _probe_all(paths: List[str]) -> None:
     probe_all(paths)
 
 
-def _anchor(flt):
-    """``Filter.anchor`` when the filter has ``+SECONDS`` times, else None."""
-    return flt.anchor if flt is not None and flt.relative else None
+def _anchor(flt, template=None):
+    """What must learn the time of the capture's first packet: the filter's
+    ``+SECONDS`` times and a template's ``{time_relative}`` (None: nothing)."""
+    anchors = [x.anchor for x in (flt, template) if x is not None and x.relative]
+    if not anchors:
+        return None
+    if len(anchors) == 1:
+        return anchors[0]
+    return lambda ts: [anchor(ts) for anchor in anchors]
 
 
 def cmd_print(args) -> int:
@@ -182,7 +188,7 @@ def cmd_print(args) -> int:
     # as soon as it arrives
     drops = None if args.filter is None or live else args.filter.drops
     stream, tick, close = decode_captures(files, bars=bars, decoder=decoder, strict=args.strict,
-                                          drops=drops, anchor=_anchor(args.filter))
+                                          drops=drops, anchor=_anchor(args.filter, template))
     out = sys.stdout
     write = out.write
     damaged = False

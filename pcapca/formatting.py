@@ -28,7 +28,8 @@ DEFAULT_FORMAT = "{timestamp} {src}:{transport.sport}->{dst}:{transport.dport} {
 # Tokens: caproto-shark's, then pcapca's own.
 SHARK_TOKENS = ("timestamp", "ethernet", "ip", "transport", "command", "src", "dst")
 TOKENS = SHARK_TOKENS + ("frame", "sport", "dport", "proto", "role", "name", "pv",
-                         "latency", "request_frame", "ts", "time", "file", "file_frame")
+                         "latency", "request_frame", "ts", "time", "time_relative", "file",
+                         "file_frame")
 
 
 class FormatError(ValueError):
@@ -898,6 +899,7 @@ _EXPRESSIONS: Dict[str, str] = {
     "request_frame": "_opt(r.request_frame)",
     "ts": "r.packet.ts",
     "time": "_ts_string(r.packet.ts)",
+    "time_relative": "_ts_string(r.packet.ts - _start(r.packet.ts))",
     "file": "_text(_files.name(r.packet.frame))",
     "file_frame": "_files.local(r.packet.frame)",
 }
@@ -979,11 +981,15 @@ class _NoFiles:
 class Template:
     """A compiled ``--format`` string. ``Template(fmt)`` raises FormatError
     for a bad one (unknown token, unknown attribute, syntax). ``files``: a
-    ``pcapca.capture_set.Files``, for ``{file}`` and ``{file_frame}``."""
+    ``pcapca.capture_set.Files``, for ``{file}`` and ``{file_frame}``;
+    ``start``: a one-item list holding the time stamp (ns) of the capture's
+    first packet for ``{time_relative}`` (see ``anchor``), shared with the
+    templates made from this one."""
 
-    def __init__(self, fmt: str, files=None):
+    def __init__(self, fmt: str, files=None, start=None):
         self.text = fmt
         self.files = files if files is not None else _NoFiles
+        self._start = start if start is not None else [None]
         self.parts: List = []
         try:
             parsed = list(string.Formatter().parse(fmt))
@@ -1029,6 +1035,24 @@ class Template:
             self.parts.append((root, tuple(chain), conv, spec))
         self._render = self._compile()
 
+    @property
+    def relative(self) -> bool:
+        """Does it show ``{time_relative}`` (see ``anchor``)?"""
+        return any(part[0] == "time_relative" for part in self.parts if part.__class__ is tuple)
+
+    def anchor(self, ts: int) -> None:
+        """The time stamp (ns) of the capture's first packet, from which
+        ``{time_relative}`` counts; the first call counts. Without one, it
+        counts from the first record formatted."""
+        if self._start[0] is None:
+            self._start[0] = ts
+
+    def _started(self, ts: int) -> int:
+        start = self._start
+        if start[0] is None:
+            start[0] = ts
+        return start[0]
+
     def _compile(self):
         consts = []
         pieces = []
@@ -1055,7 +1079,8 @@ class Template:
             pieces.append("{" + expr + ("!" + conv if conv else "")
                           + (":" + spec_text if spec_text else "") + "}")
         source = "lambda r: f" + repr("".join(pieces))
-        env = {"_c": tuple(consts), "_repr": record_repr, "_opt": _opt, "_text": _text, "_latency": _latency, "_ts_string": ts_string, "_chain": _chain, "_files": self.files}
+        env = {"_c": tuple(consts), "_repr": record_repr, "_opt": _opt, "_text": _text, "_latency": _latency, "_ts_string": ts_string, "_chain": _chain, "_files": self.files,
+               "_start": self._started}
         return eval(source, env)  # noqa: S307 - built only from the fixed expressions above
 
     def __call__(self, record) -> str:
@@ -1075,7 +1100,7 @@ class Template:
             root, chain, conv, spec = part
             single = Template("{" + root + "".join(
                 f".{k}" if kind == "." else f"[{k}]" for kind, k in chain)
-                + (f"!{conv}" if conv else "") + "}", self.files)
+                + (f"!{conv}" if conv else "") + "}", self.files, self._start)
             try:
                 value = single._render(record)
             except Exception as exc:

@@ -90,7 +90,7 @@ _FILTER = Filter.build(pv=["FIX:dbl", "CORPUS:dbl"])
 _EVERY_TOKEN = Template("{timestamp} {ethernet} {ip} {transport} {src} {dst} {frame} {sport} "
                         "{dport} {proto} {role} {name} {pv} {latency} {request_frame} {ts} "
                         "{time} {ip.ttl} {transport.sport} {command.data} {command.metadata} "
-                        "{command.sid} {file} {file_frame}")
+                        "{command.sid} {file} {file_frame} {time_relative}")
 # pcapca's own texts, not the first ones it compares with caproto's at run time
 # (a difference there would turn its fast path off, and hide it from the check below)
 pcapca.formatting._VERIFY_FIRST = 0

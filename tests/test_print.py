@@ -250,3 +250,46 @@ def test_printable_is_one_printable_line_and_changes_only_what_must(text):
     out = printable(text)
     assert out.isprintable() and "\n" not in out
     assert (out == text) == text.isprintable()
+
+
+@pytest.mark.parametrize("args", [("fixtures/noise.pcap",), ("fixtures/session.pcapng",),
+                                  ("fixtures/ring.pcapng",)])
+def test_time_relative_is_wiresharks(args, tshark):
+    """{time_relative}: seconds since the capture's first packet (CA or not),
+    Wireshark's frame.time_relative, exactly."""
+    res = subprocess.run([tshark, "-r", args[0], "-T", "fields", "-e", "frame.number",
+                          "-e", "frame.time_relative"], capture_output=True, text=True,
+                         cwd=ROOT, check=True)
+    wireshark = dict(line.split("\t") for line in res.stdout.splitlines())
+    out = run_cli("print", "-q", *args, "--format", "{frame} {time_relative}", check=0)
+    lines = out.stdout.decode().splitlines()
+    assert lines and all(wireshark[f] == t for f, t in (line.split() for line in lines))
+    if args[0].endswith("noise.pcap"):        # (its first packets are not CA)
+        assert lines[0] == "13 0.208156000"
+
+
+def test_time_relative_of_several_captures_counts_from_the_first_file():
+    ring = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "fixtures" / "ring").glob("*.pcapng"))
+    fmt = ("--format", "{frame} {time_relative} {pv} {name}")
+    assert (run_cli("print", "-q", *ring, *fmt, check=0).stdout
+            == run_cli("print", "-q", "fixtures/ring.pcapng", *fmt, check=0).stdout)
+
+
+def test_time_relative_without_an_anchor_counts_from_the_first_record():
+    from pcapca.formatting import Template
+    records = list(pcapca.read(fixture("noise.pcap")))
+    t = Template("{time_relative}")
+    assert [t(r) for r in records[:2]] == ["0.000000000", "0.000000000"]
+    assert t(records[-1]) == f"{(records[-1].ts - records[0].ts) / 1e9:.9f}"
+    anchored = Template("{time_relative}")
+    anchored.anchor(records[0].ts - 5 * 10**9)
+    assert anchored(records[0]) == "5.000000000"
+
+
+def test_time_relative_in_annotate_comments(tmp_path, tshark):
+    out = tmp_path / "noise.pcapng"
+    run_cli("annotate", "-q", "--comment", "{time_relative} {name}", fixture("noise.pcap"),
+            out, check=0)
+    res = subprocess.run([tshark, "-r", str(out), "-Y", "frame.number == 13", "-T", "fields",
+                          "-e", "frame.comment"], capture_output=True, text=True, check=True)
+    assert res.stdout.strip() == "0.208156000 VersionRequest,0.208156000 SearchRequest"
