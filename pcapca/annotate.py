@@ -17,9 +17,8 @@ from typing import Callable, List
 from .capture_set import Files, probe_all
 from .formatting import Template, record_repr
 from .events import Passthrough, Problem
-from .filters import Filter
 from .pcapng_io import PcapngWriter
-from .pipeline import decode_captures
+from .pipeline import anchor_of, decode_captures
 from .records import Decoded
 
 
@@ -136,11 +135,8 @@ def annotate(args, *, decoder, report: Callable[[Problem], None]) -> int:
     if several:
         probe_all(inputs)           # (an unreadable 3rd file: before any output)
     # (one capture: its format is checked here, before any output)
-    anchors = [x.anchor for x in (flt, comment) if isinstance(x, (Filter, Template))
-               and x.relative]
-    items, tick, close = decode_captures(
-        files, bars=bars, decoder=decoder, strict=strict,
-        anchor=(lambda ts: [anchor(ts) for anchor in anchors]) if anchors else None)
+    items, tick, close = decode_captures(files, bars=bars, decoder=decoder, strict=strict,
+                                         anchor=anchor_of(flt, comment))
     output = None                     # of the input file begun last (``begun - 1``)
     begun = 0
     damaged = False

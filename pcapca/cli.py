@@ -157,20 +157,9 @@ def _probe_all(paths: List[str]) -> None:
     probe_all(paths)
 
 
-def _anchor(flt, template=None):
-    """What must learn the time of the capture's first packet: the filter's
-    ``+SECONDS`` times and a template's ``{time_relative}`` (None: nothing)."""
-    anchors = [x.anchor for x in (flt, template) if x is not None and x.relative]
-    if not anchors:
-        return None
-    if len(anchors) == 1:
-        return anchors[0]
-    return lambda ts: [anchor(ts) for anchor in anchors]
-
-
 def cmd_print(args) -> int:
     from .capture_set import Files
-    from .pipeline import decode_captures
+    from .pipeline import anchor_of, decode_captures
     if args.json and args.format:
         raise UsageError("--json and --format cannot be used together")
     several = len(args.captures) > 1
@@ -188,7 +177,7 @@ def cmd_print(args) -> int:
     # as soon as it arrives
     drops = None if args.filter is None or live else args.filter.drops
     stream, tick, close = decode_captures(files, bars=bars, decoder=decoder, strict=args.strict,
-                                          drops=drops, anchor=_anchor(args.filter, template))
+                                          drops=drops, anchor=anchor_of(args.filter, template))
     out = sys.stdout
     write = out.write
     damaged = False
@@ -250,6 +239,7 @@ def cmd_annotate(args) -> int:
 
 
 def cmd_stats(args) -> int:
+    from .pipeline import anchor_of
     from .stats import StatsCollector
     from .stats_render import PlotUnavailable, check_matplotlib, plot, render_text
     if args.top < 0:
@@ -278,7 +268,7 @@ def cmd_stats(args) -> int:
     bars = args.progress and not args.quiet
     collector.run(args.captures, _decoder(args), on_problem=problem,
                   opener=lambda path: open_with_progress(path, enabled=bars),
-                  anchor=_anchor(args.filter))
+                  anchor=anchor_of(args.filter))
     report = collector.report()
     if args.json:
         import json

@@ -29,6 +29,18 @@ def first_packet(items: Iterable, anchor: Callable[[int], None]) -> Iterator:
     yield from items
 
 
+def anchor_of(*users) -> Optional[Callable[[int], None]]:
+    """One callable handing the capture's first packet time to each of
+    ``users`` (a Filter, a Template, None) that counts from it (``relative``:
+    ``+SECONDS``, ``{time_relative}``), or None if none does."""
+    anchors = [user.anchor for user in users if getattr(user, "relative", False)]
+    if not anchors:
+        return None
+    if len(anchors) == 1:
+        return anchors[0]
+    return lambda ts: [anchor(ts) for anchor in anchors]
+
+
 def _stages(read: Callable, decoder: Optional[Decoder], tracker: Optional[ChannelTracker],
             drops: Optional[Callable], anchor: Optional[Callable] = None) -> Iterator:
     """The decoder and the channel state over ``read(skim)``, a reader's
