@@ -121,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Report on the CA traffic of one or more captures, read in "
                                    "order as one (e.g. a rotated tcpdump -C/-W set): unanswered "
                                    "searches, requests never answered (reads, puts, subscriptions, "
-                                   "channel creations), PV names served twice, circuits (who "
+                                   "channel creations), subscriptions and their silences, PV "
+                                   "names served twice, circuits (who "
                                    "closed them), receivers that stopped reading (flow control), "
                                    "servers, clients, per-PV counts and latencies, errors, beacons "
                                    "and restarts (docs/stats.md).")

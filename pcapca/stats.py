@@ -261,6 +261,33 @@ class CircuitStats:
         self.off_ns = 0              # time with events off
 
 
+class SubStats:
+    """One subscription (EventAddRequest) and the updates it got."""
+    __slots__ = ("pv", "circuit", "data_type", "start", "frame", "file", "updates", "first",
+                 "last", "gap", "gap_at")
+
+    def __init__(self, record, circuit, file_index):
+        self.pv = record.pv
+        self.circuit = circuit               # CircuitStats
+        self.data_type = record.fields[2]
+        self.start = record.ts
+        self.frame = record.frame
+        self.file = file_index
+        self.updates = 0
+        self.first = self.last = None        # times of the first and the last update
+        self.gap = 0                         # longest wait for an update (from the request)
+        self.gap_at = None                   # when that wait began
+
+    def update(self, ts: int) -> None:
+        since = self.start if self.last is None else self.last
+        if ts - since > self.gap:
+            self.gap, self.gap_at = ts - since, since
+        if self.first is None:
+            self.first = ts
+        self.last = ts
+        self.updates += 1
+
+
 class ServerStats:
     __slots__ = ("circuits", "channels", "messages", "bytes", "search_replies", "errors",
                  "latency")
@@ -400,6 +427,10 @@ class StatsCollector:
         self.echoes: Dict[tuple, List[int]] = {}       # circuit -> [echoes sent, answered]
         self.unanswered_groups: Dict[tuple, list] = {}
         self.unanswered_total = 0
+        # subscriptions: live ones by (circuit, subscription id), ended ones as rows
+        self.subscriptions: Dict[tuple, SubStats] = {}
+        self.subscription_rows: List[dict] = []
+        self.subscriptions_total = 0
         self.beacons: Dict[Tuple[str, int], BeaconServer] = {}
         self.beacon_hosts: Dict[str, Dict[int, int]] = {}  # ip -> server port -> first ts
         self.problems = 0
@@ -520,14 +551,25 @@ class StatsCollector:
                 if circuit.off_since is not None:
                     circuit.off_ns += max(0, record.ts - circuit.off_since)
                     circuit.off_since = None
+            # a subscription's updates and its cancel count whatever the filter
+            if name == "EventAddResponse" and self.subscriptions:
+                sub = self.subscriptions.get((key, message_id(record, "subscriptionid")))
+                if sub is not None:
+                    sub.update(record.ts)
+            elif name == "EventCancelRequest" and self.subscriptions:
+                sub = self.subscriptions.pop((key, message_id(record, "subscriptionid")), None)
+                if sub is not None:
+                    self._subscription_ended(sub, "cancelled", record.ts)
             # an answer counts whatever the filter (a request it keeps may
             # have an answer it drops, e.g. --command ReadNotifyRequest)
-            elif name in _ANSWER_ID and key in self.pending:
+            if name in _ANSWER_ID and key in self.pending:
                 self._answered(record, key, _ANSWER_ID[name])
         if self.keep is not None and not self.keep(record):
             return
         if tcp and name in _REQUEST_ID:
             self._request(record, key, name, _REQUEST_ID[name])
+            if name == "EventAddRequest":
+                self._subscribe(record, key, circuit)
 
         ts = record.ts
         msg = record.msg            # (the bytes of a TCP message)
@@ -665,6 +707,32 @@ class StatsCollector:
         else:
             value = message_id(record, id_name)
         self.pending[key].pop((id_name, value), None)
+
+    def _subscribe(self, record, key, circuit) -> None:
+        sub_key = (key, message_id(record, "subscriptionid"))
+        old = self.subscriptions.pop(sub_key, None)
+        if old is not None:
+            self._subscription_ended(old, "its id was used again", record.ts)
+        self.subscriptions[sub_key] = SubStats(record, circuit, self.current_file)
+
+    def _subscription_ended(self, sub: SubStats, until: str, end: Optional[int]) -> None:
+        self.subscriptions_total += 1
+        if len(self.subscription_rows) >= MAX_ERRORS:
+            return                          # counted, not listed
+        if end is None:
+            end = sub.last if sub.last is not None else sub.start
+        silent = max(0, end - (sub.last if sub.last is not None else sub.start))
+        c = sub.circuit
+        self.subscription_rows.append({
+            "pv": sub.pv, "client": addr(c.client), "server": addr(c.server),
+            "circuit": c.number,
+            "data_type": _type_name(sub.data_type),
+            "start": ts_string(sub.start), "start_frame": sub.frame,
+            "start_file": self.files[sub.file]["path"] if self.files else None,
+            "updates": sub.updates, "first_update": _t(sub.first), "last_update": _t(sub.last),
+            "longest_gap_s": sub.gap / 1e9, "longest_gap_from": _t(sub.gap_at),
+            "silent_at_end_s": silent / 1e9, "ended": until, "end": _t(end),
+        })
 
     def _not_answered(self, key, entry: tuple, until: str, end: Optional[int],
                       lost: int = 0) -> None:
@@ -859,6 +927,9 @@ class StatsCollector:
             c.off_ns += max(0, (end if end is not None else c.last) - c.off_since)
             c.off_since = None
         self._flush_pending(key, until, end, lost[1])
+        if self.subscriptions:
+            for sub_key in [k for k in self.subscriptions if k[0] == key]:
+                self._subscription_ended(self.subscriptions.pop(sub_key), until, end)
         self._keep_circuit(c)
 
     def _keep_circuit(self, c: CircuitStats) -> None:
@@ -881,6 +952,10 @@ class StatsCollector:
         for key in list(self.pending):
             self._flush_pending(key, "capture ended" if self.input_done else "reading stopped",
                                 last)
+        for sub in self.subscriptions.values():
+            self._subscription_ended(sub, "capture ended" if self.input_done
+                                     else "reading stopped", last)
+        self.subscriptions.clear()
         capture = {
             "files": [dict(f, first=_t(f["first"]), last=_t(f["last"])) for f in self.files],
             "first": _t(first), "first_iso": _iso(first),
@@ -905,6 +980,9 @@ class StatsCollector:
             "unanswered_searches": self._unanswered(),
             "unanswered_requests": self._unanswered_requests(),
             "unanswered_requests_total": self.unanswered_total,
+            "subscriptions": sorted(self.subscription_rows, key=lambda r: (
+                -max(r["longest_gap_s"], r["silent_at_end_s"]), r["circuit"], r["start"])),
+            "subscriptions_total": self.subscriptions_total,
             "name_conflicts": self._conflicts(),
             "circuits": self._circuits(),
             "flow_control": self._flow_control(),
@@ -1052,6 +1130,15 @@ class StatsCollector:
                                      "min": vals[0], "max": b.intervals.max}
             out.append(entry)
         return out
+
+
+def _type_name(value: int):
+    """A DBR type's name (DOUBLE, TIME_LONG...), or the number if it has none."""
+    from caproto import ChannelType
+    try:
+        return ChannelType(value).name
+    except ValueError:
+        return value
 
 
 def _closed_text(ended_by: Optional[str]) -> str:

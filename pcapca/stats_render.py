@@ -160,6 +160,20 @@ def render_text(report: dict, top: int = 20) -> str:
     if total > listed:
         out.append(f"  ({total - listed} more not listed)")
 
+    # -------------------------------------------------------------- subscriptions
+    subs = report.get("subscriptions", [])
+    total = report.get("subscriptions_total", len(subs))
+    _section(out, f"Subscriptions ({total}, longest silence first)", subs, top,
+             ["PV", "CLIENT", "SERVER", "TYPE", "UPDATES", "START", "LAST UPDATE",
+              "LONGEST GAP s", "SILENT AT END s", "ENDED"],
+             lambda e: [[e["pv"], e["client"], e["server"], e["data_type"], e["updates"],
+                         clock(e["start"]), clock(e["last_update"]),
+                         f"{e['longest_gap_s']:.3f}", f"{e['silent_at_end_s']:.3f}",
+                         e["ended"]]],
+             right=[False, False, False, False, True, False, False, True, True, False])
+    if total > len(subs):
+        out.append(f"  ({total - len(subs)} more not listed)")
+
     # -------------------------------------------------------------- name conflicts
     nc = report["name_conflicts"]
     _section(out, f"Name conflicts: PVs answered by more than one server ({len(nc)})", nc, top,

@@ -594,6 +594,8 @@ def strip(report):
     for e in r["unanswered_requests"]:
         for k in ("first_frame", "first_file", "last_frame", "last_file"):
             e.pop(k)
+    for e in r["subscriptions"]:
+        e.pop("start_frame"), e.pop("start_file")
     return r
 
 
@@ -1085,3 +1087,74 @@ def test_an_ioc_that_dies_closes_its_circuits():
     assert "server FIN" in text.split("Circuits (1, busiest first)")[1].splitlines()[2]
     assert text.split("Unanswered requests (1 request)\n")[1].splitlines()[1].endswith(
         "circuit closed by the server")
+
+
+# ------------------------------------------------------------------ subscriptions
+def expected_subscriptions(path):
+    """Per EventAddRequest (from print --json): (pv, client, server, start frame,
+    updates, first update, last update, longest wait in ns) computed from the
+    messages of its circuit and subscription id, until a cancel or a new
+    request with the id."""
+    msgs = print_json(path)
+    out = []
+    for i, m in enumerate(msgs):
+        if m["command"] != "EventAddRequest":
+            continue
+        ends = {(m["src"], m["sport"]), (m["dst"], m["dport"])}
+        sid = m["fields"]["subscriptionid"]
+        times = []
+        for n in msgs[i + 1:]:
+            if n["proto"] != "tcp" or {(n["src"], n["sport"]), (n["dst"], n["dport"])} != ends:
+                continue
+            if n["fields"].get("subscriptionid") != sid:
+                continue
+            if n["command"] in ("EventCancelRequest", "EventAddRequest"):
+                break
+            if n["command"] == "EventAddResponse":
+                times.append(ns(n["timestamp"]))
+        start = ns(m["timestamp"])
+        gaps = [b - a for a, b in zip([start] + times, times)]
+        out.append((m["pv"], f"{m['src']}:{m['sport']}", f"{m['dst']}:{m['dport']}",
+                    m["frame"], len(times), times[0] if times else None,
+                    times[-1] if times else None, max(gaps, default=0)))
+    return sorted(out, key=lambda x: x[3])
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "fixtures").glob("*.pcap")))
+def test_subscriptions_of_every_fixture(name):
+    report = collect([str(fixture(name))])
+    rows = sorted(report["subscriptions"], key=lambda r: r["start_frame"])
+    got = [(r["pv"], r["client"], r["server"], r["start_frame"], r["updates"],
+            r["first_update"] and ns(r["first_update"]),
+            r["last_update"] and ns(r["last_update"]), round(r["longest_gap_s"] * 1e9))
+           for r in rows]
+    assert got == expected_subscriptions(fixture(name))
+    assert report["subscriptions_total"] == len(rows)
+
+
+def test_subscriptions_how_they_ended():
+    ends = {}
+    for name in ("slowclient.pcap", "iocdeath.pcap", "unanswered.pcap", "midstream.pcap"):
+        report = collect([str(fixture(name))])
+        ends[name] = [(r["pv"], r["updates"], r["ended"], r["silent_at_end_s"])
+                      for r in report["subscriptions"]]
+    assert ends["slowclient.pcap"] == [("FIX:flood", 62, "cancelled", 0.300786)]
+    assert ends["iocdeath.pcap"] == [("FIX:dbl", 1, "circuit closed by the server", 0.354581)]
+    # the subscription the stuck IOC never answered: no update, silent until the close
+    assert ends["unanswered.pcap"] == [("FIX:dbl", 0, "circuit closed by the client", 0.601454)]
+    assert ends["midstream.pcap"] == []             # (its subscriptions began before)
+    (row,) = collect([str(fixture("slowclient.pcap"))])["subscriptions"]
+    # the longest wait: while the client read nothing (zero window), then with events off
+    assert (row["longest_gap_s"], row["longest_gap_from"]) == (1.026551, "1796045293.520594000")
+
+
+def test_subscriptions_filtered_and_bounded(monkeypatch):
+    report = collect([str(fixture("corpus_libca.pcap"))],
+                     keep=lambda r: r.pv == "CORPUS:counter" and r.name == "EventAddRequest")
+    (row,) = report["subscriptions"]
+    assert (row["pv"], row["updates"]) == ("CORPUS:counter", 25)   # updates whatever the filter
+    import pcapca.stats as stats_module
+    monkeypatch.setattr(stats_module, "MAX_ERRORS", 2)
+    report = collect([str(fixture("corpus_libca.pcap"))])
+    assert (len(report["subscriptions"]), report["subscriptions_total"]) == (2, 5)
+    assert "  (3 more not listed)" in render_text(report).splitlines()
