@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
-__all__ = ["Filter", "FilterError", "FILTER_KEYS", "parse_time", "parse_when", "parse_host",
+__all__ = ["Filter", "FilterError", "FirstPacket", "FILTER_KEYS", "parse_time", "parse_when", "parse_host",
            "parse_port", "check_patterns", "command_names"]
 
 FILTER_KEYS = ("pv", "not_pv", "command", "not_command", "host", "port", "since", "until")
@@ -243,6 +243,27 @@ def parse_when(value, key: str = "since") -> Tuple[int, bool]:
 
 
 # ------------------------------------------------------------------ the filter
+class FirstPacket:
+    """The time stamp (ns) of the capture's first packet, from which
+    ``+SECONDS`` times and ``{time_relative}`` count: given by ``anchor``
+    (``pipeline.first_packet``; the first call counts) or, when never
+    given, the first time stamp asked about (``of``)."""
+    __slots__ = ("ts",)
+
+    def __init__(self) -> None:
+        self.ts: Optional[int] = None
+
+    def anchor(self, ts: int) -> None:
+        if self.ts is None:
+            self.ts = ts
+
+    def of(self, ts: int) -> int:
+        """The first packet's time stamp (``ts`` if none was given yet)."""
+        if self.ts is None:
+            self.ts = ts
+        return self.ts
+
+
 def _drops(pv_ok, cls_ok) -> Optional[Callable]:
     """``Filter.drops`` from the PV and the command conditions (each a
     predicate or None): every condition must hold for a record to be kept."""
@@ -303,13 +324,12 @@ class Filter:
 
     def anchor(self, ts: int) -> None:
         """The time stamp (ns) of the capture's first packet, from which
-        ``+SECONDS`` times count; the first call counts. Without one, they
-        count from the first record tested."""
-        if self._start[0] is None:
-            self._start[0] = ts
+        ``+SECONDS`` times count (``FirstPacket``): without one, they count
+        from the first record tested."""
+        self._start.anchor(ts)
 
     def __post_init__(self):
-        object.__setattr__(self, "_start", [None])     # (see anchor)
+        object.__setattr__(self, "_start", FirstPacket())     # (see anchor)
         # (``_compile`` also sets ``drops``, see there)
         match = self._compile()
         object.__setattr__(self, "_match", match)
@@ -340,12 +360,11 @@ class Filter:
             start, since_rel, until_rel = self._start, self.since_relative, self.until_relative
 
             def in_time(r):
-                if start[0] is None:
-                    start[0] = r.ts
                 t = r.ts
-                if since is not None and t < (start[0] + since if since_rel else since):
+                first = start.of(t)
+                if since is not None and t < (first + since if since_rel else since):
                     return False
-                return until is None or t < (start[0] + until if until_rel else until)
+                return until is None or t < (first + until if until_rel else until)
             checks.append(in_time)
         elif since is not None and until is not None:
             checks.append(lambda r: since <= r.ts < until)

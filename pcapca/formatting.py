@@ -22,6 +22,7 @@ import numpy as np
 from ._caproto import (HEADER_FIELDS, caproto, Commands, DbrTypeBase, Message, extract_data,
                        header_field, header_fields, property_code, reads_status_from_header)
 from .ca_decode import UnknownCommand, dbr_sizes
+from .filters import FirstPacket
 
 DEFAULT_FORMAT = "{timestamp} {src}:{transport.sport}->{dst}:{transport.dport} {command}"
 
@@ -982,14 +983,13 @@ class Template:
     """A compiled ``--format`` string. ``Template(fmt)`` raises FormatError
     for a bad one (unknown token, unknown attribute, syntax). ``files``: a
     ``pcapca.capture_set.Files``, for ``{file}`` and ``{file_frame}``;
-    ``start``: a one-item list holding the time stamp (ns) of the capture's
-    first packet for ``{time_relative}`` (see ``anchor``), shared with the
-    templates made from this one."""
+    ``start``: the ``filters.FirstPacket`` that ``{time_relative}`` counts
+    from (see ``anchor``), shared with the templates made from this one."""
 
     def __init__(self, fmt: str, files=None, start=None):
         self.text = fmt
         self.files = files if files is not None else _NoFiles
-        self._start = start if start is not None else [None]
+        self._start = start if start is not None else FirstPacket()
         self.parts: List = []
         try:
             parsed = list(string.Formatter().parse(fmt))
@@ -1042,16 +1042,9 @@ class Template:
 
     def anchor(self, ts: int) -> None:
         """The time stamp (ns) of the capture's first packet, from which
-        ``{time_relative}`` counts; the first call counts. Without one, it
-        counts from the first record formatted."""
-        if self._start[0] is None:
-            self._start[0] = ts
-
-    def _started(self, ts: int) -> int:
-        start = self._start
-        if start[0] is None:
-            start[0] = ts
-        return start[0]
+        ``{time_relative}`` counts (``FirstPacket``): without one, it counts
+        from the first record formatted."""
+        self._start.anchor(ts)
 
     def _compile(self):
         consts = []
@@ -1080,7 +1073,7 @@ class Template:
                           + (":" + spec_text if spec_text else "") + "}")
         source = "lambda r: f" + repr("".join(pieces))
         env = {"_c": tuple(consts), "_repr": record_repr, "_opt": _opt, "_text": _text, "_latency": _latency, "_ts_string": ts_string, "_chain": _chain, "_files": self.files,
-               "_start": self._started}
+               "_start": self._start.of}
         return eval(source, env)  # noqa: S307 - built only from the fixed expressions above
 
     def __call__(self, record) -> str:

@@ -320,7 +320,7 @@ def test_relative_times_anchor_on_a_packet_that_is_not_ca():
     for item in decode(noise, anchor=f.anchor):
         if isinstance(item, Decoded):
             first = item.packet.ts if first is None else first
-    assert f._start[0] == first < records[0].ts
+    assert f._start.ts == first < records[0].ts
     late = (records[0].ts - first) / 1e9 + 1e-6            # just after the first message
     assert lines(noise, "--since", f"+{late:.6f}") == [
         f"{r.frame} {r.pv or ''} {r.name}" for r in records if r.ts > records[0].ts]
