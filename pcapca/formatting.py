@@ -785,6 +785,12 @@ def jsonable(value):
 _CT_REPR, _STATUS_REPR, _CT_NAME, _STATUS_NAME = _enum_texts()
 
 
+def type_name(value: int):
+    """A DBR type's name as JSON has it (DOUBLE, TIME_LONG...), or the
+    number if it has none."""
+    return _CT_NAME.get(value, value)
+
+
 def _metadata_json(value) -> dict:
     """caproto's ``to_dict`` of a DBR structure as JSON values, but an alarm
     status or severity that caproto's enums lack (a damaged payload) is kept

@@ -35,7 +35,7 @@ from .capture import labelled, offsets_in, read_capture
 from .channels import MAX_PENDING, ChannelTracker, message_id, quoted_id
 from .decoder import IDLE_NS, Decoder
 from .events import CircuitClosed, Packet, Problem
-from .formatting import ts_string
+from .formatting import ts_string, type_name
 from .records import Decoded
 
 RESERVOIR_SIZE = 10_000      # latency samples kept per PV/server and kind
@@ -427,8 +427,8 @@ class StatsCollector:
         self.echoes: Dict[tuple, List[int]] = {}       # circuit -> [echoes sent, answered]
         self.unanswered_groups: Dict[tuple, list] = {}
         self.unanswered_total = 0
-        # subscriptions: live ones by (circuit, subscription id), ended ones as rows
-        self.subscriptions: Dict[tuple, SubStats] = {}
+        # subscriptions: live ones by circuit and subscription id, ended ones as rows
+        self.subscriptions: Dict[tuple, Dict[int, SubStats]] = {}
         self.subscription_rows: List[dict] = []
         self.subscriptions_total = 0
         self.beacons: Dict[Tuple[str, int], BeaconServer] = {}
@@ -552,12 +552,12 @@ class StatsCollector:
                     circuit.off_ns += max(0, record.ts - circuit.off_since)
                     circuit.off_since = None
             # a subscription's updates and its cancel count whatever the filter
-            if name == "EventAddResponse" and self.subscriptions:
-                sub = self.subscriptions.get((key, message_id(record, "subscriptionid")))
+            if name == "EventAddResponse" and key in self.subscriptions:
+                sub = self.subscriptions[key].get(message_id(record, "subscriptionid"))
                 if sub is not None:
                     sub.update(record.ts)
-            elif name == "EventCancelRequest" and self.subscriptions:
-                sub = self.subscriptions.pop((key, message_id(record, "subscriptionid")), None)
+            elif name == "EventCancelRequest" and key in self.subscriptions:
+                sub = self.subscriptions[key].pop(message_id(record, "subscriptionid"), None)
                 if sub is not None:
                     self._subscription_ended(sub, "cancelled", record.ts)
             # an answer counts whatever the filter (a request it keeps may
@@ -709,24 +709,28 @@ class StatsCollector:
         self.pending[key].pop((id_name, value), None)
 
     def _subscribe(self, record, key, circuit) -> None:
-        sub_key = (key, message_id(record, "subscriptionid"))
-        old = self.subscriptions.pop(sub_key, None)
+        subs = self.subscriptions.get(key)
+        if subs is None:
+            subs = self.subscriptions[key] = {}
+        sid = message_id(record, "subscriptionid")
+        old = subs.pop(sid, None)
         if old is not None:
             self._subscription_ended(old, "its id was used again", record.ts)
-        self.subscriptions[sub_key] = SubStats(record, circuit, self.current_file)
+        subs[sid] = SubStats(record, circuit, self.current_file)
 
     def _subscription_ended(self, sub: SubStats, until: str, end: Optional[int]) -> None:
         self.subscriptions_total += 1
         if len(self.subscription_rows) >= MAX_ERRORS:
             return                          # counted, not listed
+        quiet_since = sub.last if sub.last is not None else sub.start
         if end is None:
-            end = sub.last if sub.last is not None else sub.start
-        silent = max(0, end - (sub.last if sub.last is not None else sub.start))
+            end = quiet_since
+        silent = max(0, end - quiet_since)
         c = sub.circuit
         self.subscription_rows.append({
             "pv": sub.pv, "client": addr(c.client), "server": addr(c.server),
             "circuit": c.number,
-            "data_type": _type_name(sub.data_type),
+            "data_type": type_name(sub.data_type),
             "start": ts_string(sub.start), "start_frame": sub.frame,
             "start_file": self.files[sub.file]["path"] if self.files else None,
             "updates": sub.updates, "first_update": _t(sub.first), "last_update": _t(sub.last),
@@ -927,9 +931,8 @@ class StatsCollector:
             c.off_ns += max(0, (end if end is not None else c.last) - c.off_since)
             c.off_since = None
         self._flush_pending(key, until, end, lost[1])
-        if self.subscriptions:
-            for sub_key in [k for k in self.subscriptions if k[0] == key]:
-                self._subscription_ended(self.subscriptions.pop(sub_key), until, end)
+        for sub in self.subscriptions.pop(key, {}).values():
+            self._subscription_ended(sub, until, end)
         self._keep_circuit(c)
 
     def _keep_circuit(self, c: CircuitStats) -> None:
@@ -952,9 +955,10 @@ class StatsCollector:
         for key in list(self.pending):
             self._flush_pending(key, "capture ended" if self.input_done else "reading stopped",
                                 last)
-        for sub in self.subscriptions.values():
-            self._subscription_ended(sub, "capture ended" if self.input_done
-                                     else "reading stopped", last)
+        for subs in self.subscriptions.values():
+            for sub in subs.values():
+                self._subscription_ended(sub, "capture ended" if self.input_done
+                                         else "reading stopped", last)
         self.subscriptions.clear()
         capture = {
             "files": [dict(f, first=_t(f["first"]), last=_t(f["last"])) for f in self.files],
@@ -1130,15 +1134,6 @@ class StatsCollector:
                                      "min": vals[0], "max": b.intervals.max}
             out.append(entry)
         return out
-
-
-def _type_name(value: int):
-    """A DBR type's name (DOUBLE, TIME_LONG...), or the number if it has none."""
-    from caproto import ChannelType
-    try:
-        return ChannelType(value).name
-    except ValueError:
-        return value
 
 
 def _closed_text(ended_by: Optional[str]) -> str:
