@@ -19,7 +19,8 @@ from .filters import FilterError
 from .ca_decode import DEFAULT_MAX_MESSAGE
 from .decoder import Decoder
 from .events import Problem
-from .formatting import DEFAULT_FORMAT, FormatError, Template, record_json
+from .formatting import (DEFAULT_FORMAT, SHARK_TOKENS, TOKENS, FormatError, Template,
+                         record_json)
 from .progress import open_with_progress
 from .records import Decoded
 
@@ -74,6 +75,10 @@ def _add_filter(p: argparse.ArgumentParser) -> None:
     g.add_argument("--until", metavar="TIME", help="keep messages before TIME (exclusive)")
 
 
+def _tokens(names) -> str:
+    return " ".join("{" + name + "}" for name in names)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pcapca",
@@ -90,10 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("captures", nargs="+", metavar="CAPTURE",
                    help="pcap or pcapng file (gzip-compressed or not), or - for stdin (once)")
     p.add_argument("--format", "-f", default=None,
-                   help="Python format string; tokens: {timestamp} {ethernet} {ip} {transport} "
-                        "{command} {src} {dst} (as caproto-shark) and {frame} {sport} {dport} "
-                        "{proto} {role} {name} {pv} {latency} {request_frame} {ts} {time} "
-                        "{time_relative} {file} {file_frame}. "
+                   help=f"Python format string; tokens: {_tokens(SHARK_TOKENS)} (as "
+                        f"caproto-shark) and {_tokens(TOKENS[len(SHARK_TOKENS):])}. "
                         f"Default: {DEFAULT_FORMAT!r}")
     p.add_argument("--json", action=argparse.BooleanOptionalAction, default=None,
                    help="one JSON object per message")
@@ -122,10 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "order as one (e.g. a rotated tcpdump -C/-W set): unanswered "
                                    "searches, requests never answered (reads, puts, subscriptions, "
                                    "channel creations), subscriptions and their silences, PV "
-                                   "names served twice, circuits (who "
-                                   "closed them), receivers that stopped reading (flow control), "
-                                   "servers, clients, per-PV counts and latencies, errors, beacons "
-                                   "and restarts (docs/stats.md).")
+                                   "names served twice, circuits (who closed them), receivers "
+                                   "that stopped reading (flow control), servers, clients, "
+                                   "per-PV counts and latencies, errors, beacons and restarts "
+                                   "(docs/stats.md).")
     s.add_argument("captures", nargs="+", metavar="CAPTURE",
                    help="pcap or pcapng file (gzip-compressed or not), or - for stdin (once)")
     s.add_argument("--json", action="store_true", default=False,
