@@ -118,11 +118,9 @@ def read(source, *, on_problem: Optional[Callable[[Problem], None]] = None,
     Problems (damaged file, junk on CA ports) go to ``on_problem``.
     """
     if isinstance(source, (list, tuple)):
-        from .progress import open_with_progress
-        paths = [str(path) for path in source]
-        probe_all(paths)                # (an unreadable file raises before any record)
-        items = decode_files(Files(paths), decoder=decoder,
-                             opener=lambda path: open_with_progress(path, enabled=False))
+        files = Files(source)
+        probe_all(files.paths)          # (an unreadable file raises before any record)
+        items = decode_captures(files, bars=False, decoder=decoder)[0]
     else:
         items = decode(source, decoder=decoder)
     for item in items:
