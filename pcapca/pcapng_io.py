@@ -715,6 +715,10 @@ class PcapngWriter:
         self._idb_cache: dict[tuple, bytes] = {}
         self._markers: dict[tuple, tuple] = {}     # (endian, count) -> marker option
         self._wrote = False
+        # the interface of the last legacy-pcap packet and its id in this section
+        self._pcap_iface: Optional[Interface] = None
+        self._pcap_iid: Optional[int] = None
+        self._packed_markers: dict[int, bytes] = {}  # count -> packed marker + end of options
 
     # -- sections and interfaces
 
@@ -726,6 +730,7 @@ class PcapngWriter:
         self._endian = endian
         self._ifaces = []
         self._ids = {}
+        self._pcap_iface = self._pcap_iid = None
 
     def _add_idb(self, raw: bytes) -> int:
         self._write(raw)
@@ -772,6 +777,13 @@ class PcapngWriter:
 
     def write_packet(self, pkt: Packet, comments: Iterable[str] = ()) -> None:
         """Write one packet with pcapca's comments (replacing earlier ones)."""
+        if pkt.raw is None and pkt.interface is self._pcap_iface:
+            # a legacy pcap packet (nothing to copy) of the interface before:
+            # the EPB of pack_epb, packed in one go (most packets of an annotate)
+            self._write(self._pcap_epb(pkt, comments))
+            if self.flush_each:
+                self.out.flush()
+            return
         comments = list(comments)
         iid, same = self._interface_for(pkt)
         raw = pkt.raw
@@ -780,8 +792,44 @@ class PcapngWriter:
             self._write(raw)
         else:
             self._write(self._rebuild(pkt, iid, same, comments))
+        if raw is None:
+            self._pcap_iface, self._pcap_iid = pkt.interface, iid
         if self.flush_each:
             self.out.flush()
+
+    def _pcap_epb(self, pkt: Packet, comments) -> bytes:
+        """``_rebuild`` of a packet read from legacy pcap: its data, its
+        nanosecond time stamp, the comments and their marker."""
+        e = self._endian
+        hh = _HH[e]
+        parts = []
+        n = 0
+        for text in comments:
+            enc = text.encode("utf-8", "replace")
+            size = len(enc)
+            if size > MAX_OPTION_LEN:
+                enc = cut_comment(text)
+                size = len(enc)
+            parts += (hh(OPT_COMMENT, size), enc, _PADDING[-size % 4])
+            n += 1
+        if n:
+            end = self._packed_markers.get(n)
+            if end is None:
+                end = self._packed_markers[n] = _pack_options(
+                    self._comment_options([""] * n)[-1:], e)
+            parts.append(end)
+            opt = b"".join(parts)
+        else:
+            opt = b""
+        data = pkt.data
+        size = len(data)
+        pad = _PADDING[-size % 4]
+        total = 32 + size + len(pad) + len(opt)
+        ticks = pkt.ts & 0xFFFFFFFFFFFFFFFF
+        head, tail = _EPB_STRUCTS[e]
+        return b"".join((head(EPB, total, self._pcap_iid, ticks >> 32, ticks & 0xFFFFFFFF,
+                              size, pkt.orig_len & 0xFFFFFFFF),
+                         data, pad, opt, tail(total)))
 
     def _rebuild(self, pkt: Packet, iid: int, same: bool, comments: list) -> bytes:
         e = self._endian

@@ -536,6 +536,73 @@ def test_tshark_reads_legacy_output(tshark, tmp_path):
     assert tshark_bytes(tshark, fn) == {p.frame: p.data for p in legacy_packets()}
 
 
+def legacy_run(iface, n, start=1):
+    """``n`` legacy packets of one interface, one after the other (what
+    annotate of a pcap file writes: the writer's per-interface fast path)."""
+    return [Packet(start + i, 1_700_000_000_000_000_007 + i * 1_000_001,
+                   bytes([i % 256]) * (i % 7), 60 + i, iface) for i in range(n)]
+
+
+RUN_COMMENTS = [["one"], [], ["two", "ünïcödé ✓"], ["é" * 40000, "after"], ["x" * 65535],
+                ["y" * 65536], [""], ["a", "b", "c"]]
+
+
+def check_run(blocks_, run, e, iid):
+    epbs = [b for b in blocks_ if b["type"] == 6]
+    assert len(epbs) == len(run)
+    for b, p, texts in zip(epbs, run, RUN_COMMENTS):
+        assert b["endian"] == e and b["iid"] == iid
+        assert (b["ticks"], b["data"], b["orig"]) == (p.ts, p.data, p.orig_len)
+        want = [(1, cut_comment(t)) for t in texts] + ([marker(len(texts), e)] if texts else [])
+        assert b["options"] == want
+
+
+@pytest.mark.parametrize("e", "<>")
+def test_legacy_packets_in_a_row_in_sections_of_either_byte_order(e):
+    """Packets of one pcap interface in a row take the writer's short path:
+    the same blocks as the first (comments cut at 65535 bytes, markers, no
+    options without comments), in the current section's byte order, and a
+    new section gets the interface's IDB again."""
+    iface = Interface(linktype=1, snaplen=65535, tsresol=10**6)
+    run = legacy_run(iface, len(RUN_COMMENTS))
+    pcapng = read_all(shb(e) + idb(1, 0, tsresol(9, e=e), e=e))
+    out = io.BytesIO()
+    w = PcapngWriter(out, flush_each=False)
+    for section in (pcapng, read_all(shb(e) + idb(113, 0, tsresol(9, e=e), e=e))):
+        for item in section:
+            w.write_passthrough(item)
+        for p, texts in zip(run, RUN_COMMENTS):
+            w.write_packet(p, iter(texts))
+    w.close()
+    blocks_ = parse_file(out.getvalue())
+    assert [b["type"] for b in blocks_] == ([0x0A0D0D0A, 1, 1] + [6] * len(run)) * 2
+    assert blocks_[2]["linktype"] == 1 and (9, b"\x09") in blocks_[2]["options"]
+    half = len(blocks_) // 2
+    check_run(blocks_[:half], run, e, 1)
+    check_run(blocks_[half:], run, e, 1)
+    got = packets(read_all(out.getvalue()))
+    assert [(p.ts, p.data, p.orig_len) for p in got] == [(p.ts, p.data, p.orig_len)
+                                                          for p in run + run]
+
+
+@pytest.mark.tshark
+def test_tshark_reads_legacy_packets_in_a_row(tshark, tmp_path):
+    iface = Interface(linktype=1, snaplen=65535, tsresol=10**6)
+    run = legacy_run(iface, len(RUN_COMMENTS))
+    out = io.BytesIO()
+    w = PcapngWriter(out)
+    for p, texts in zip(run, RUN_COMMENTS):
+        w.write_packet(p, texts)
+    w.close()
+    fn = tmp_path / "run.pcapng"
+    fn.write_bytes(out.getvalue())
+    rows = tshark_fields(tshark, fn, "frame.number", "frame.time_epoch", "frame.len",
+                         "frame.cap_len", "frame.comment")
+    assert rows == [[str(p.frame), epoch(p.ts), str(p.orig_len), str(len(p.data)),
+                     "|".join(cut_comment(t).decode() for t in texts)]
+                    for p, texts in zip(run, RUN_COMMENTS)]
+
+
 def test_writer_works_on_unseekable_stream_and_flushes_each_packet():
     class Sink(io.RawIOBase):
         def __init__(self):
