@@ -61,6 +61,13 @@ class _SourceFile:
     def tell(self) -> int:
         return self._src.offset
 
+    def window(self):
+        """What is buffered, for parsing in place (``ByteSource.window``)."""
+        return self._src.window()
+
+    def seek_to(self, pos: int) -> None:
+        self._src.seek_to(pos)
+
 
 def _magic_prefix(magic: bytes) -> bool:
     """Are these 1-3 bytes the start of a pcap, pcapng or gzip magic number?"""

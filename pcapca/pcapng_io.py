@@ -119,16 +119,31 @@ class _CountingReader:
     pushed back with ``unread()`` (used when resynchronising).
     """
 
-    __slots__ = ("_read", "_pending", "_at", "pos")
+    __slots__ = ("_read", "_pending", "_at", "pos", "_window", "_seek_to")
 
     def __init__(self, stream: BinaryIO):
         self._read = stream.read
         self._pending = b""
         self._at = 0            # read position in _pending (no copy per read)
         self.pos = 0
+        # a stream that buffers (capture._SourceFile) lets blocks be parsed in place
+        self._window = getattr(stream, "window", None)
+        self._seek_to = getattr(stream, "seek_to", None)
 
     def tell(self) -> int:
         return self.pos
+
+    def window(self):
+        """(buffer, position of the next unread byte in it), holding what
+        the stream has buffered (without waiting for more), or None."""
+        if self._pending or self._window is None:
+            return None
+        return self._window()
+
+    def consumed(self, buf_pos: int, n: int) -> None:
+        """The ``n`` bytes from ``buf_pos`` of ``window()`` were used."""
+        self._seek_to(buf_pos + n)
+        self.pos += n
 
     def read(self, n: int) -> bytes:
         if self._pending:
@@ -315,6 +330,37 @@ def _resync(reader: _CountingReader, start: int, buf: bytes, endian: str) -> Opt
 SKIM_CHUNK = 1 << 20      # bytes read at once for pcapca.skim
 
 
+_EPB_HEADS = {e: struct.Struct(e + "IIIIIII").unpack_from for e in "<>"}
+_U32 = {e: struct.Struct(e + "I").unpack_from for e in "<>"}
+
+
+def _epb_run(buf: bytes, pos: int, base: int, endian: str, ifaces, frame: int):
+    """Yield, as the loop of ``read_pcapng`` would, the packets of the
+    enhanced packet blocks complete in ``buf`` from ``pos`` up to the first
+    block that loop must look at itself (another block type, a length or
+    interface it would report, a block not wholly buffered). Returns (packets
+    yielded, where they stop). ``base``: the file offset of ``buf[0]``."""
+    head = _EPB_HEADS[endian]
+    tail = _U32[endian]
+    end = len(buf)
+    known = len(ifaces)
+    new = tuple.__new__
+    taken = 0
+    while end - pos >= 32:
+        btype, blen, iid, th, tl, caplen, orig_len = head(buf, pos)
+        # (what the loop of read_pcapng checks of a packet block before using it)
+        if (btype != EPB or blen < 32 or blen & 3 or blen > MAX_BLOCK_LEN or pos + blen > end
+                or caplen > blen - 32 or iid >= known or tail(buf, pos + blen - 4)[0] != blen):
+            break
+        iface, tps, tsoffset = ifaces[iid]
+        yield new(Packet, (frame + taken, ((th << 32) | tl) * _NS // tps + tsoffset,
+                           buf[pos + 28:pos + 28 + caplen], orig_len, iface, iid, base + pos,
+                           buf[pos:pos + blen], endian))
+        taken += 1
+        pos += blen
+    return taken, pos
+
+
 def _skim_run(reader: _CountingReader, skim, endian: str, ifaces, frame: int):
     """Read ahead; hand ``skim`` the enhanced packet blocks from here on that
     the loop of ``read_pcapng`` would take as packets as they are (valid
@@ -402,6 +448,16 @@ def read_pcapng(stream: BinaryIO, *, first_frame: int = 1, strict: bool = False,
                        f"byte offset {new}", frame=frame, offset=offset), True
 
     while True:
+        if endian is not None and ifaces and skim is None:
+            # the enhanced packet blocks already buffered, parsed in place
+            window = reader.window()
+            if window is not None:
+                buf, start = window
+                taken, stop = yield from _epb_run(buf, start, reader.pos - start, endian,
+                                                  ifaces, frame)
+                if taken:
+                    frame += taken
+                    reader.consumed(start, stop - start)
         offset = reader.pos
         head = read(8)
         if not head:

@@ -18,10 +18,12 @@ import time
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from pcapca.capture import _SourceFile
 from pcapca.events import Interface, Packet, Passthrough, Problem
 from pcapca.pcapng_io import (
     MAX_OPTION_LEN, PcapngWriter, _CountingReader, cut_comment, read_pcapng,
 )
+from pcapca.streams import ByteSource
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures")
 
@@ -471,6 +473,72 @@ def test_damaged_input_never_raises(draw):
     assert sum(1 for i in items if isinstance(i, Problem) and i.fatal) <= 1
     frames = [p.frame for p in packets(items)]
     assert frames == list(range(1, len(frames) + 1))
+
+class Trickle(io.RawIOBase):
+    """A stream that hands out at most ``step`` bytes per read, as a pipe
+    fed packet by packet does."""
+
+    def __init__(self, data: bytes, step: int):
+        self.data, self.at, self.step = data, 0, step
+
+    def readable(self):
+        return True
+
+    def read1(self, n=-1):
+        n = self.step if n is None or n < 0 else min(n, self.step)
+        chunk = self.data[self.at:self.at + n]
+        self.at += len(chunk)
+        return chunk
+
+    read = read1
+
+
+def read_buffered(data: bytes, step=None, **kw):
+    """read_pcapng as pcapca reads a file or pipe: over a ByteSource, whose
+    buffer lets the packet blocks already read be parsed in place."""
+    stream = io.BytesIO(data) if step is None else Trickle(data, step)
+    return list(read_pcapng(_SourceFile(ByteSource(stream)), **kw))
+
+
+def damaged_files():
+    data, _ = simple_file(6)
+    yield data + shb(">") + idb(e=">") + epb(0, 5, b"big", e=">") + epb(0, 6, b"x" * 9, e=">")
+    yield rich_file()
+    yield shb() + idb(1, 0, tsresol(9)) + b"".join(epb(i % 2 and 1 or 0, i, bytes([i]) * i)
+                                                   for i in range(40))
+    with open(os.path.join(FIXTURES, "twoif.pcapng"), "rb") as f:
+        yield f.read()[:6000]
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_blocks_parsed_in_place_give_what_the_block_loop_gives(draw):
+    """Packet blocks already buffered are parsed in place (``_epb_run``): on
+    any input, damaged or cut, read from a file or from a pipe in any
+    pieces, the items must be those of the loop that reads block by block
+    (which ``read_pcapng`` uses on a stream with no buffer of its own)."""
+    data = bytearray(draw.draw(st.sampled_from(list(damaged_files()))))
+    kind = draw.draw(st.sampled_from(["none", "cut", "poke", "both"]))
+    if kind in ("poke", "both"):
+        pos = draw.draw(st.integers(0, len(data) - 1))
+        data[pos:pos + 4] = draw.draw(st.binary(min_size=1, max_size=4))
+    if kind in ("cut", "both"):
+        data = data[:draw.draw(st.integers(0, len(data)))]
+    step = draw.draw(st.sampled_from([None, 1, 5, 64, 333, 4096]))
+    strict = draw.draw(st.booleans())
+    want = read_all(bytes(data), strict=strict)
+    assert read_buffered(bytes(data), step, strict=strict) == want
+
+
+@pytest.mark.parametrize("name", ["twoif.pcapng", "session.pcapng", "ring.pcapng"])
+def test_real_pcapng_parsed_in_place(name):
+    with open(os.path.join(FIXTURES, name), "rb") as f:
+        data = f.read()
+    want = read_all(data)
+    assert len(packets(want)) > 10
+    assert read_buffered(data) == want
+    assert read_buffered(data, 1000) == want
+
 
 # ==================================================================== write
 

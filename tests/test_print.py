@@ -125,6 +125,16 @@ def test_live_pipe_shows_messages_before_the_capture_ends():
     assert rest.count(b"\n") == 38 and status == 0
 
 
+def test_live_pcapng_pipe_shows_messages_before_the_capture_ends():
+    """The same from dumpcap -w - (pcapng, whose packet blocks already
+    received are parsed in place): the input stops inside a block."""
+    data = fixture("session.pcapng").read_bytes()
+    half = len(data) // 2 + 3
+    first, rest, status = live_print(data[:half], data[half:], "-q", "--format", "{frame} {name}")
+    assert first == b"1 RepeaterRegisterRequest\n", "no output before end of input"
+    assert rest.count(b"\n") == 119 and status == 0
+
+
 def test_broken_pipe_ends_quietly():
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     cmd = f"'{sys.executable}' -m pcapca print '{fixture('bigarray.pcap')}' | head -n 2"
