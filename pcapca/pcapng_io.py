@@ -719,6 +719,8 @@ def pack_epb(endian: str, interface_id: int, ticks: int, data: bytes, orig_len: 
 _PADDING = (b"", b"\0", b"\0\0", b"\0\0\0")
 _HH = {e: struct.Struct(e + "HH").pack for e in "<>"}
 _EPB_STRUCTS = {e: (struct.Struct(e + "7I").pack, struct.Struct(e + "I").pack) for e in "<>"}
+_EPB_TYPE = {e: struct.pack(e + "I", EPB) for e in "<>"}
+_TYPE_LEN = {e: struct.Struct(e + "II").pack for e in "<>"}
 
 
 def _write_block(blk) -> bytes:
@@ -843,9 +845,15 @@ class PcapngWriter:
         comments = list(comments)
         iid, same = self._interface_for(pkt)
         raw = pkt.raw
-        if (same and iid == pkt.interface_id and not comments
-                and MARKER_PREFIX not in raw):
+        if same and iid == pkt.interface_id and (
+                not comments and MARKER_PREFIX not in raw):
             self._write(raw)
+        elif (same and iid == pkt.interface_id and comments
+                and len(raw) == 32 + len(pkt.data) + (-len(pkt.data) % 4)
+                and raw[:4] == _EPB_TYPE[self._endian]):
+            # an enhanced packet block without options (as dumpcap writes
+            # them) in its own section: _rebuild's block, its header kept
+            self._write(self._epb_with_comments(raw, len(pkt.data), comments))
         else:
             self._write(self._rebuild(pkt, iid, same, comments))
         if raw is None:
@@ -853,9 +861,8 @@ class PcapngWriter:
         if self.flush_each:
             self.out.flush()
 
-    def _pcap_epb(self, pkt: Packet, comments) -> bytes:
-        """``_rebuild`` of a packet read from legacy pcap: its data, its
-        nanosecond time stamp, the comments and their marker."""
+    def _comments_block(self, comments) -> bytes:
+        """``_pack_options`` of ``_comment_options(comments)`` (b"" for none)."""
         e = self._endian
         hh = _HH[e]
         parts = []
@@ -868,15 +875,20 @@ class PcapngWriter:
                 size = len(enc)
             parts += (hh(OPT_COMMENT, size), enc, _PADDING[-size % 4])
             n += 1
-        if n:
-            end = self._packed_markers.get(n)
-            if end is None:
-                end = self._packed_markers[n] = _pack_options(
-                    self._comment_options([""] * n)[-1:], e)
-            parts.append(end)
-            opt = b"".join(parts)
-        else:
-            opt = b""
+        if not n:
+            return b""
+        end = self._packed_markers.get(n)
+        if end is None:
+            end = self._packed_markers[n] = _pack_options(self._comment_options([""] * n)[-1:],
+                                                          e)
+        parts.append(end)
+        return b"".join(parts)
+
+    def _pcap_epb(self, pkt: Packet, comments) -> bytes:
+        """``_rebuild`` of a packet read from legacy pcap: its data, its
+        nanosecond time stamp, the comments and their marker."""
+        e = self._endian
+        opt = self._comments_block(comments)
         data = pkt.data
         size = len(data)
         pad = _PADDING[-size % 4]
@@ -886,6 +898,16 @@ class PcapngWriter:
         return b"".join((head(EPB, total, self._pcap_iid, ticks >> 32, ticks & 0xFFFFFFFF,
                               size, pkt.orig_len & 0xFFFFFFFF),
                          data, pad, opt, tail(total)))
+
+    def _epb_with_comments(self, raw: bytes, caplen: int, comments: list) -> bytes:
+        """``_rebuild`` of an EPB without options in the section it came
+        from: the same header and data (zero padding), then the comments."""
+        e = self._endian
+        opt = self._comments_block(comments)
+        pad = _PADDING[-caplen % 4]
+        total = 32 + caplen + len(pad) + len(opt)
+        return b"".join((_TYPE_LEN[e](EPB, total), raw[8:28 + caplen], pad, opt,
+                         _EPB_STRUCTS[e][1](total)))
 
     def _rebuild(self, pkt: Packet, iid: int, same: bool, comments: list) -> bytes:
         e = self._endian

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from pcapca.capture import _SourceFile
 from pcapca.events import Interface, Packet, Passthrough, Problem
 from pcapca.pcapng_io import (
-    MAX_OPTION_LEN, PcapngWriter, _CountingReader, cut_comment, read_pcapng,
+    MAX_OPTION_LEN, PcapngWriter, _CountingReader, cut_comment, pack_epb, read_pcapng,
 )
 from pcapca.streams import ByteSource
 
@@ -890,6 +890,45 @@ def test_tshark_sees_replaced_comments(tshark, tmp_path):
     assert tshark_fields(tshark, fn, "frame.comment") == [["user|new"]]
 
 
+@pytest.mark.parametrize("e", "<>")
+def test_annotated_option_less_blocks_keep_their_header(e):
+    """Enhanced packet blocks without options (as dumpcap writes them), in
+    the section they came from, get the comments after their data: the
+    header as it was, padding zeroed, the same block _rebuild packs."""
+    def padded_epb(iid, ticks, data):
+        b = bytearray(epb(iid, ticks, data, e=e))
+        b[28 + len(data):len(b) - 4] = b"\xff" * (len(b) - 32 - len(data))  # junk padding
+        return bytes(b)
+    data = (shb(e) + idb(1, 0, tsresol(9, e=e), e=e) + idb(113, 0, tsresol(6, e=e), e=e)
+            + b"".join(padded_epb(i % 2, 10**15 + i, bytes([i]) * (i * 3 % 9))
+                       for i in range(len(RUN_COMMENTS))))
+    items = read_all(data)
+    pkts = packets(items)
+    out = io.BytesIO()
+    w = PcapngWriter(out)
+    for item in items:
+        if isinstance(item, Packet):
+            w.write_packet(item, iter(RUN_COMMENTS[item.frame - 1]))
+        else:
+            w.write_passthrough(item)
+    w.close()
+    blocks_ = [b for b in parse_file(out.getvalue()) if b["type"] == 6]
+    assert len(blocks_) == len(pkts)
+    for b, p, texts in zip(blocks_, pkts, RUN_COMMENTS):
+        opts_ = [(1, cut_comment(t)) for t in texts] + ([marker(len(texts), e)] if texts else [])
+        ticks = struct.unpack_from(e + "II", p.raw, 12)
+        want = (pack_epb(e, p.interface_id, (ticks[0] << 32) | ticks[1], p.data, p.orig_len,
+                         opts_) if texts else p.raw)
+        assert b["raw"] == want
+        assert b["options"] == opts_ and b["iid"] == p.interface_id
+        if texts:
+            assert b["raw"][28 + len(p.data):28 + len(p.data) + (-len(p.data) % 4)] == (
+                b"\0" * (-len(p.data) % 4))
+    again = packets(read_all(out.getvalue()))
+    assert [(p.ts, p.data, p.orig_len, p.interface_id) for p in again] == [
+        (p.ts, p.data, p.orig_len, p.interface_id) for p in pkts]
+
+
 def test_packets_from_pcapng_without_their_section_get_our_own():
     """Packets whose SHB/IDB were not written (other byte order) are re-packed
     in a section of ours, with nanosecond timestamps."""
@@ -908,17 +947,19 @@ def test_packets_from_pcapng_without_their_section_get_our_own():
     assert [p.ts for p in packets(read_all(out.getvalue()))] == [p.ts for p in be]
 
 
-def test_pcapng_packet_with_dropped_idb_gets_its_idb_copied():
+@pytest.mark.parametrize("comments", [[], ["c"]])
+def test_pcapng_packet_with_dropped_idb_gets_its_idb_copied(comments):
     data = shb() + idb(1, 0, tsresol(9)) + idb(113, 0, tsresol(6)) + epb(1, 5, b"x")
     items = read_all(data)
     out = io.BytesIO()
     w = PcapngWriter(out)
     w.write_passthrough(items[0])         # SHB only; both IDBs dropped
-    w.write_packet(packets(items)[0], [])
+    w.write_packet(packets(items)[0], comments)
     w.close()
     blocks_ = parse_file(out.getvalue())
     assert [b["type"] for b in blocks_] == [0x0A0D0D0A, 1, 6]
     assert blocks_[1]["raw"] == items[2].raw and blocks_[2]["iid"] == 0
+    assert blocks_[2]["options"] == ([(1, b"c"), marker(1)] if comments else [])
     assert packets(read_all(out.getvalue()))[0].ts == 5000
 
 # --------------------------------------------------------- real captures
