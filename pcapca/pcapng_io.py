@@ -349,8 +349,9 @@ def _epb_run(buf: bytes, pos: int, base: int, endian: str, ifaces, frame: int):
     while end - pos >= 32:
         btype, blen, iid, th, tl, caplen, orig_len = head(buf, pos)
         # (what the loop of read_pcapng checks of a packet block before using it)
-        if (btype != EPB or blen < 32 or blen & 3 or blen > MAX_BLOCK_LEN or pos + blen > end
-                or caplen > blen - 32 or iid >= known or tail(buf, pos + blen - 4)[0] != blen):
+        if (btype != EPB or blen < 32 or _bad_length(blen) or pos + blen > end
+                or tail(buf, pos + blen - 4)[0] != blen or caplen > blen - 32
+                or iid >= known):
             break
         iface, tps, tsoffset = ifaces[iid]
         yield new(Packet, (frame + taken, ((th << 32) | tl) * _NS // tps + tsoffset,
@@ -370,8 +371,8 @@ def _skim_run(reader: _CountingReader, skim, endian: str, ifaces, frame: int):
     from .skim import MAX_RUN, MIN_RECORDS
     start = reader.pos
     buf = reader.read(SKIM_CHUNK)
-    head = struct.Struct(endian + "IIIIIII").unpack_from
-    tail = struct.Struct(endian + "I").unpack_from
+    head = _EPB_HEADS[endian]
+    tail = _U32[endian]
     offsets, caplens, lengths, ids, tss = [], [], [], [], []
     linktype = None
     pos, end = 0, len(buf)
@@ -706,8 +707,13 @@ def _pack_options(opts: Iterable[tuple[int, bytes]], endian: str) -> bytes:
 def pack_epb(endian: str, interface_id: int, ticks: int, data: bytes, orig_len: int,
              options: Iterable[tuple[int, bytes]] = ()) -> bytes:
     """An Enhanced Packet Block, packed with struct (works for empty packets)."""
+    return _epb(endian, interface_id, ticks, data, orig_len, _pack_options(options, endian))
+
+
+def _epb(endian: str, interface_id: int, ticks: int, data: bytes, orig_len: int,
+         opt: bytes) -> bytes:
+    """``pack_epb`` with its options already packed (``opt``)."""
     ticks &= 0xFFFFFFFFFFFFFFFF
-    opt = _pack_options(options, endian)
     pad = _PADDING[-len(data) % 4]
     total = 32 + len(data) + len(pad) + len(opt)
     head, tail = _EPB_STRUCTS[endian]
@@ -771,12 +777,12 @@ class PcapngWriter:
         self._ifaces: list[bytes] = []          # IDB raw bytes of the current section
         self._ids: dict[bytes, int] = {}        # IDB raw bytes -> first interface id
         self._idb_cache: dict[tuple, bytes] = {}
-        self._markers: dict[tuple, tuple] = {}     # (endian, count) -> marker option
+        # (endian, count) -> pcapca's marker option, and it packed with the end of options
+        self._markers: dict[tuple, tuple] = {}
         self._wrote = False
         # the interface of the last legacy-pcap packet and its id in this section
         self._pcap_iface: Optional[Interface] = None
         self._pcap_iid: Optional[int] = None
-        self._packed_markers: dict[int, bytes] = {}  # count -> packed marker + end of options
 
     # -- sections and interfaces
 
@@ -836,68 +842,55 @@ class PcapngWriter:
     def write_packet(self, pkt: Packet, comments: Iterable[str] = ()) -> None:
         """Write one packet with pcapca's comments (replacing earlier ones)."""
         if pkt.raw is None and pkt.interface is self._pcap_iface:
-            # a legacy pcap packet (nothing to copy) of the interface before:
-            # the EPB of pack_epb, packed in one go (most packets of an annotate)
-            self._write(self._pcap_epb(pkt, comments))
-            if self.flush_each:
-                self.out.flush()
-            return
-        comments = list(comments)
-        iid, same = self._interface_for(pkt)
-        raw = pkt.raw
-        if same and iid == pkt.interface_id and (
-                not comments and MARKER_PREFIX not in raw):
-            self._write(raw)
-        elif (same and iid == pkt.interface_id and comments
-                and len(raw) == 32 + len(pkt.data) + (-len(pkt.data) % 4)
-                and raw[:4] == _EPB_TYPE[self._endian]):
-            # an enhanced packet block without options (as dumpcap writes
-            # them) in its own section: _rebuild's block, its header kept
-            self._write(self._epb_with_comments(raw, len(pkt.data), comments))
+            # a legacy pcap packet (nothing to copy) of the interface before
+            # (most packets of an annotate): no interface to look up
+            block = _epb(self._endian, self._pcap_iid, pkt.ts, pkt.data, pkt.orig_len,
+                         self._comments_block(comments))
         else:
-            self._write(self._rebuild(pkt, iid, same, comments))
-        if raw is None:
-            self._pcap_iface, self._pcap_iid = pkt.interface, iid
+            block = self._block(pkt, list(comments))
+        self._write(block)
         if self.flush_each:
             self.out.flush()
 
-    def _comments_block(self, comments) -> bytes:
-        """``_pack_options`` of ``_comment_options(comments)`` (b"" for none)."""
-        e = self._endian
-        hh = _HH[e]
-        parts = []
-        n = 0
-        for text in comments:
-            enc = text.encode("utf-8", "replace")
-            size = len(enc)
-            if size > MAX_OPTION_LEN:
-                enc = cut_comment(text)
-                size = len(enc)
-            parts += (hh(OPT_COMMENT, size), enc, _PADDING[-size % 4])
-            n += 1
-        if not n:
-            return b""
-        end = self._packed_markers.get(n)
-        if end is None:
-            end = self._packed_markers[n] = _pack_options(self._comment_options([""] * n)[-1:],
-                                                          e)
-        parts.append(end)
-        return b"".join(parts)
+    def _block(self, pkt: Packet, comments: list) -> bytes:
+        iid, same = self._interface_for(pkt)
+        raw = pkt.raw
+        if raw is None:
+            self._pcap_iface, self._pcap_iid = pkt.interface, iid
+        elif same and iid == pkt.interface_id:        # (its header can stay as it is)
+            caplen = len(pkt.data)
+            if not comments:
+                if MARKER_PREFIX not in raw:
+                    return raw
+            elif len(raw) == 32 + caplen + (-caplen % 4) and raw[:4] == _EPB_TYPE[self._endian]:
+                # an enhanced packet block without options (as dumpcap writes
+                # them): _rebuild's block, without unpacking and re-packing it
+                return self._epb_with_comments(raw, caplen, comments)
+        return self._rebuild(pkt, iid, same, comments)
 
-    def _pcap_epb(self, pkt: Packet, comments) -> bytes:
-        """``_rebuild`` of a packet read from legacy pcap: its data, its
-        nanosecond time stamp, the comments and their marker."""
-        e = self._endian
-        opt = self._comments_block(comments)
-        data = pkt.data
-        size = len(data)
-        pad = _PADDING[-size % 4]
-        total = 32 + size + len(pad) + len(opt)
-        ticks = pkt.ts & 0xFFFFFFFFFFFFFFFF
-        head, tail = _EPB_STRUCTS[e]
-        return b"".join((head(EPB, total, self._pcap_iid, ticks >> 32, ticks & 0xFFFFFFFF,
-                              size, pkt.orig_len & 0xFFFFFFFF),
-                         data, pad, opt, tail(total)))
+    def _marker(self, n: int) -> tuple:
+        """pcapca's option that marks the ``n`` comments before it, in this
+        section's byte order: (the option, it packed with the end of options)."""
+        key = (self._endian, n)
+        marker = self._markers.get(key)
+        if marker is None:
+            option = (OPT_CUSTOM_STR_COPY, struct.pack(self._endian + "I", MARKER_PEN)
+                      + MARKER_PREFIX + str(n).encode())
+            marker = self._markers[key] = (option, _pack_options([option], self._endian))
+        return marker
+
+    def _comments_block(self, comments) -> bytes:
+        """``_pack_options`` of ``_comment_options(comments)``, in one go."""
+        hh = _HH[self._endian]
+        parts = []
+        for text in comments:
+            enc = cut_comment(text)
+            size = len(enc)
+            parts += (hh(OPT_COMMENT, size), enc, _PADDING[-size % 4])
+        if not parts:
+            return b""
+        parts.append(self._marker(len(parts) // 3)[1])
+        return b"".join(parts)
 
     def _epb_with_comments(self, raw: bytes, caplen: int, comments: list) -> bytes:
         """``_rebuild`` of an EPB without options in the section it came
@@ -938,13 +931,7 @@ class PcapngWriter:
         if not comments:
             return []
         opts = [(OPT_COMMENT, cut_comment(c)) for c in comments]
-        n = len(comments)
-        marker = self._markers.get((self._endian, n))
-        if marker is None:
-            marker = self._markers[(self._endian, n)] = (
-                OPT_CUSTOM_STR_COPY,
-                struct.pack(self._endian + "I", MARKER_PEN) + MARKER_PREFIX + str(n).encode())
-        opts.append(marker)
+        opts.append(self._marker(len(comments))[0])
         return opts
 
     def flush(self) -> None:

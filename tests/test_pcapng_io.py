@@ -929,6 +929,31 @@ def test_annotated_option_less_blocks_keep_their_header(e):
         (p.ts, p.data, p.orig_len, p.interface_id) for p in pkts]
 
 
+def test_comment_markers_follow_each_sections_byte_order():
+    """One writer, sections of both byte orders (a pcapng with both, or a
+    set of captures): each block's comments and marker are in its own
+    section's byte order, for copied blocks and for pcap packets alike."""
+    data = (shb("<") + idb(1, 0, tsresol(9)) + epb(0, 1, b"le", e="<")
+            + shb(">") + idb(1, 0, tsresol(9, e=">"), e=">") + epb(0, 2, b"be", e=">"))
+    items = read_all(data)
+    iface = Interface(linktype=1, snaplen=65535, tsresol=10**6)
+    out = io.BytesIO()
+    w = PcapngWriter(out)
+    for item in items:
+        if isinstance(item, Packet):
+            w.write_packet(item, ["a", "b"])
+            for p in legacy_run(iface, 2, start=item.frame):   # (the second: the short path)
+                w.write_packet(p, ["c", "d"])
+        else:
+            w.write_passthrough(item)
+    w.close()
+    epbs = [b for b in parse_file(out.getvalue()) if b["type"] == 6]
+    assert [b["endian"] for b in epbs] == ["<"] * 3 + [">"] * 3
+    for b in epbs:
+        texts = [b"a", b"b"] if b["data"] in (b"le", b"be") else [b"c", b"d"]
+        assert b["options"] == [(1, t) for t in texts] + [marker(2, b["endian"])]
+
+
 def test_packets_from_pcapng_without_their_section_get_our_own():
     """Packets whose SHB/IDB were not written (other byte order) are re-packed
     in a section of ours, with nanosecond timestamps."""
