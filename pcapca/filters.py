@@ -135,7 +135,7 @@ def command_names() -> frozenset:
     """Every class name a record's ``name`` can have."""
     global _COMMAND_NAMES
     if _COMMAND_NAMES is None:
-        from ._caproto import Commands, EventCancelResponse
+        from .ca._caproto import Commands, EventCancelResponse
         names = {cls.__name__ for table in Commands.values() for cls in table.values()}
         names.add(EventCancelResponse.__name__)
         names.add("UnknownCommand")

@@ -53,11 +53,11 @@ def reference(path):
 
 def decoded(paths, problems):
     """pcapca's messages of a capture, or of a set read as one."""
-    from pcapca.capture_set import Files
-    from pcapca.events import Problem
+    from pcapca.capture.sets import Files
+    from pcapca.items import Problem
     from pcapca.pipeline import decode_files
-    from pcapca.progress import open_with_progress
-    from pcapca.records import Decoded
+    from pcapca.capture.progress import open_with_progress
+    from pcapca.items import Decoded
     items = decode_files(Files(paths), opener=lambda p: open_with_progress(p, enabled=False))
     out = []
     for item in items:

@@ -11,7 +11,7 @@ all: the CLI exits 2 for it), or an item of an unexpected type, or a
 message whose ``{command}`` or ``--json`` fields differ from caproto's repr
 and fields of the object built from its bytes, or a PV filter keeping other
 records, problems or counts with the filtered print's shortcut
-(``pcapca.skim``) than without it, or an exception from (or a character that
+(``pcapca.fast.skim``) than without it, or an exception from (or a character that
 is not printable in) a ``--format`` line of every token or from ``pcapca stats``'s report of the input (text or JSON).
 
 Directory arguments are *seed* directories: the capture files in them (by
@@ -64,27 +64,27 @@ if atheris is not None:
     # coverage feedback for libFuzzer: instrument pcapca's own modules
     with atheris.instrument_imports(include=["pcapca"]):
         import pcapca.pipeline  # noqa: F401
-        import pcapca.pcapng_io  # noqa: F401
-        import pcapca.stats  # noqa: F401
-        import pcapca.stats_render  # noqa: F401
+        import pcapca.capture.pcapng  # noqa: F401
+        import pcapca.stats.collector  # noqa: F401
+        import pcapca.stats.render  # noqa: F401
 
-import pcapca.formatting  # noqa: E402
-import pcapca.skim  # noqa: E402
-from pcapca.capture import CaptureFormatError  # noqa: E402
-from pcapca.decoder import Decoder  # noqa: E402
+import pcapca.output.formatting  # noqa: E402
+import pcapca.fast.skim  # noqa: E402
+from pcapca.capture.reader import CaptureFormatError  # noqa: E402
+from pcapca.ca.circuits import Decoder  # noqa: E402
 from pcapca.filters import Filter  # noqa: E402
-from pcapca.events import CircuitClosed, Passthrough, Problem  # noqa: E402
-from pcapca.formatting import (Template, command_fields, record_fields,  # noqa: E402
+from pcapca.items import CircuitClosed, Passthrough, Problem  # noqa: E402
+from pcapca.output.formatting import (Template, command_fields, record_fields,  # noqa: E402
                                record_repr)
 from pcapca.pipeline import decode  # noqa: E402
-from pcapca.records import Decoded  # noqa: E402
-from pcapca.stats import collect  # noqa: E402
-from pcapca.stats_render import render_text  # noqa: E402
+from pcapca.items import Decoded  # noqa: E402
+from pcapca.stats.collector import collect  # noqa: E402
+from pcapca.stats.render import render_text  # noqa: E402
 
 _KINDS = (Decoded, Passthrough, Problem, CircuitClosed)
-# The filtered print's shortcut (pcapca.skim) must not change what a filter
+# The filtered print's shortcut (pcapca.fast.skim) must not change what a filter
 # keeps: each input is also decoded with and without it.
-pcapca.skim.MIN_RECORDS = 1          # (fuzz inputs are short)
+pcapca.fast.skim.MIN_RECORDS = 1          # (fuzz inputs are short)
 _FILTER = Filter.build(pv=["FIX:dbl", "CORPUS:dbl"])
 # every --format token, and fields of caproto's and dpkt's objects
 _EVERY_TOKEN = Template("{timestamp} {ethernet} {ip} {transport} {src} {dst} {frame} {sport} "
@@ -93,7 +93,7 @@ _EVERY_TOKEN = Template("{timestamp} {ethernet} {ip} {transport} {src} {dst} {fr
                         "{command.sid} {file} {file_frame} {time_relative}")
 # pcapca's own texts, not the first ones it compares with caproto's at run time
 # (a difference there would turn its fast path off, and hide it from the check below)
-pcapca.formatting._VERIFY_FIRST = 0
+pcapca.output.formatting._VERIFY_FIRST = 0
 
 
 # Bugs already reported (with an xfail test in tests/test_robustness.py) that
@@ -148,7 +148,7 @@ def _target(data: bytes) -> None:
     if fatal > 1:
         raise AssertionError("more than one fatal problem")
     if data[:4] in MAGICS and _filtered(data, _FILTER.drops) != _filtered(data, None):
-        raise AssertionError("the --pv shortcut (pcapca.skim) changed the output")
+        raise AssertionError("the --pv shortcut (pcapca.fast.skim) changed the output")
     if len(data) <= MAX_SET:
         _as_set(data)
     # pcapca stats: its report of the same bytes, as text and JSON
@@ -158,13 +158,13 @@ def _target(data: bytes) -> None:
 
 
 def _as_set(data: bytes) -> None:
-    """The bytes read twice as a set of two captures (pcapca.capture_set):
+    """The bytes read twice as a set of two captures (pcapca.capture.sets):
     every item of an expected kind, every problem named by its file with a
     frame of that file, every record's frame in the numbering across both."""
-    from pcapca.capture_set import Files
+    from pcapca.capture.sets import Files
     from pcapca.pipeline import decode_files
-    from pcapca.progress import Progress
-    from pcapca.streams import ByteSource
+    from pcapca.capture.progress import Progress
+    from pcapca.capture.sources import ByteSource
     files = Files(["one", "two"])
     where = Template("{file}:{file_frame}", files)
     frames = []

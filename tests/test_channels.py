@@ -2,10 +2,10 @@
 import pytest
 
 import pcapca
-from pcapca.capture import read_capture
-from pcapca.channels import ChannelTracker
-from pcapca.decoder import Decoder
-from pcapca.events import Packet
+from pcapca.capture.reader import read_capture
+from pcapca.ca.channels import ChannelTracker
+from pcapca.ca.circuits import Decoder
+from pcapca.items import Packet
 
 from conftest import fixture
 

@@ -9,8 +9,8 @@ import textwrap
 
 import pytest
 
-from pcapca.cli import build_parser
-from pcapca.config import Config, ConfigError, apply_config, load_config
+from pcapca.cli.main import build_parser
+from pcapca.cli.config import Config, ConfigError, apply_config, load_config
 from pcapca.filters import Filter, FilterError
 from pcapca.pipeline import read
 

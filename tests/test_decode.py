@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 import pcapca
-from pcapca import formatting
-from pcapca.capture import CaptureFormatError, read_capture
-from pcapca.events import Packet, Passthrough
+from pcapca.output import formatting
+from pcapca.capture.reader import CaptureFormatError, read_capture
+from pcapca.items import Packet, Passthrough
 
 from conftest import FIXTURES, fixture, run_cli
 
@@ -313,8 +313,8 @@ def test_an_oversized_message_skipped_to_its_end_is_not_incomplete():
     """--max-message: the bytes of a message over the limit are dropped as
     they come; once its last byte has come, nothing is left incomplete."""
     import caproto as ca
-    from pcapca._caproto import CLIENT
-    from pcapca.ca_decode import StreamDecoder
+    from pcapca.ca._caproto import CLIENT
+    from pcapca.ca.framing import StreamDecoder
     write = bytes(ca.WriteNotifyRequest(data=[0.0] * 10, data_type=6, data_count=10, sid=1,
                                         ioid=2))
     assert len(write) == 96

@@ -16,9 +16,9 @@ from hypothesis import given, strategies as st
 
 import pcapca
 from conftest import fixture, run_cli
-from pcapca.events import Packet, Interface
-from pcapca.ip_reassembly import FRAGMENT_COST, MAX_FRAGMENTS, Reassembler
-from pcapca.link import parse
+from pcapca.items import Packet, Interface
+from pcapca.net.ip_reassembly import FRAGMENT_COST, MAX_FRAGMENTS, Reassembler
+from pcapca.net.link import parse
 from test_annotate import expected_comments, frames
 from test_robustness import FAST, build, records
 

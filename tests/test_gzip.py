@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from conftest import fixture, live_print, run_cli
-from pcapca.gunzip import Gunzip
-from pcapca.streams import ByteSource
+from pcapca.capture.gunzip import Gunzip
+from pcapca.capture.sources import ByteSource
 from test_robustness import build, data, offsets, records
 
 BASIC = "basic.pcap"

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 import pcapca
-from pcapca import formatting
-from pcapca._caproto import CLIENT, SERVER, header_fields
-from pcapca.ca_decode import build
-from pcapca.channels import ChannelTracker
-from pcapca._caproto import Message
-from pcapca.formatting import command_fields, jsonable, record_fields, record_repr
-from pcapca.records import CLIENT_ROLE
+from pcapca.output import formatting
+from pcapca.ca._caproto import CLIENT, SERVER, header_fields
+from pcapca.ca.framing import build
+from pcapca.ca.channels import ChannelTracker
+from pcapca.ca._caproto import Message
+from pcapca.output.formatting import command_fields, jsonable, record_fields, record_repr
+from pcapca.items import CLIENT_ROLE
 
 from conftest import FIXTURES
 

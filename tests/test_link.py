@@ -6,8 +6,8 @@ import struct
 import pytest
 
 import pcapca
-from pcapca.capture import read_capture
-from pcapca.events import Packet
+from pcapca.capture.reader import read_capture
+from pcapca.items import Packet
 
 from conftest import fixture
 
@@ -86,7 +86,7 @@ def test_linux_sll_and_sll2_headers_built_here():
 
 
 def test_other_link_types_and_ipv6_are_skipped_and_counted():
-    from pcapca.decoder import Decoder
+    from pcapca.ca.circuits import Decoder
     from pcapca.pipeline import decode
     ipv6 = lambda d: d[:12] + b"\x86\xdd" + b"\x60" + b"\0" * 39  # noqa: E731
     for data, reason in ((relink(lambda d: d, 147), "unsupported link type 147"),
@@ -106,7 +106,7 @@ def test_ipv4_total_length_0_is_read_to_the_end_of_the_frame():
     """fixtures/bigtcp.pcap frame 20: a 95298-byte BIG TCP packet whose IPv4
     total length is 0 (tcpdump: bad-len 0), captured whole. Wireshark reads
     such a packet (segmentation offload) to the end of the frame."""
-    from pcapca.link import DLT_EN10MB, parse
+    from pcapca.net.link import DLT_EN10MB, parse
     (p,) = [p for p in read_capture(fixture("bigtcp.pcap"))
             if isinstance(p, Packet) and p.frame == 20]
     assert len(p.data) == p.orig_len == 95298

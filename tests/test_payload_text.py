@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import pcapca
-from pcapca import formatting
-from pcapca._caproto import SERVER, CLIENT, Commands
-from pcapca.ca_decode import build
+from pcapca.output import formatting
+from pcapca.ca._caproto import SERVER, CLIENT, Commands
+from pcapca.ca.framing import build
 
 from conftest import FIXTURES, run_cli
 from test_lazy import built_now

@@ -1,4 +1,4 @@
-"""Tests for pcapca.pcapng_io: reading and writing pcapng.
+"""Tests for pcapca.capture.pcapng: reading and writing pcapng.
 
 Inputs are built in code with struct (helpers below), outputs are checked
 with an independent struct parser (``parse_file``) and, where installed,
@@ -18,12 +18,12 @@ import time
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from pcapca.capture import _SourceFile
-from pcapca.events import Interface, Packet, Passthrough, Problem
-from pcapca.pcapng_io import (
+from pcapca.capture.reader import _SourceFile
+from pcapca.items import Interface, Packet, Passthrough, Problem
+from pcapca.capture.pcapng import (
     MAX_OPTION_LEN, PcapngWriter, _CountingReader, cut_comment, pack_epb, read_pcapng,
 )
-from pcapca.streams import ByteSource
+from pcapca.capture.sources import ByteSource
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures")
 

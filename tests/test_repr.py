@@ -11,9 +11,9 @@ import caproto as ca
 from caproto import ChannelType
 
 import pcapca
-from pcapca._caproto import CLIENT, SERVER
-from pcapca.ca_decode import build
-from pcapca.formatting import command_repr
+from pcapca.ca._caproto import CLIENT, SERVER
+from pcapca.ca.framing import build
+from pcapca.output.formatting import command_repr
 
 from conftest import FIXTURES
 
@@ -146,7 +146,7 @@ def test_metadata_types():
 # ---- the fast array repr, element by element against numpy (no runtime check)
 from hypothesis.extra import numpy as hnp  # noqa: E402
 
-from pcapca.formatting import _fast_float, _fast_int, array_repr  # noqa: E402
+from pcapca.output.formatting import _fast_float, _fast_int, array_repr  # noqa: E402
 
 FLOATS = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False, width=64),
@@ -212,7 +212,7 @@ def test_fast_fixed_long_arrays(values):
 # ---- DBR_TIME_* metadata written from its parts (no runtime check here)
 from caproto._dbr import DBR_TYPES  # noqa: E402
 
-from pcapca import formatting  # noqa: E402
+from pcapca.output import formatting
 
 TIME_TYPES = [ChannelType.TIME_STRING, ChannelType.TIME_INT, ChannelType.TIME_FLOAT,
               ChannelType.TIME_ENUM, ChannelType.TIME_CHAR, ChannelType.TIME_LONG,

@@ -17,10 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from conftest import ROOT, fixture, run_cli
-from pcapca.capture import CaptureFormatError
-from pcapca.events import CircuitClosed, Passthrough, Problem
+from pcapca.capture.reader import CaptureFormatError
+from pcapca.items import CircuitClosed, Passthrough, Problem
 from pcapca.pipeline import decode
-from pcapca.records import Decoded
+from pcapca.items import Decoded
 
 FAST = settings(max_examples=60, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -763,8 +763,8 @@ def test_many_flows_with_4GiB_claims_100k(tmp_path):
 
 def test_closed_flows_free_their_state():
     """Circuits closed by FIN, and channel tables with them."""
-    from pcapca.channels import ChannelTracker
-    from pcapca.decoder import Decoder
+    from pcapca.ca.channels import ChannelTracker
+    from pcapca.ca.circuits import Decoder
     dec, tr = Decoder(), ChannelTracker()
     for _ in decode(data(BASIC), decoder=dec, tracker=tr):
         pass
@@ -774,7 +774,7 @@ def test_closed_flows_free_their_state():
 def test_flush_ends_with_a_waiting_segment_at_the_next_sequence_number():
     """HalfStream never leaves a segment waiting at next_seq itself, but if
     anything did (skim once could, in a mutant), flush delivers it and ends."""
-    from pcapca.tcp_reassembly import HalfStream
+    from pcapca.net.tcp_reassembly import HalfStream
     half = HalfStream()
     assert half.segment(100, b"abcd", 4) == [(0, b"abcd", None)]
     half.pending[104] = (b"efgh", 4, "tag")
@@ -886,8 +886,8 @@ def test_a_bug_is_one_line_and_exit_3_and_debug_shows_its_traceback(
         command, monkeypatch, capsys, tmp_path):
     """(A bug simulated in the decoder.) Without --debug: one line on stderr,
     exit 3; with it, the exception itself (its traceback)."""
-    from pcapca import cli
-    from pcapca.decoder import Decoder
+    from pcapca.cli import main as cli
+    from pcapca.ca.circuits import Decoder
 
     def broken(self, packet):
         raise RuntimeError("simulated bug")

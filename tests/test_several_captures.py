@@ -1,5 +1,5 @@
 """``pcapca print`` and ``annotate`` of several captures read in order as one:
-a ring buffer (pcapca.capture_set).
+a ring buffer (pcapca.capture.sets).
 
 fixtures/ring/ holds the files ``dumpcap -b duration:1`` wrote while a
 caproto client created three channels, subscribed, read and put (one put
@@ -14,7 +14,7 @@ import subprocess
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from pcapca.stats import iso
+from pcapca.stats.collector import iso
 
 from conftest import FIXTURES, fixture, needs_tshark, run_cli
 from test_annotate import expected_comments, frames
@@ -220,9 +220,9 @@ def test_interfaces_are_counted_per_section(names, several):
     interfaces, dropped once) only within a pcapng section that declares
     several interfaces: each file of a ring buffer (or each section of the
     files joined) declares its own one, which is not a second interface."""
-    from pcapca.capture_set import Files, read_captures
-    from pcapca.decoder import Decoder
-    from pcapca.progress import open_with_progress
+    from pcapca.capture.sets import Files, read_captures
+    from pcapca.ca.circuits import Decoder
+    from pcapca.capture.progress import open_with_progress
     decoder = Decoder()
     files = Files([str(FIXTURES.parent / n) for n in names])
     for item in decoder.run(read_captures(files, opener=lambda p: open_with_progress(p, enabled=False))):
@@ -308,7 +308,7 @@ def test_annotate_several_without_strict_writes_everything_readable(tmp_path):
 
 
 def test_annotate_output_names():
-    from pcapca.annotate import output_name
+    from pcapca.output.annotate import output_name
     assert [output_name(p) for p in ("/x/ring_00001_2026.pcapng", "a.pcap", "a.pcap.gz",
                                      "capture.pcap1", "trace", "b.cap")] == [
         "ring_00001_2026.pcapng", "a.pcapng", "a.pcapng", "capture.pcap1.pcapng",
@@ -377,8 +377,8 @@ def test_a_set_of_mixed_formats(tmp_path):
 
 # ---------------------------------------------------------------- property
 def _records(items):
-    from pcapca.formatting import record_repr
-    from pcapca.records import Decoded
+    from pcapca.output.formatting import record_repr
+    from pcapca.items import Decoded
     return [(r.frame, r.name, r.pv, r.request_frame, r.latency, r.role, record_repr(r))
             for item in items if item.__class__ is Decoded for r in item.records]
 
@@ -392,10 +392,10 @@ def test_any_cut_of_a_capture_reads_as_the_whole(name, cuts, filtered):
     decodes, read as a set, to the same records as the whole (frames, PV
     names, pairs, latencies, texts), with or without the --pv shortcut."""
     import tempfile
-    from pcapca.capture_set import Files
+    from pcapca.capture.sets import Files
     from pcapca.filters import Filter
     from pcapca.pipeline import decode, decode_files
-    from pcapca.progress import open_with_progress
+    from pcapca.capture.progress import open_with_progress
     data = fixture(name).read_bytes()
     head, recs = data[:24], records(data)
     at = sorted({int(c * len(recs)) for c in cuts} | {0, len(recs)})
@@ -461,7 +461,7 @@ def test_python_api_reads_a_list_of_captures_as_one():
     file (frames across the files, PV names and pairs carried over); an
     unreadable file is refused before any record."""
     import pcapca
-    from pcapca.capture import CaptureFormatError
+    from pcapca.capture.reader import CaptureFormatError
     fields = lambda r: (r.frame, r.pv, r.name, r.request_frame, r.latency, repr(r.command))
     got = [fields(r) for r in pcapca.read([FIXTURES.parent / p for p in PARTS])]
     assert got == [fields(r) for r in pcapca.read(fixture("ring.pcapng"))]

@@ -1,6 +1,6 @@
-"""The filtered print's shortcut (pcapca.skim): the same output without it.
+"""The filtered print's shortcut (pcapca.fast.skim): the same output without it.
 
-A ``print`` with a PV or command filter lets ``pcapca.skim`` account for the
+A ``print`` with a PV or command filter lets ``pcapca.fast.skim`` account for the
 packets whose messages the filter drops instead of decoding them. Every test
 here runs the same command with the shortcut and without it (``no_skim``)
 and compares stdout, stderr and the exit code; the format prints what the
@@ -15,8 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from conftest import FIXTURES, fixture
-from pcapca import cli, pcap_reader, skim
-from pcapca.skim import Skimmer
+from pcapca.cli import main as cli
+from pcapca.capture import pcap as pcap_reader
+from pcapca.fast import skim
+from pcapca.fast.skim import Skimmer
 
 FORMAT = ("{frame} {pv} {request_frame} {latency} {role} {name} {src}:{sport}->{dst}:{dport} "
           "{command}")
@@ -201,10 +203,10 @@ def test_eviction_packets_are_decoded(skims, capsys, monkeypatch):
     those packets go through it even when the filter drops them."""
     args = (str(fixture("corpus_libca.pcap")), "--format", FORMAT, "--pv", "CORPUS:dbl")
     usual = run(capsys, *args)
-    import pcapca.decoder
+    import pcapca.ca.circuits
     monkeypatch.setattr(skim, "EVICT_EVERY", 5)
-    monkeypatch.setattr(pcapca.decoder, "EVICT_EVERY", 5)
-    monkeypatch.setattr(pcapca.decoder, "IDLE_NS", 10**6)    # 1 ms: circuits do go idle
+    monkeypatch.setattr(pcapca.ca.circuits, "EVICT_EVERY", 5)
+    monkeypatch.setattr(pcapca.ca.circuits, "IDLE_NS", 10**6)    # 1 ms: circuits do go idle
     skims.clear()
     fast, slow = both(capsys, monkeypatch, *args)
     assert fast == slow
@@ -272,10 +274,10 @@ def test_good_run_stops_at_the_first_record_the_loop_would_not_take(monkeypatch)
 @pytest.mark.parametrize("idle_ms", [0.2, 1, 5, 50])
 def test_idle_circuits_use_the_time_of_skipped_packets(idle_ms, skims, capsys, monkeypatch):
     """A circuit's last packet time counts skipped packets too (idle eviction)."""
-    import pcapca.decoder
+    import pcapca.ca.circuits
     monkeypatch.setattr(skim, "EVICT_EVERY", 3)
-    monkeypatch.setattr(pcapca.decoder, "EVICT_EVERY", 3)
-    monkeypatch.setattr(pcapca.decoder, "IDLE_NS", int(idle_ms * 10**6))
+    monkeypatch.setattr(pcapca.ca.circuits, "EVICT_EVERY", 3)
+    monkeypatch.setattr(pcapca.ca.circuits, "IDLE_NS", int(idle_ms * 10**6))
     for pv in ("CORPUS:dbl", "CORPUS:str", "NOPE"):
         fast, slow = both(capsys, monkeypatch, str(fixture("corpus_libca.pcap")),
                           "--format", FORMAT, "--pv", pv)
@@ -376,10 +378,10 @@ def test_channel_state_skim_matches_the_handlers():
     """For every message of every fixture that has a skim rule,
     ChannelTracker.skim (told to drop) leaves the channel state as the
     message's handler does and names the same PV."""
-    from pcapca.capture import read_capture
-    from pcapca.channels import ChannelTracker
-    from pcapca.decoder import Decoder
-    from pcapca.records import Decoded
+    from pcapca.capture.reader import read_capture
+    from pcapca.ca.channels import ChannelTracker
+    from pcapca.ca.circuits import Decoder
+    from pcapca.items import Decoded
     checked = 0
     for name in CAPTURES:
         usual, skimming = ChannelTracker(), ChannelTracker()
@@ -419,10 +421,10 @@ def test_skipped_data_keeps_a_circuit_alive(skims, capsys, monkeypatch, tmp_path
     every third packet, a search: the skipped reads of Y:b keep the circuit
     (and so the name of X:a) alive."""
     import caproto as ca
-    import pcapca.decoder
+    import pcapca.ca.circuits
     monkeypatch.setattr(skim, "EVICT_EVERY", 3)
-    monkeypatch.setattr(pcapca.decoder, "EVICT_EVERY", 3)
-    monkeypatch.setattr(pcapca.decoder, "IDLE_NS", 2_500_000)
+    monkeypatch.setattr(pcapca.ca.circuits, "EVICT_EVERY", 3)
+    monkeypatch.setattr(pcapca.ca.circuits, "IDLE_NS", 2_500_000)
     search = _ca(ca.VersionRequest(priority=0, version=13),
                  ca.SearchRequest(name="Z:c", cid=7, version=13))
     steps = _two_channels(ca)                     # frames 4 and 5
@@ -617,7 +619,7 @@ def test_pcapng_runs_are_what_the_reader_reads(monkeypatch):
     one naming an interface there is not: the reader with a skimmer that
     skips nothing gives the same items as without, and every run it handed
     over had one link type."""
-    from pcapca.capture import read_capture
+    from pcapca.capture.reader import read_capture
     monkeypatch.setattr(skim, "MIN_RECORDS", 2)
     e = "<"
     eth = b"\0" * 12 + b"\x08\x00"

@@ -1,7 +1,7 @@
 """`pcapca stats` on the recorded fixtures.
 
 Expected figures come from fixtures/README.md and fixtures/CORPUS.md (what
-each recording contains), and are recomputed independently of pcapca.stats:
+each recording contains), and are recomputed independently of pcapca.stats.collector:
 search/first/last times and latencies from the `pcapca print --json` lines
 (pairing requests and responses here, by ioid / cid, from the message
 fields and the time stamps), circuit bytes and close times from the raw
@@ -20,9 +20,9 @@ import dpkt
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from pcapca.stats import (RESERVOIR_SIZE, Reservoir, StatsCollector, Timeline, collect,
+from pcapca.stats.collector import (RESERVOIR_SIZE, Reservoir, StatsCollector, Timeline, collect,
                           percentile)
-from pcapca.stats_render import render_text, table
+from pcapca.stats.render import render_text, table
 
 from conftest import ROOT, fixture, run_cli
 
@@ -445,7 +445,7 @@ def test_unanswered_echo_of_a_hung_ioc():
 
 def test_echo_answers_the_oldest_echo_request():
     """No fixture has an answered echo: fake records through the collector."""
-    from pcapca import _caproto
+    from pcapca.ca import _caproto
     col = StatsCollector()
     key = (1, ("10.0.0.1", 40000), ("10.0.0.2", 5064))
 
@@ -508,8 +508,8 @@ def test_unanswered_requests_when_reading_stops(tmp_path):
 def test_unanswered_requests_memory_is_bounded(monkeypatch):
     """Past MAX_PENDING requests waiting on one circuit, the oldest half is
     counted as unanswered at once."""
-    import pcapca.stats
-    monkeypatch.setattr(pcapca.stats, "MAX_PENDING", 2)
+    import pcapca.stats.collector
+    monkeypatch.setattr(pcapca.stats.collector, "MAX_PENDING", 2)
     report = collect([str(fixture("unanswered.pcap"))])
     untils = [(e["pv"], e["request"], e["until"]) for e in report["unanswered_requests"]]
     assert untils == [("FIX:slow_put", "WriteNotifyRequest", "capture ended"),
@@ -522,8 +522,8 @@ def test_unanswered_requests_memory_is_bounded(monkeypatch):
 
 def test_unanswered_request_rows_are_bounded(monkeypatch):
     """Past MAX_ERRORS rows, unanswered requests are counted, not listed."""
-    import pcapca.stats
-    monkeypatch.setattr(pcapca.stats, "MAX_ERRORS", 2)
+    import pcapca.stats.collector
+    monkeypatch.setattr(pcapca.stats.collector, "MAX_ERRORS", 2)
     report = collect([str(fixture("unanswered.pcap"))])
     # (the first rows made: client 2's circuit closed before the capture ended)
     assert [e["request"] for e in report["unanswered_requests"]] == [
@@ -537,7 +537,7 @@ def test_unanswered_request_rows_are_bounded(monkeypatch):
 
 def test_unanswered_request_whose_id_is_used_again():
     """No fixture reuses a pending ioid: fake records through the collector."""
-    from pcapca import _caproto
+    from pcapca.ca import _caproto
     col = StatsCollector()
     key = (1, ("10.0.0.1", 40000), ("10.0.0.2", 5064))
     cls = _caproto.Commands[_caproto.CLIENT][15]
@@ -734,7 +734,7 @@ def test_plot_without_matplotlib(tmp_path):
 
 
 def test_timeline_counts_and_coarsening(monkeypatch):
-    import pcapca.stats as stats
+    import pcapca.stats.collector as stats
     report = collect([str(fixture("twoservers.pcap"))], timeline=True)
     t = report["_timeline"]
     total = sum(sum(row) for row in t.bins.values())
@@ -895,7 +895,7 @@ def test_time_stamps_past_year_9999(tmp_path):
 @settings(max_examples=2000, deadline=None)
 def test_utc_is_datetimes_where_datetime_works(ts):
     import datetime
-    from pcapca.stats import utc
+    from pcapca.stats.collector import utc
     sec, ns = divmod(ts, 10**9)
     d = datetime.datetime.fromtimestamp(sec, datetime.timezone.utc)
     assert utc(ts) == (f"{d.year:04d}-{d:%m-%d}", f"{d:%H:%M:%S}", ns)
@@ -1153,7 +1153,7 @@ def test_subscriptions_filtered_and_bounded(monkeypatch):
                      keep=lambda r: r.pv == "CORPUS:counter" and r.name == "EventAddRequest")
     (row,) = report["subscriptions"]
     assert (row["pv"], row["updates"]) == ("CORPUS:counter", 25)   # updates whatever the filter
-    import pcapca.stats as stats_module
+    import pcapca.stats.collector as stats_module
     monkeypatch.setattr(stats_module, "MAX_ERRORS", 2)
     report = collect([str(fixture("corpus_libca.pcap"))])
     assert (len(report["subscriptions"]), report["subscriptions_total"]) == (2, 5)

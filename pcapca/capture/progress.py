@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from .streams import ByteSource, open_source
+from .sources import ByteSource, open_source
 
 
 class Progress:

@@ -30,13 +30,13 @@ import random
 from collections import Counter
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from ._caproto import CLIENT, command_class, eca_value_to_status, reads_status_from_header
-from .capture import labelled, offsets_in, read_capture
-from .channels import MAX_PENDING, ChannelTracker, message_id, quoted_id
-from .decoder import IDLE_NS, Decoder
-from .events import CircuitClosed, Packet, Problem
-from .formatting import ts_string, type_name
-from .records import Decoded
+from ..ca._caproto import CLIENT, command_class, eca_value_to_status, reads_status_from_header
+from ..capture.reader import labelled, offsets_in, read_capture
+from ..ca.channels import MAX_PENDING, ChannelTracker, message_id, quoted_id
+from ..ca.circuits import IDLE_NS, Decoder
+from ..items import CircuitClosed, Packet, Problem
+from ..output.formatting import ts_string, type_name
+from ..items import Decoded
 
 RESERVOIR_SIZE = 10_000      # latency samples kept per PV/server and kind
 MAX_CLIENTS_LISTED = 1_000   # clients kept per searched name / per conflicting server
@@ -441,7 +441,7 @@ class StatsCollector:
     def read(self, paths: Sequence[str], opener: Optional[Callable] = None) -> Iterator:
         """The packets of several captures, in order, as one stream.
         ``opener(path)``: a ``pcapca.progress.Progress`` for each file (a bar)."""
-        from .streams import open_source
+        from ..capture.sources import open_source
 
         def one(i, path):
             info = {"path": str(path), "packets": 0, "first": None, "last": None}
@@ -488,7 +488,7 @@ class StatsCollector:
         tracker = tracker or ChannelTracker()
         items = self.read(paths, opener)
         if anchor is not None:
-            from .pipeline import first_packet
+            from ..pipeline import first_packet
             items = first_packet(items, anchor)
         for item in tracker.run(self.watch(decoder.run(items))):
             cls = item.__class__

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from typing import Callable, List, Optional, Sequence
 
-from .formatting import printable
-from .stats import TIMELINE_KINDS, Timeline, utc
+from ..output.formatting import printable
+from .collector import TIMELINE_KINDS, Timeline, utc
 
 NS = 1_000_000_000
 

@@ -9,10 +9,10 @@ import os
 import struct
 from typing import BinaryIO, Iterator, Union
 
-from .events import Packet, Passthrough, Problem
+from ..items import Packet, Passthrough, Problem
 from .gunzip import GZIP_MAGIC, Gunzip, is_gzip
-from .pcap_reader import MAGICS as PCAP_MAGICS, is_pcap, read_pcap
-from .streams import ByteSource, open_source
+from .pcap import MAGICS as PCAP_MAGICS, is_pcap, read_pcap
+from .sources import ByteSource, open_source
 
 PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
 _PCAP_MAGICS = tuple(struct.pack("<I", m) for m in PCAP_MAGICS)
@@ -197,5 +197,5 @@ def _read(src: ByteSource, kind: str, *, strict: bool, skim, first_frame: int):
                              f"({n} of 4 bytes)", offset=0, fatal=True)])
     if kind == "pcap":
         return read_pcap(src, strict=strict, skim=skim, first_frame=first_frame)
-    from .pcapng_io import read_pcapng
+    from .pcapng import read_pcapng
     return read_pcapng(_SourceFile(src), strict=strict, skim=skim, first_frame=first_frame)

@@ -18,8 +18,8 @@ from __future__ import annotations
 import zlib
 from typing import Optional
 
-from .events import Problem
-from .streams import ByteSource
+from ..items import Problem
+from .sources import ByteSource
 
 GZIP_MAGIC = b"\x1f\x8b"
 PIECE = 1 << 16            # compressed bytes handed to zlib at a time

@@ -37,9 +37,9 @@ from .lazy import lazy_import
 
 yaml = lazy_import("yaml")      # (loaded when a --config file is read: 12 ms at start-up)
 
-from .filters import (FILTER_KEYS, Filter, FilterError, check_pattern, parse_host,
+from ..filters import (FILTER_KEYS, Filter, FilterError, check_pattern, parse_host,
                       parse_port, parse_when)
-from .formatting import FormatError, Template
+from ..output.formatting import FormatError, Template
 
 __all__ = ["Config", "ConfigError", "load_config", "apply_config", "CLI_FILTER_OPTIONS"]
 

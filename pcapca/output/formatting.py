@@ -19,10 +19,10 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ._caproto import (HEADER_FIELDS, caproto, Commands, DbrTypeBase, Message, extract_data,
+from ..ca._caproto import (HEADER_FIELDS, caproto, Commands, DbrTypeBase, Message, extract_data,
                        header_field, header_fields, property_code, reads_status_from_header)
-from .ca_decode import UnknownCommand, dbr_sizes
-from .filters import FirstPacket
+from ..ca.framing import UnknownCommand, dbr_sizes
+from ..filters import FirstPacket
 
 DEFAULT_FORMAT = "{timestamp} {src}:{transport.sport}->{dst}:{transport.dport} {command}"
 
@@ -94,7 +94,7 @@ def value_repr(value) -> str:
 # this off for good (as for arrays).
 def _time_metadata_classes() -> set:
     from caproto import DBR_TYPES
-    from ._caproto import DbrTypeBase, TimeTypeBase
+    from ..ca._caproto import DbrTypeBase, TimeTypeBase
     return {cls for cls in set(DBR_TYPES.values())
             if isinstance(cls, type) and issubclass(cls, TimeTypeBase)
             and cls.info_fields == ("status", "severity", "timestamp")
@@ -707,7 +707,7 @@ def _values_of(record, names: tuple, value_of, fast) -> tuple:
 def _enum_texts():
     """repr() and JSON name of every ChannelType and CA status value."""
     from caproto import ChannelType
-    from ._caproto import eca_value_to_status
+    from ..ca._caproto import eca_value_to_status
     return ({int(v): repr(v) for v in ChannelType},
             {k: repr(v) for k, v in eca_value_to_status.items()},
             {int(v): jsonable(v) for v in ChannelType},

@@ -12,8 +12,8 @@ from typing import Iterator, Union
 
 from dpkt import pcap as dpkt_pcap
 
-from .events import Interface, Packet, Problem
-from .streams import ByteSource
+from ..items import Interface, Packet, Problem
+from .sources import ByteSource
 
 FILE_HEADER_SIZE = 24
 RECORD_SIZE = 16
@@ -156,7 +156,7 @@ def _good_run(buf, pos: int, end: int, record: struct.Struct, limit: int, tsreso
     or where to try again (without)."""
     import numpy as np
 
-    from .skim import MAX_RUN, MIN_RECORDS
+    from ..fast.skim import MAX_RUN, MIN_RECORDS
     offsets = []
     append = offsets.append
     count = 0

@@ -8,8 +8,8 @@ Reading (:func:`read_pcapng`)
     SPB and the obsolete Packet Block) are decoded with :mod:`struct` for
     speed; python-pcapng decodes only the Interface Description Blocks, from
     a cleaned copy of their options.  Every other block is yielded unchanged
-    as a :class:`~pcapca.events.Passthrough`.  Damage is reported as
-    :class:`~pcapca.events.Problem` items; the generator never raises for bad
+    as a :class:`~pcapca.items.Passthrough`.  Damage is reported as
+    :class:`~pcapca.items.Problem` items; the generator never raises for bad
     input.  After a bad block length the reader looks for the next plausible
     block (known type, sane length, matching trailing length) and goes on
     from there.
@@ -70,7 +70,7 @@ from typing import BinaryIO, Iterable, Iterator, Optional, Union
 
 from pcapng import blocks as _blocks
 
-from .events import Interface, Packet, Passthrough, Problem
+from ..items import Interface, Packet, Passthrough, Problem
 
 __all__ = ["read_pcapng", "PcapngWriter", "parse_options", "tsresol_ticks",
            "cut_comment", "strip_pcapca_comments", "pack_epb", "build_shb",
@@ -368,7 +368,7 @@ def _skim_run(reader: _CountingReader, skim, endian: str, ifaces, frame: int):
     lengths, known interface, one link type), yield the packets it leaves,
     and push back the bytes after them. Returns (blocks taken, offset from
     which to try again). ``endian`` and ``ifaces``: the section's."""
-    from .skim import MAX_RUN, MIN_RECORDS
+    from ..fast.skim import MAX_RUN, MIN_RECORDS
     start = reader.pos
     buf = reader.read(SKIM_CHUNK)
     head = _EPB_HEADS[endian]

@@ -12,17 +12,17 @@ import os
 import sys
 from typing import List, Optional
 
-from . import __version__
-from .capture import CaptureFormatError
+from .. import __version__
+from ..capture.reader import CaptureFormatError
 from .config import ConfigError, apply_config
-from .filters import FilterError
-from .ca_decode import DEFAULT_MAX_MESSAGE
-from .decoder import Decoder
-from .events import Problem
-from .formatting import (DEFAULT_FORMAT, SHARK_TOKENS, TOKENS, FormatError, Template,
+from ..filters import FilterError
+from ..ca.framing import DEFAULT_MAX_MESSAGE
+from ..ca.circuits import Decoder
+from ..items import Problem
+from ..output.formatting import (DEFAULT_FORMAT, SHARK_TOKENS, TOKENS, FormatError, Template,
                          record_json)
-from .progress import open_with_progress
-from .records import Decoded
+from ..capture.progress import open_with_progress
+from ..items import Decoded
 
 
 class UsageError(Exception):
@@ -155,15 +155,15 @@ def _decoder(args) -> Decoder:
 def _probe_all(paths: List[str]) -> None:
     """Refuse several captures with stdin twice, or a file that cannot be read
     as a capture, before reading any (not at the 10th file)."""
-    from .capture_set import probe_all
+    from ..capture.sets import probe_all
     if paths.count("-") > 1:
         raise UsageError("stdin (-) can be read only once")
     probe_all(paths)
 
 
 def cmd_print(args) -> int:
-    from .capture_set import Files
-    from .pipeline import anchor_of, decode_captures
+    from ..capture.sets import Files
+    from ..pipeline import anchor_of, decode_captures
     if args.json and args.format:
         raise UsageError("--json and --format cannot be used together")
     several = len(args.captures) > 1
@@ -238,14 +238,14 @@ def cmd_print(args) -> int:
 
 def cmd_annotate(args) -> int:
     apply_config(args)
-    from .annotate import annotate
+    from ..output.annotate import annotate
     return annotate(args, decoder=_decoder(args), report=_report)
 
 
 def cmd_stats(args) -> int:
-    from .pipeline import anchor_of
-    from .stats import StatsCollector
-    from .stats_render import PlotUnavailable, check_matplotlib, plot, render_text
+    from ..pipeline import anchor_of
+    from ..stats.collector import StatsCollector
+    from ..stats.render import PlotUnavailable, check_matplotlib, plot, render_text
     if args.top < 0:
         raise UsageError(f"--top {args.top}: must be 0 (all) or more")
     if args.plot:

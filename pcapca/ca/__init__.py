@@ -1,0 +1,1 @@
+"""Channel Access: the caproto boundary, framing, circuits and roles, channel state."""

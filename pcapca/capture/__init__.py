@@ -1,0 +1,1 @@
+"""Capture readers: byte sources, gzip, pcap, pcapng, several captures as one."""

@@ -1,0 +1,1 @@
+"""pcapca's command line: argument parsing, exit statuses, one module per command."""

@@ -1,0 +1,1 @@
+"""The filtered print's shortcut past the stages (``print --pv``)."""

@@ -1,0 +1,1 @@
+"""Link, IPv4 and transport headers; IPv4 and TCP reassembly."""

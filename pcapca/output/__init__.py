@@ -1,0 +1,1 @@
+"""What users get: text lines, caproto's repr, JSON, annotated pcapng."""

@@ -1,0 +1,1 @@
+"""``pcapca stats``: one pass of aggregates, the report and its plots."""
