@@ -38,6 +38,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
+from .ca._caproto import Commands, EventCancelResponse
+from .errors import FilterError
+
 __all__ = ["Filter", "FilterError", "FirstPacket", "FILTER_KEYS", "parse_time", "parse_when", "parse_host",
            "parse_port", "check_patterns", "command_names"]
 
@@ -45,14 +48,6 @@ FILTER_KEYS = ("pv", "not_pv", "command", "not_command", "host", "port", "since"
 REGEX_PREFIX = "re:"
 _GLOB_CHARS = frozenset("*?[")
 _CACHE_MAX = 1 << 16
-
-
-class FilterError(ValueError):
-    """A bad filter value. ``key`` is the filter key (``'pv'``, ``'since'``...)."""
-
-    def __init__(self, key: str, message: str):
-        super().__init__(message)
-        self.key = key
 
 
 # ------------------------------------------------------------------ patterns
@@ -135,7 +130,6 @@ def command_names() -> frozenset:
     """Every class name a record's ``name`` can have."""
     global _COMMAND_NAMES
     if _COMMAND_NAMES is None:
-        from .ca._caproto import Commands, EventCancelResponse
         names = {cls.__name__ for table in Commands.values() for cls in table.values()}
         names.add(EventCancelResponse.__name__)
         names.add("UnknownCommand")

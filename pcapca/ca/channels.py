@@ -24,8 +24,8 @@ from __future__ import annotations
 
 from typing import Dict, Iterable, Iterator, Optional, Tuple
 
-from ..items import CircuitClosed
-from ..items import Decoded, Record
+from ..items import CircuitClosed, Decoded, Record
+from ._caproto import Commands, header_field
 
 _SUB, _SID, _REQUEST, _RESPONSE = range(4)    # kinds of skim_rules
 MAX_PENDING = 65536        # outstanding searches / ioids kept per client or circuit
@@ -47,7 +47,6 @@ def id_field(cls, name: str) -> Optional[int]:
     as it is (all of them, in caproto 1.3), else None."""
     index = _id_fields.get((cls, name), _id_fields)
     if index is _id_fields:
-        from ._caproto import header_field
         index = _id_fields[(cls, name)] = header_field(cls, name)
     return index
 
@@ -126,7 +125,6 @@ class ChannelTracker:
             "ClearChannelResponse": self._clear_response,
             "ErrorResponse": self._error,
         }
-        from ._caproto import Commands
         classes = [cls for table in Commands.values() for cls in table.values()]
         self._handlers = {cls: by_name[cls.__name__] for cls in classes
                           if cls.__name__ in by_name}

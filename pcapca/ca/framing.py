@@ -9,13 +9,15 @@ header.
 """
 from __future__ import annotations
 
+import ctypes
 import struct
 from typing import List, Optional, Tuple, Union
 
-from ._caproto import (
-    CLIENT, EXTENDED_HEADER_SIZE, HEADER_SIZE, SERVER, Commands,
-    EventAddResponse, EventCancelResponse, ExtendedMessageHeader, Message, MessageHeader,
-)
+from caproto import DBR_TYPES, native_type
+
+from ._caproto import (CLIENT, EXTENDED_HEADER_SIZE, HEADER_SIZE, SERVER, Commands,
+                       EventAddResponse, EventCancelResponse, ExtendedMessageHeader, Message,
+                       MessageHeader, special_types)
 
 DEFAULT_MAX_MESSAGE = 64 << 20   # like EPICS_CA_MAX_ARRAY_BYTES, per message
 MAX_DBR_TYPE = 38
@@ -92,9 +94,6 @@ def dbr_sizes(data_type: int, _cache={}):
     payload (metadata for the special types and for every non-native one),
     or None for a type caproto does not know."""
     if data_type not in _cache:
-        import ctypes
-        from caproto import DBR_TYPES, native_type
-        from ._caproto import special_types
         try:
             native = native_type(data_type)
             meta = 0 if (data_type not in special_types and native == data_type) \

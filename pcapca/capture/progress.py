@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import sys
 
+from tqdm import tqdm
+
 from .sources import ByteSource, open_source
 
 
@@ -42,7 +44,6 @@ def open_with_progress(path: str, *, enabled: bool = True) -> Progress:
         except OSError:
             size = None
         if size:
-            from tqdm import tqdm
             bar = tqdm(total=size, unit="B", unit_scale=True, leave=False,
                        desc=os.path.basename(path), file=sys.stderr)
     return Progress(src, bar)

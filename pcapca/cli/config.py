@@ -30,6 +30,7 @@ when nothing is filtered), ``args.format``, ``args.json``, ``args.comment`` and
 """
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
@@ -37,8 +38,9 @@ from .lazy import lazy_import
 
 yaml = lazy_import("yaml")      # (loaded when a --config file is read: 12 ms at start-up)
 
-from ..filters import (FILTER_KEYS, Filter, FilterError, check_pattern, parse_host,
-                      parse_port, parse_when)
+from ..errors import ConfigError
+from ..filters import (FILTER_KEYS, Filter, FilterError, check_pattern, parse_host, parse_port,
+                       parse_when)
 from ..output.formatting import FormatError, Template
 
 __all__ = ["Config", "ConfigError", "load_config", "apply_config", "CLI_FILTER_OPTIONS"]
@@ -51,10 +53,6 @@ _SECTIONS = {
     "print": ("format", "json"),
     "annotate": ("comment", "keep_all"),
 }
-
-
-class ConfigError(ValueError):
-    """A bad config file; the message is one line ``FILE:LINE: ...``."""
 
 
 @dataclass(frozen=True)
@@ -108,7 +106,6 @@ class _Reader:
 
 
 def _near(name, allowed) -> Optional[str]:
-    import difflib
     if not isinstance(name, str):
         return None
     near = difflib.get_close_matches(name, allowed, n=1)

@@ -13,20 +13,16 @@ import sys
 from typing import List, Optional
 
 from .. import __version__
-from ..capture.reader import CaptureFormatError
-from .config import ConfigError, apply_config
-from ..filters import FilterError
-from ..ca.framing import DEFAULT_MAX_MESSAGE
 from ..ca.circuits import Decoder
-from ..items import Problem
-from ..output.formatting import (DEFAULT_FORMAT, SHARK_TOKENS, TOKENS, FormatError, Template,
-                         record_json)
+from ..ca.framing import DEFAULT_MAX_MESSAGE
 from ..capture.progress import open_with_progress
-from ..items import Decoded
-
-
-class UsageError(Exception):
-    """Reported as one line, exit status 2."""
+from ..capture.reader import CaptureFormatError
+from ..errors import UsageError
+from ..filters import FilterError
+from ..items import Decoded, Problem
+from ..output.formatting import (DEFAULT_FORMAT, SHARK_TOKENS, TOKENS, FormatError, Template,
+                                 record_json)
+from .config import ConfigError, apply_config
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:

@@ -41,7 +41,7 @@ import numpy as np
 from ..ca.channels import ChannelTracker
 from ..ca.circuits import EVICT_EVERY, Decoder
 from ..net.link import (DLT_EN10MB, DLT_IPV4, DLT_LINUX_SLL, DLT_LINUX_SLL2, DLT_RAW, DLT_RAW_BSD,
-                   DLT_RAW_OPENBSD, ETH_IPV4, PROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN)
+                        DLT_RAW_OPENBSD, ETH_IPV4, PROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN)
 from ..net.tcp_reassembly import seq_diff
 
 # link type -> (offset of the IPv4 header, offset of the EtherType or None)

@@ -14,12 +14,12 @@ import sys
 import tempfile
 from typing import Callable, List
 
-from ..capture.sets import Files, probe_all
-from .formatting import Template, record_repr
-from ..items import Passthrough, Problem
 from ..capture.pcapng import PcapngWriter
+from ..capture.sets import Files, probe_all
+from ..errors import UsageError
+from ..items import Decoded, Passthrough, Problem
 from ..pipeline import anchor_of, decode_captures
-from ..items import Decoded
+from .formatting import Template, record_repr
 
 
 class _StrictStop(Exception):
@@ -97,7 +97,6 @@ def output_name(path: str) -> str:
 
 def _destinations(inputs: List[str], dst: str) -> List[str]:
     """The output file of each input, or UsageError."""
-    from ..cli.main import UsageError
     if len(inputs) == 1:
         if _same_file(inputs[0], dst):
             raise UsageError(f"output {dst!r} is the input file: refusing to overwrite it")

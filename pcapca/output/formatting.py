@@ -19,9 +19,10 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ..ca._caproto import (HEADER_FIELDS, caproto, Commands, DbrTypeBase, Message, extract_data,
-                       header_field, header_fields, property_code, reads_status_from_header)
+from ..ca._caproto import (HEADER_FIELDS, Commands, DbrTypeBase, Message, caproto, extract_data,
+                           header_field, header_fields, property_code, reads_status_from_header)
 from ..ca.framing import UnknownCommand, dbr_sizes
+from ..errors import FormatError
 from ..filters import FirstPacket
 
 DEFAULT_FORMAT = "{timestamp} {src}:{transport.sport}->{dst}:{transport.dport} {command}"
@@ -31,10 +32,6 @@ SHARK_TOKENS = ("timestamp", "ethernet", "ip", "transport", "command", "src", "d
 TOKENS = SHARK_TOKENS + ("frame", "sport", "dport", "proto", "role", "name", "pv",
                          "latency", "request_frame", "ts", "time", "time_relative", "file",
                          "file_frame")
-
-
-class FormatError(ValueError):
-    """A bad --format / --comment string."""
 
 
 # --------------------------------------------------------------------- repr
@@ -94,6 +91,7 @@ def value_repr(value) -> str:
 # this off for good (as for arrays).
 def _time_metadata_classes() -> set:
     from caproto import DBR_TYPES
+
     from ..ca._caproto import DbrTypeBase, TimeTypeBase
     return {cls for cls in set(DBR_TYPES.values())
             if isinstance(cls, type) and issubclass(cls, TimeTypeBase)
@@ -707,6 +705,7 @@ def _values_of(record, names: tuple, value_of, fast) -> tuple:
 def _enum_texts():
     """repr() and JSON name of every ChannelType and CA status value."""
     from caproto import ChannelType
+
     from ..ca._caproto import eca_value_to_status
     return ({int(v): repr(v) for v in ChannelType},
             {k: repr(v) for k, v in eca_value_to_status.items()},

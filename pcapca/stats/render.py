@@ -5,14 +5,12 @@ from __future__ import annotations
 import os
 from typing import Callable, List, Optional, Sequence
 
+from ..errors import PlotUnavailable
 from ..output.formatting import printable
-from .collector import TIMELINE_KINDS, Timeline, utc
+from ..times import utc
+from .collector import TIMELINE_KINDS, Timeline
 
 NS = 1_000_000_000
-
-
-class PlotUnavailable(Exception):
-    """matplotlib is not installed."""
 
 
 # ------------------------------------------------------------------ tables
