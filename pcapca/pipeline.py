@@ -9,12 +9,13 @@ from typing import Callable, Iterable, Iterator, Optional
 
 from .ca.channels import ChannelTracker
 from .ca.circuits import Decoder
+from .ca.records import Decoded, Record
 from .capture.progress import open_with_progress
 from .capture.reader import label_offsets, offsets_in, read_capture
 from .capture.sets import Files, probe_all, read_captures
 from .capture.sources import ByteSource, open_source
 from .fast.skim import Skimmer
-from .items import Decoded, Packet, Problem, Record
+from .items import Packet, Problem
 
 
 def first_packet(items: Iterable, anchor: Callable[[int], None]) -> Iterator:

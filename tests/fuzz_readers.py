@@ -77,7 +77,7 @@ from pcapca.items import CircuitClosed, Passthrough, Problem  # noqa: E402
 from pcapca.output.formatting import (Template, command_fields, record_fields,  # noqa: E402
                                record_repr)
 from pcapca.pipeline import decode  # noqa: E402
-from pcapca.items import Decoded  # noqa: E402
+from pcapca.ca.records import Decoded
 from pcapca.stats.collector import collect  # noqa: E402
 from pcapca.stats.render import render_text  # noqa: E402
 

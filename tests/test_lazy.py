@@ -15,7 +15,7 @@ from pcapca.ca.framing import build
 from pcapca.ca.channels import ChannelTracker
 from pcapca.ca._caproto import Message
 from pcapca.output.formatting import command_fields, jsonable, record_fields, record_repr
-from pcapca.items import CLIENT_ROLE
+from pcapca.ca.records import CLIENT_ROLE
 
 from conftest import FIXTURES
 

@@ -20,7 +20,7 @@ from conftest import ROOT, fixture, run_cli
 from pcapca.capture.reader import CaptureFormatError
 from pcapca.items import CircuitClosed, Passthrough, Problem
 from pcapca.pipeline import decode
-from pcapca.items import Decoded
+from pcapca.ca.records import Decoded
 
 FAST = settings(max_examples=60, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -381,7 +381,7 @@ def test_channel_state_skim_matches_the_handlers():
     from pcapca.capture.reader import read_capture
     from pcapca.ca.channels import ChannelTracker
     from pcapca.ca.circuits import Decoder
-    from pcapca.items import Decoded
+    from pcapca.ca.records import Decoded
     checked = 0
     for name in CAPTURES:
         usual, skimming = ChannelTracker(), ChannelTracker()

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 from typing import Dict, Iterable, Iterator, Optional, Tuple
 
-from ..items import CircuitClosed, Decoded, Record
+from ..items import CircuitClosed
 from ._caproto import Commands, header_field
+from .records import Decoded, Record
 
 _SUB, _SID, _REQUEST, _RESPONSE = range(4)    # kinds of skim_rules
 MAX_PENDING = 65536        # outstanding searches / ioids kept per client or circuit

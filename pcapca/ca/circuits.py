@@ -12,13 +12,13 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, Iterator, Optional, Union
 
-from ..items import (CLIENT_ROLE, SERVER_ROLE, CircuitClosed, Decoded, Packet, Passthrough, Problem,
-                     Record, Stall)
+from ..items import CircuitClosed, Packet, Passthrough, Problem, Stall
 from ..net.ip_reassembly import Reassembler
 from ..net.link import PROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Fragment, Segment, parse
 from ..net.tcp_reassembly import HalfStream, seq_diff
 from ._caproto import CLIENT, SERVER, Beacon, SearchResponse, header_fields
 from .framing import DEFAULT_MAX_MESSAGE, StreamDecoder, decode_datagram, looks_like_ca
+from .records import CLIENT_ROLE, SERVER_ROLE, Decoded, Record
 
 _SHB = 0x0A0D0D0A            # pcapng block types (pcapng_io.SHB, IDB; not imported:
 _IDB = 1                     # it loads python-pcapng, which a legacy pcap never needs)

@@ -15,11 +15,12 @@ from typing import List, Optional
 from .. import __version__
 from ..ca.circuits import Decoder
 from ..ca.framing import DEFAULT_MAX_MESSAGE
+from ..ca.records import Decoded
 from ..capture.progress import open_with_progress
 from ..capture.reader import CaptureFormatError
 from ..errors import UsageError
 from ..filters import FilterError
-from ..items import Decoded, Problem
+from ..items import Problem
 from ..output.formatting import (DEFAULT_FORMAT, SHARK_TOKENS, TOKENS, FormatError, Template,
                                  record_json)
 from .config import ConfigError, apply_config

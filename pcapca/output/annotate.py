@@ -14,10 +14,11 @@ import sys
 import tempfile
 from typing import Callable, List
 
+from ..ca.records import Decoded
 from ..capture.pcapng import PcapngWriter
 from ..capture.sets import Files, probe_all
 from ..errors import UsageError
-from ..items import Decoded, Passthrough, Problem
+from ..items import Passthrough, Problem
 from ..pipeline import anchor_of, decode_captures
 from .formatting import Template, record_repr
 

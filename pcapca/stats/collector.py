@@ -33,8 +33,9 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence,
 from ..ca._caproto import CLIENT, command_class, eca_value_to_status, reads_status_from_header
 from ..ca.channels import MAX_PENDING, ChannelTracker, message_id, quoted_id
 from ..ca.circuits import IDLE_NS, Decoder
+from ..ca.records import Decoded
 from ..capture.reader import labelled, offsets_in, read_capture
-from ..items import CircuitClosed, Decoded, Packet, Problem
+from ..items import CircuitClosed, Packet, Problem
 from ..output.formatting import ts_string, type_name
 from ..times import iso
 
