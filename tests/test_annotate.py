@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import pcapca
 
@@ -403,3 +404,94 @@ def test_a_write_error_keeps_the_old_out_and_leaves_no_temporary_file(tmp_path):
     assert res.returncode == 4
     assert res.stderr.decode() == f"pcapca: error: cannot write {str(out)!r}: File too large\n"
     assert os.listdir(tmp_path) == ["out.pcapng"] and out.read_bytes() == b"old"
+
+
+def _can_mknod(directory) -> bool:
+    try:
+        os.mknod(os.path.join(directory, "probe"), 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        with open(os.path.join(directory, "probe"), "wb"):
+            pass
+        return True
+    except OSError:
+        return False
+
+
+def _tree(directory) -> dict:
+    """{relative path: (kind, link target or mode)} of everything under directory."""
+    out = {}
+    for root, dirs, files in os.walk(directory):
+        for name in dirs + files:
+            path = os.path.join(root, name)
+            st_ = os.lstat(path)
+            what = os.readlink(path) if stat.S_ISLNK(st_.st_mode) else stat.S_IMODE(st_.st_mode)
+            out[os.path.relpath(path, directory)] = (stat.S_IFMT(st_.st_mode), what)
+    return out
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(kind=st.sampled_from(["new", "file", "fifo", "device", "directory"]),
+       mode=st.sampled_from([0o600, 0o604, 0o640, 0o444, 0o755]),
+       hops=st.lists(st.booleans(), max_size=3), in_sub=st.booleans())
+def test_any_output_shape_is_written_never_replaced(kind, mode, hops, in_sub):
+    """OUT behind 0-3 symbolic links (relative or absolute), ending at a new
+    name, a file, a FIFO, a device or a directory: the links stay, the file
+    keeps its mode, the FIFO or device is written, nothing else appears."""
+    import tempfile
+    from pcapca.cli import main
+    with tempfile.TemporaryDirectory() as d:
+        if kind == "device" and not _can_mknod(d):
+            kind = "new"                       # (not root: /dev/null is tested above)
+        os.mkdir(os.path.join(d, "sub"))
+        target = os.path.join(d, "sub" if in_sub else "", "t.pcapng")
+        if kind == "file":
+            with open(target, "wb") as f:
+                f.write(b"old")
+            os.chmod(target, mode)
+        elif kind == "fifo":
+            os.mkfifo(target)
+        elif kind == "device":
+            os.mknod(target, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        elif kind == "directory":
+            os.mkdir(target)
+        out = target
+        for i, absolute in enumerate(hops):
+            link = os.path.join(d, f"l{i}")
+            os.symlink(out if absolute else os.path.relpath(out, d), link)
+            out = link
+        before = _tree(d)
+        got = []
+        reader = read_all(target, got) if kind == "fifo" else None
+        code = main(["annotate", str(fixture("basic.pcap")), out, "-q", "--no-progress"])
+        if reader is not None:
+            reader.join(timeout=30)
+        after = _tree(d)
+        if kind == "directory":
+            assert code == 2 and after == before
+            return
+        assert code == 0
+        if kind == "new":
+            new = after.pop(os.path.relpath(target, d))
+            umask = os.umask(0)
+            os.umask(umask)
+            assert new == (stat.S_IFREG, 0o666 & ~umask)
+        assert after == before
+        if kind in ("new", "file"):
+            with open(target, "rb") as f:
+                assert f.read() == _reference()
+        if kind == "fifo":
+            assert got == [_reference()]
+
+
+_REFERENCE = []
+
+
+def _reference() -> bytes:
+    """What annotate writes for basic.pcap (once per session)."""
+    if not _REFERENCE:
+        import tempfile
+        with tempfile.TemporaryDirectory() as d:
+            res = run_cli("annotate", fixture("basic.pcap"), os.path.join(d, "ref.pcapng"), "-q")
+            assert res.returncode == 0
+            with open(os.path.join(d, "ref.pcapng"), "rb") as f:
+                _REFERENCE.append(f.read())
+    return _REFERENCE[0]
