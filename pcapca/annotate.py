@@ -142,10 +142,15 @@ class Interrupted(KeyboardInterrupt):
 
 
 # the signals whose default action ends the process and that a handler can
-# catch (SIGINT already raises KeyboardInterrupt)
+# catch, but the faults (SIGSEGV...: a handler returning would run the faulty
+# instruction again); SIGINT already raises KeyboardInterrupt; Python ignores
+# SIGPIPE and SIGXFSZ (a write then fails: BrokenPipeError, OutputError)
 _SIGNALS = [getattr(signal, name) for name in
-            ("SIGHUP", "SIGQUIT", "SIGTERM", "SIGALRM", "SIGUSR1", "SIGUSR2", "SIGXCPU",
-             "SIGVTALRM", "SIGPROF", "SIGIO", "SIGPWR") if hasattr(signal, name)]
+            ("SIGHUP", "SIGQUIT", "SIGABRT", "SIGTERM", "SIGALRM", "SIGUSR1", "SIGUSR2",
+             "SIGXCPU", "SIGVTALRM", "SIGPROF", "SIGIO", "SIGPWR", "SIGSTKFLT")
+            if hasattr(signal, name)]
+if hasattr(signal, "SIGRTMIN"):
+    _SIGNALS += range(signal.SIGRTMIN, signal.SIGRTMAX + 1)
 
 
 def _interrupted(signum, frame):

@@ -328,7 +328,7 @@ def wait_for_part(directory, proc):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT,
-                                 signal.SIGUSR1, signal.SIGALRM])
+                                 signal.SIGUSR1, signal.SIGALRM, signal.SIGABRT, signal.SIGRTMIN])
 def test_a_signal_leaves_no_temporary_file(tmp_path, sig):
     proc = annotate_live(tmp_path / "out.pcapng", "--no-progress",
                          preexec_fn=lambda: signal.signal(sig, signal.SIG_DFL))
