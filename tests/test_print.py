@@ -144,6 +144,45 @@ def test_broken_pipe_ends_quietly():
     assert b"Traceback" not in res.stderr and b"Broken pipe" not in res.stderr
 
 
+@pytest.mark.parametrize("cmd", ["print", "stats"])
+def test_closed_stdout_is_a_usage_error(cmd):
+    from test_annotate import run_closed
+    code, _, err = run_closed(1, cmd, fixture("basic.pcap"))
+    assert (code, err.decode()) == (2, f"pcapca: error: standard output is closed: there is "
+                                       f"nowhere to write {cmd}'s output (redirect it to a "
+                                       f"file or /dev/null)\n")
+
+
+@pytest.mark.parametrize("cmd", ["print", "stats"])
+def test_closed_stderr_makes_messages_go_nowhere(cmd):
+    """``2>&-``: the output is as usual (a progress bar is not asked for)."""
+    from test_annotate import run_closed
+    code, out, _ = run_closed(2, cmd, fixture("noise.pcap"))
+    assert (code, out) == (0, run_cli(cmd, fixture("noise.pcap"), check=0).stdout)
+
+
+def test_closed_stdin_is_a_usage_error():
+    from test_annotate import run_closed
+    code, out, err = run_closed(0, "print", "-")
+    assert (code, out, err) == (2, b"", b"pcapca: error: standard input is closed: there is no "
+                                        b"capture to read from -\n")
+
+
+@pytest.mark.parametrize("args", [("print", "fixtures/basic.pcap"), ("print", "-"),
+                                  ("stats", "fixtures/basic.pcap")])
+def test_a_full_stdout_is_exit_4_naming_it(tmp_path, args):
+    """/dev/full: a write fails with ENOSPC (print - writes message by message)."""
+    from test_annotate import device
+    full = device(tmp_path, "full", 7)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    with open(full, "wb") as stdout:
+        res = subprocess.run([sys.executable, "-m", "pcapca", *args], stdout=stdout,
+                             stderr=subprocess.PIPE, input=fixture("basic.pcap").read_bytes(),
+                             env=env, cwd=str(ROOT), timeout=120)
+    assert (res.returncode, res.stderr) == (
+        4, b"pcapca: error: cannot write standard output: No space left on device\n")
+
+
 @pytest.mark.parametrize("kind,name", [("snoop", "Sun snoop"),
                                        ("netmon2", "Microsoft Network Monitor 2.x"),
                                        ("modpcap", "modified (Kuznetzov) pcap")])

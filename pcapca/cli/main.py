@@ -3,11 +3,14 @@
 Errors are one line on stderr (``pcapca: ...``); a traceback only with
 ``--debug``. Exit status: 0 success, 1 the capture was damaged (everything
 readable was still processed), 2 usage error (bad arguments, unreadable or
-unknown input, bad format string or config), 130 interrupted.
+unknown input, bad format string or config, a closed standard stream that
+is needed), 3 a bug, 4 an output could not be written (a full disk: the
+message names the file), 128+N ended by signal N (130: Ctrl-C).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from typing import List, Optional
@@ -24,6 +27,49 @@ from ..items import Problem
 from ..output.formatting import (DEFAULT_FORMAT, SHARK_TOKENS, TOKENS, FormatError, Template,
                                  record_json)
 from .config import ConfigError, apply_config
+
+
+class OutputError(Exception):
+    """Writing an output failed once it was open (a full disk, an I/O
+    error); the message names it.  Reported as one line, exit status 4."""
+
+
+@contextlib.contextmanager
+def _writing_stdout():
+    """A failed write to standard output is an OutputError (a reader that
+    went away stays a BrokenPipeError)."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise OutputError(f"cannot write standard output: {exc.strerror or exc}") from None
+
+
+def _reopen_closed_streams() -> None:
+    """Python starts with sys.stdin/stdout/stderr None when file descriptor
+    0/1/2 is closed (``>&-``).  Each is opened on /dev/null, so that no file
+    pcapca opens takes its number; a closed stderr makes messages go nowhere
+    (never into the output); a closed stdin or stdout that a command needs
+    is a usage error (``_check_streams``)."""
+    for fd, stream in enumerate((sys.stdin, sys.stdout, sys.stderr)):
+        if stream is None:
+            null = os.open(os.devnull, os.O_RDWR)      # (the lowest free number: fd)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")
+
+
+def _check_streams(args) -> None:
+    inputs = args.inputs if args.cmd == "annotate" else args.captures
+    if sys.stdin is None and "-" in inputs:
+        raise UsageError("standard input is closed: there is no capture to read from -")
+    if sys.stdout is None and (args.cmd != "annotate" or args.output == "-"):
+        what = "OUT -" if args.cmd == "annotate" else f"{args.cmd}'s output"
+        raise UsageError(f"standard output is closed: there is nowhere to write {what} "
+                         f"(redirect it to a file or /dev/null)")
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -191,9 +237,12 @@ def cmd_print(args) -> int:
         render = record_json
     lines: list = []          # written in batches: one write per line costs as much as the line
 
-    def write_lines() -> None:
+    def write_lines(flush: bool = False) -> None:
         lines.append("")
-        write("\n".join(lines))
+        with _writing_stdout():
+            write("\n".join(lines))
+            if flush:
+                out.flush()
         lines.clear()
 
     for item in stream:
@@ -211,9 +260,7 @@ def cmd_print(args) -> int:
             for record in records:
                 lines.append(render(record))
             if live or len(lines) >= 512:
-                write_lines()
-                if live:
-                    out.flush()
+                write_lines(flush=live)
         elif cls is Problem:
             if lines:                     # (keep the order of output and messages)
                 write_lines()
@@ -227,7 +274,8 @@ def cmd_print(args) -> int:
         write_lines()
     if close is not None:
         close()
-    out.flush()
+    with _writing_stdout():
+        out.flush()
     if not args.quiet:
         print(f"pcapca: {decoder.stats.summary()}", file=sys.stderr)
     return 1 if damaged else 0
@@ -271,13 +319,14 @@ def cmd_stats(args) -> int:
                   opener=lambda path: open_with_progress(path, enabled=bars),
                   anchor=anchor_of(args.filter))
     report = collector.report()
-    if args.json:
-        import json
-        sys.stdout.write(json.dumps(report, ensure_ascii=False, allow_nan=False, indent=1))
-        sys.stdout.write("\n")
-    else:
-        sys.stdout.write(render_text(report, top=args.top))
-    sys.stdout.flush()
+    with _writing_stdout():
+        if args.json:
+            import json
+            sys.stdout.write(json.dumps(report, ensure_ascii=False, allow_nan=False, indent=1))
+            sys.stdout.write("\n")
+        else:
+            sys.stdout.write(render_text(report, top=args.top))
+        sys.stdout.flush()
     if args.plot:
         plot(report, collector.timeline, args.plot)
         if not args.quiet:
@@ -286,6 +335,7 @@ def cmd_stats(args) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    _reopen_closed_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
     # numpy wraps long arrays over several lines; one message is one line
@@ -301,6 +351,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         warnings.filterwarnings("ignore", category=UserWarning, message=".*[Dd]eprecated.*")
         logging.getLogger("caproto").setLevel(logging.CRITICAL)
     try:
+        _check_streams(args)
         if args.cmd == "print":
             code = cmd_print(args)
         elif args.cmd == "stats":
@@ -315,13 +366,25 @@ def main(argv: Optional[List[str]] = None) -> int:
         except OSError:
             pass
         return 0
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as exc:    # (annotate.Interrupted: SIGTERM, SIGHUP...)
+        return 128 + getattr(exc, "signum", 2)
     except (CaptureFormatError, FormatError, UsageError, ConfigError, FilterError) as exc:
         if args.debug:
             raise
         print(f"pcapca: error: {exc}", file=sys.stderr)
         return 2
+    except OutputError as exc:
+        if args.debug:
+            raise
+        print(f"pcapca: error: {exc}", file=sys.stderr)
+        try:
+            if sys.stdout is not None:
+                sys.stdout.flush()
+        except OSError:      # (what stdout still holds cannot be written either: drop it)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        return 4
     except OSError as exc:
         if args.debug:
             raise
