@@ -6,6 +6,11 @@ class UsageError(Exception):
     """Reported as one line, exit status 2."""
 
 
+class OutputError(Exception):
+    """Writing an output failed once it was open (a full disk, an I/O
+    error); the message names it.  Reported as one line, exit status 4."""
+
+
 class CaptureFormatError(Exception):
     """Not a capture file pcapca can read (bad magic, missing file...)."""
 

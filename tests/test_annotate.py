@@ -437,7 +437,7 @@ def test_any_output_shape_is_written_never_replaced(kind, mode, hops, in_sub):
     name, a file, a FIFO, a device or a directory: the links stay, the file
     keeps its mode, the FIFO or device is written, nothing else appears."""
     import tempfile
-    from pcapca.cli import main
+    from pcapca.cli.main import main
     with tempfile.TemporaryDirectory() as d:
         if kind == "device" and not _can_mknod(d):
             kind = "new"                       # (not root: /dev/null is tested above)

@@ -21,17 +21,12 @@ from ..ca.framing import DEFAULT_MAX_MESSAGE
 from ..ca.records import Decoded
 from ..capture.progress import open_with_progress
 from ..capture.reader import CaptureFormatError
-from ..errors import UsageError
+from ..errors import OutputError, UsageError
 from ..filters import FilterError
 from ..items import Problem
 from ..output.formatting import (DEFAULT_FORMAT, SHARK_TOKENS, TOKENS, FormatError, Template,
                                  record_json)
 from .config import ConfigError, apply_config
-
-
-class OutputError(Exception):
-    """Writing an output failed once it was open (a full disk, an I/O
-    error); the message names it.  Reported as one line, exit status 4."""
 
 
 @contextlib.contextmanager

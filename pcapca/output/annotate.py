@@ -21,7 +21,7 @@ from typing import Callable, List
 from ..ca.records import Decoded
 from ..capture.pcapng import PcapngWriter
 from ..capture.sets import Files, probe_all
-from ..errors import UsageError
+from ..errors import OutputError, UsageError
 from ..items import Passthrough, Problem
 from ..pipeline import anchor_of, decode_captures
 from .formatting import Template, record_repr
@@ -89,7 +89,6 @@ class _Output:
         full disk...); a reader that went away stays a BrokenPipeError."""
         if isinstance(exc, BrokenPipeError):
             return exc
-        from .cli import OutputError
         return OutputError(f"cannot write {self.name}: {exc.strerror or exc}")
 
     def finish(self) -> None:
