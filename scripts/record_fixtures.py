@@ -273,7 +273,7 @@ def dumpcap(procs, path, ifaces, extra=()):
 
 SCENARIOS = {}
 IN_NETNS = ('noise.pcap', 'bigtcp.pcap', 'mtu1500.pcap', 'lossy.pcap', 'fragments.pcap',
-            'stuckioc.pcap')   # recorded in a private network namespace
+            'stuckioc.pcap', 'stalenames.pcap')   # recorded in a private network namespace
 
 
 def scenario(name, *, needs=()):
@@ -1053,6 +1053,76 @@ def sc_unanswered(ctx):
                 expected=transcript_descr(client) + transcript_descr(stuck))
 
 
+def recv_server_commands(sock, transcript, quiet=0.5):
+    """Read what the server sends on a circuit until it is silent for
+    ``quiet`` seconds (or closes), parsed by caproto, into ``transcript``."""
+    from caproto._commands import read_from_bytestream
+    data = bytearray()
+    while True:
+        sock.settimeout(quiet)
+        try:
+            more = sock.recv(65536)
+        except socket.timeout:
+            break
+        if not more:
+            break
+        data += more
+        while data:
+            data, command, _ = read_from_bytestream(data, ca.SERVER)
+            if command is ca.NEED_DATA:
+                break
+            transcript.append(('S>C', 'tcp', command))
+
+
+@scenario('stalenames.pcap', needs=('unshare', 'ip'))
+def sc_stalenames(ctx):
+    """Names as EPICS 3.13 clients (CA minor version 8) send them: a C
+    string, NUL-terminated in its padded payload, with stale bytes of the
+    client's buffer after the NUL.  Sent from raw sockets (caproto builds
+    the messages; a name given with a NUL keeps what follows it)."""
+    env = ctx.env()
+    ctx.start_ioc(env)
+    transcript = []
+    cap = tcpdump(ctx.procs, ctx.tmpfile)
+    with cap:
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.bind(('127.0.0.1', 0))
+        search = [ca.VersionRequest(0, 8), ca.SearchRequest('FIX:dbl\x00:GUN', 1, 8)]
+        udp.sendto(b''.join(bytes(c) for c in search), ('127.0.0.1', 5064))
+        transcript += [('C>S', 'udp', c) for c in search]
+        time.sleep(0.3)
+        udp.close()
+        tcp = socket.create_connection(('127.0.0.1', 5064), 5)
+        tcp.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        hello = [ca.VersionRequest(0, 8), ca.HostNameRequest('fixture-host\x00old'),
+                 ca.ClientNameRequest('fixture\x00old')]
+        tcp.sendall(b''.join(bytes(c) for c in hello))
+        transcript += [('C>S', 'tcp', c) for c in hello]
+        recv_server_commands(tcp, transcript)
+        create = ca.CreateChanRequest('FIX:dbl\x00:GUN', 0, 8)
+        tcp.sendall(bytes(create))
+        transcript.append(('C>S', 'tcp', create))
+        recv_server_commands(tcp, transcript)
+        tcp.shutdown(socket.SHUT_WR)
+        recv_server_commands(tcp, transcript, quiet=5)
+        tcp.close()
+    ops = ['UDP: one datagram to 127.0.0.1:5064: VersionRequest (minor version 8) + '
+           'SearchRequest (cid 1, minor version 8) whose payload is "FIX:dbl\\0:GUN" '
+           'padded with NULs to 16 bytes; the caproto IOC looks up the name '
+           '"FIX:dbl\\x00:GUN" (caproto strips only the trailing NULs) and does not '
+           'answer (rsrv and libca take the name up to the first NUL: FIX:dbl)',
+           'TCP connect; VersionRequest (minor version 8) + HostNameRequest '
+           '"fixture-host\\0old" + ClientNameRequest "fixture\\0old" (NUL-padded) in '
+           'one segment; VersionResponse',
+           'CreateChanRequest "FIX:dbl\\0:GUN" (cid 0, minor version 8): the caproto IOC '
+           'answers CreateChFailResponse (cid 0)',
+           'close the TCP connection (client FIN first)']
+    return dict(command=shlex.join(cap.args), client='raw sockets in '
+                'scripts/record_fixtures.py (messages built by caproto)',
+                operations=ops,
+                expected=[(d, t, ca_decode.describe(c)) for d, t, c in transcript])
+
+
 RING_DIR = 'ring'        # ring.pcapng's files, as dumpcap -b wrote them
 
 
@@ -1720,6 +1790,11 @@ README_NOTES = """## Notes (true for every recording made by the script)
 """
 
 
+def printable(text):
+    """``text`` with NULs and other controls escaped (names from the wire)."""
+    return text if text.isprintable() else text.encode('unicode_escape').decode('ascii')
+
+
 def write_readme(out, manifest):
     lines = [README_HEAD]
     total = sum(m['size_bytes'] for m in manifest.values())
@@ -1765,7 +1840,7 @@ def write_readme(out, manifest):
         for x in m['messages']:
             lines.append(f"{x['frame']:5d} if{x['interface']} "
                          f"{x['transport']} {x['src']:>15} -> "
-                         f"{x['dst']:<15} {x['direction']} {x['message']}")
+                         f"{x['dst']:<15} {x['direction']} {printable(x['message'])}")
         lines.append('```\n')
     with open(os.path.join(out, 'README.md'), 'w') as f:
         f.write('\n'.join(lines))

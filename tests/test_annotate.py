@@ -74,6 +74,23 @@ def test_every_packet_kept_with_one_comment_per_message(tshark, tmp_path, name):
     assert sum(len(v) for v in want.values()) == len(list(pcapca.read(src)))
 
 
+def test_pv_prefix_is_the_name_up_to_its_nul(tshark, tmp_path):
+    """Issue 21 point 16: the PV before caproto's repr is the name a server
+    reads (up to the NUL); the repr keeps the stale bytes after it."""
+    out = tmp_path / "stalenames.pcapng"
+    run_cli("annotate", fixture("stalenames.pcap"), out, "-q", check=0)
+    comments = {n: f[2] for n, f in frames(tshark, out).items() if f[2]}
+    assert comments == {
+        1: ["VersionRequest(priority=0, version=8)",
+            "FIX:dbl SearchRequest(name='FIX:dbl\\x00:GUN', cid=1, version=8, reply=5)"],
+        5: ["VersionRequest(priority=0, version=8)",
+            "HostNameRequest(name='fixture-host\\x00old')",
+            "ClientNameRequest(name='fixture\\x00old')"],
+        7: ["VersionResponse(version=13)"],
+        9: ["FIX:dbl CreateChanRequest(name='FIX:dbl\\x00:GUN', cid=0, version=8)"],
+        10: ["FIX:dbl CreateChFailResponse(cid=0)"]}
+
+
 def test_wireshark_filter_finds_every_packet_about_a_pv(tshark, tmp_path):
     out = tmp_path / "reuse.pcapng"
     run_cli("annotate", fixture("reuse.pcap"), out, "-q", check=0)

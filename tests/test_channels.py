@@ -109,3 +109,18 @@ def test_state_dies_with_the_circuit():
     assert n == 94
     assert tracker.circuits == {}           # the circuit was closed: its tables are gone
     assert decoder.circuits == {}
+
+
+def test_names_end_at_their_nul():
+    """Issue 21 point 16: a CA name is a C string; what follows its NUL in
+    the padded payload is stale bytes (EPICS 3.13 clients), not the name.
+    stalenames.pcap: search and create payloads "FIX:dbl\\0:GUN"."""
+    r = records("stalenames.pcap")
+    assert [(x.frame, x.name, x.pv, x.request_frame) for x in r] == [
+        (1, "VersionRequest", None, None), (1, "SearchRequest", "FIX:dbl", None),
+        (5, "VersionRequest", None, None), (5, "HostNameRequest", None, None),
+        (5, "ClientNameRequest", None, None), (7, "VersionResponse", None, None),
+        (9, "CreateChanRequest", "FIX:dbl", None), (10, "CreateChFailResponse", "FIX:dbl", 9)]
+    # the messages themselves stay caproto's, padding included
+    assert [x.command.name for x in r if x.name in ("SearchRequest", "CreateChanRequest")] == [
+        "FIX:dbl\x00:GUN"] * 2

@@ -201,7 +201,7 @@ TAKEN = {'basic.pcap': 10, 'bigarray.pcap': 0, 'corpus_libca.pcap': 235, 'libca.
          'session.pcapng': 6, 'sll.pcap': 3, 'sll2.pcap': 3, 'twoif.pcapng': 1, 'twoservers.pcap': 2,
          'unanswered.pcap': 3, 'hung.pcap': 1, 'bigtcp.pcap': 0, 'mtu1500.pcap': 9, 'lossy.pcap': 3,
          'ring.pcapng': 32, 'fragments.pcap': 2, 'nameserver.pcap': 2,
-         'slowclient.pcap': 64, 'iocdeath.pcap': 1, 'stuckioc.pcap': 1}
+         'slowclient.pcap': 64, 'iocdeath.pcap': 1, 'stuckioc.pcap': 1, 'stalenames.pcap': 0}
 
 
 def test_metadata_memo_is_bounded(monkeypatch):

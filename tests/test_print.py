@@ -109,6 +109,25 @@ def test_json_lines():
     assert read["latency"] > 0 and read["request_frame"] < read["frame"]
 
 
+def test_pv_is_the_name_up_to_its_nul_and_command_stays_caprotos():
+    """Issue 21 point 16: search and create payloads "FIX:dbl\\0:GUN" (stale
+    bytes after the NUL) are about FIX:dbl, as a server reads them; the
+    filter finds them, the file (filtered print's shortcut) and stdin alike."""
+    path = fixture("stalenames.pcap")
+    fmt = "{frame} {pv} {name} {latency} {command}"
+    want = ["1 FIX:dbl SearchRequest  SearchRequest(name='FIX:dbl\\x00:GUN', cid=1, version=8, "
+            "reply=5)",
+            "9 FIX:dbl CreateChanRequest  CreateChanRequest(name='FIX:dbl\\x00:GUN', cid=0, "
+            "version=8)",
+            "10 FIX:dbl CreateChFailResponse 0.000839 CreateChFailResponse(cid=0)"]
+    assert lines(run_cli("print", path, "-q", "--pv", "FIX:dbl", "--format", fmt, check=0)) == want
+    assert lines(run_cli("print", "-", "-q", "--pv", "FIX:dbl", "--format", fmt,
+                         input=path.read_bytes(), check=0)) == want
+    objs = [json.loads(l) for l in lines(run_cli("print", path, "--json", "-q", check=0))]
+    assert [(o["frame"], o["pv"], o["fields"].get("name")) for o in objs if o["pv"]] == [
+        (1, "FIX:dbl", "FIX:dbl\x00:GUN"), (9, "FIX:dbl", "FIX:dbl\x00:GUN"), (10, "FIX:dbl", None)]
+
+
 def test_stdin_and_file_give_the_same_output():
     path = fixture("session.pcapng")
     a = run_cli("print", path, "-q", check=0).stdout

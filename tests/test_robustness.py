@@ -227,6 +227,46 @@ def test_pcap_garbage_record_in_the_middle_resyncs(tmp_path):
     assert_clean_stderr(err)
 
 
+def test_pcap_resync_skips_a_record_running_past_the_end(tmp_path):
+    """Issue 21 point 10: after a corrupt record, a plausible header whose
+    packet would run 59 KB past the end of the file is not where reading
+    resumes (it is not followed by a record, nor does it end at the end):
+    the 9 valid records after it are all read."""
+    d = data(BASIC)
+    off = offsets(d)[45]                       # before frame 46
+    sec, frac = struct.unpack_from("<II", d, off)
+    huge = len(d) - off + 59 * 1024
+    bogus = (struct.pack("<IIII", sec, frac, 0x7FFFFFFF, 0x7FFFFFFF)
+             + struct.pack("<IIII", sec, frac, huge, huge))
+    bad = d[:off] + bogus + d[off:]
+    msgs, probs = run(bad)
+    assert msgs == intact(BASIC)[0]            # frames 46-54 included, numbered as before
+    assert len(frames_of(msgs, lo=46)) == 4
+    (p,) = probs
+    assert not p.fatal and p.frame == 46 and p.offset == off
+    res, out, err = run_bytes(tmp_path, bad)
+    assert res.returncode == 1
+    assert out == run_cli("print", fixture(BASIC)).stdout.decode()
+    assert err.splitlines()[0] == (
+        f"pcapca: frame 46, byte offset {off}: corrupt packet record (captured length "
+        f"2147483647, length 2147483647); skipped 32 bytes, reading resumed at byte offset "
+        f"{off + 32}")
+    assert_clean_stderr(err)
+
+
+def test_pcap_resync_on_the_last_record_ending_at_the_end():
+    """A plausible record with nothing after it is where reading resumes
+    when its packet ends exactly at the end of the file."""
+    d = data(BASIC)
+    off = offsets(d)[53]                       # before frame 54, the last
+    bad = d[:off] + struct.pack("<IIII", 1, 2, 0x7FFFFFFF, 0x7FFFFFFF) + d[off:]
+    msgs, probs = run(bad)
+    assert msgs == intact(BASIC)[0]
+    (p,) = probs
+    assert not p.fatal and p.frame == 54 and p.offset == off
+    assert p.message.endswith(f"skipped 16 bytes, reading resumed at byte offset {off + 16}")
+
+
 def test_pcap_caplen_over_snaplen_record(tmp_path):
     """A record whose captured length is larger than the file's snaplen
     (and than 256 KiB): corrupt, skipped, later records read."""

@@ -151,6 +151,22 @@ def test_not_found_response_is_not_an_answer():
     assert e["rate_per_s"] is None
 
 
+def test_searched_and_created_names_end_at_their_nul():
+    """Issue 21 point 16: stalenames.pcap searches and creates "FIX:dbl\\0:GUN"
+    (stale bytes after the NUL), host "fixture-host\\0old", user "fixture\\0old":
+    the names a server reads are FIX:dbl, fixture-host and fixture."""
+    report = collect([str(fixture("stalenames.pcap"))])
+    assert [(e["pv"], e["searches"], e["clients"]) for e in report["unanswered_searches"]] == [
+        ("FIX:dbl", 1, ["127.0.0.1:39361"])]
+    assert [(p["pv"], p["messages"], p["searches"], p["creates"], p["create_failures"])
+            for p in report["pvs"]] == [("FIX:dbl", 3, 1, 1, 1)]
+    assert [(e["frame"], e["pv"], e["command"]) for e in report["errors"]] == [
+        (10, "FIX:dbl", "CreateChFailResponse")]
+    assert [(c["hosts"], c["users"]) for c in report["clients"]] == [(["fixture-host"], ["fixture"])]
+    assert [(c["host"], c["user"], c["channels"]) for c in report["circuits"]] == [
+        ("fixture-host", "fixture", 1)]
+
+
 # ------------------------------------------------------------------ name conflicts, restarts
 def test_name_conflict_two_servers_serving_fix_common(twoservers):
     (c,) = twoservers["name_conflicts"]

@@ -32,6 +32,12 @@ _SUB, _SID, _REQUEST, _RESPONSE = range(4)    # kinds of skim_rules
 MAX_PENDING = 65536        # outstanding searches / ioids kept per client or circuit
 
 
+def c_name(name: str) -> str:
+    """A CA name as rsrv and libca read it: up to its first NUL (the rest
+    of the payload is padding, stale bytes from EPICS 3.13 clients)."""
+    return name.partition("\0")[0]
+
+
 def _trim(d: dict) -> None:
     """Forget the oldest half of a table that grew past its bound."""
     if len(d) > MAX_PENDING:
@@ -237,10 +243,10 @@ class ChannelTracker:
 
     def _search_request(self, record: Record) -> None:
         cmd = record.command
-        record.pv = cmd.name
+        name = record.pv = c_name(cmd.name)
         table = self._search_table(record, True)
         table.pop(cmd.cid, None)
-        table[cmd.cid] = (cmd.name, record.frame, record.ts)
+        table[cmd.cid] = (name, record.frame, record.ts)
         _trim(table)
 
     def _search_reply(self, record: Record) -> None:
@@ -256,8 +262,8 @@ class ChannelTracker:
     def _create_request(self, record: Record) -> None:
         cmd = record.command
         state = self._state(record)
-        record.pv = cmd.name
-        state.cids[cmd.cid] = cmd.name
+        name = record.pv = c_name(cmd.name)
+        state.cids[cmd.cid] = name
         state.creates[cmd.cid] = (record.frame, record.ts)
         _trim(state.creates)
 

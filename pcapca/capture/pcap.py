@@ -202,9 +202,13 @@ def _resync(src: ByteSource, plausible, unpack):
         if len(hdr) < RECORD_SIZE:
             return None
         if plausible(hdr):
-            caplen = unpack(hdr)[2]
-            nxt = src.peek(2 * RECORD_SIZE + caplen)[RECORD_SIZE + caplen:]
-            if len(nxt) == 0 or (len(nxt) == RECORD_SIZE and plausible(nxt)):
+            # (followed by a plausible record, or ending exactly at the end:
+            # not one that runs past it)
+            size = RECORD_SIZE + unpack(hdr)[2]
+            src.fill(size + RECORD_SIZE)
+            buf, pos = src.window()
+            nxt = buf[pos + size:pos + size + RECORD_SIZE]
+            if (len(nxt) == RECORD_SIZE and plausible(nxt)) or len(buf) - pos == size:
                 return src.offset
         src.skip(1)
     return None

@@ -31,7 +31,7 @@ from collections import Counter
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from ..ca._caproto import CLIENT, command_class, eca_value_to_status, reads_status_from_header
-from ..ca.channels import MAX_PENDING, ChannelTracker, message_id, quoted_id
+from ..ca.channels import MAX_PENDING, ChannelTracker, c_name, message_id, quoted_id
 from ..ca.circuits import IDLE_NS, Decoder
 from ..ca.records import Decoded
 from ..capture.reader import labelled, offsets_in, read_capture
@@ -117,7 +117,7 @@ def _name(cmd) -> str:
         return "?"
     if isinstance(value, (bytes, bytearray, memoryview)):
         return _text(value)
-    return str(value).split("\0", 1)[0]
+    return c_name(str(value))
 
 
 def _add_latency(kind: str, latency, pv, server) -> None:
@@ -596,7 +596,7 @@ class StatsCollector:
         latency = record.latency
 
         if name == "SearchRequest":
-            self._search(record, record.command.name, ts)
+            self._search(record, pv_name, ts)       # (the tracker's name: up to its NUL)
         elif name == "SearchResponse":
             self._search_reply(record, record.command, pv_name, ts)
         elif name == "NotFoundResponse":
