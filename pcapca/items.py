@@ -122,3 +122,24 @@ class CircuitClosed:
     lost: tuple = (0, 0)
     stalls: tuple = (None, None)
     ended_by: Optional[str] = None
+
+
+class FirstPacket:
+    """The time stamp (ns) of the capture's first packet, from which
+    ``+SECONDS`` filter times and ``{time_relative}`` count: given by
+    ``anchor`` (``pipeline.first_packet``; the first call counts) or, when
+    never given, the first time stamp asked about (``of``). Picklable."""
+    __slots__ = ("ts",)
+
+    def __init__(self) -> None:
+        self.ts: Optional[int] = None
+
+    def anchor(self, ts: int) -> None:
+        if self.ts is None:
+            self.ts = ts
+
+    def of(self, ts: int) -> int:
+        """The first packet's time stamp (``ts`` if none was given yet)."""
+        if self.ts is None:
+            self.ts = ts
+        return self.ts

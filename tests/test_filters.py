@@ -7,13 +7,15 @@ also agree with /work/shared/corpus/EXPECTED.md).
 import datetime
 import fnmatch
 import os
+import pickle
 import subprocess
 import sys
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from pcapca.filters import Filter, FilterError, _Matcher, parse_time, parse_when
+from pcapca.filters import Filter, FilterError, parse_time, parse_when
+from pcapca.filters.patterns import Matcher as _Matcher
 from pcapca.pipeline import read
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -346,3 +348,21 @@ def test_relative_times_in_a_config_file_and_annotate(tmp_path, tshark):
                         "-e", "frame.number"], capture_output=True, text=True)
     # (without --keep-all, the packets with a kept message: each has its comments)
     assert len(q.stdout.split()) == len({l.split()[0] for l in rel})
+
+
+def test_a_filter_pickled_half_way_keeps_its_first_packet_time(libca):
+    """A Filter is the filter stage's state: pickled half-way through a
+    capture, after the first packet anchored its +SECONDS, and unpickled, it
+    keeps the same messages of the rest as the filter never pickled."""
+    first = 1795977865_623951000                 # frame 1 of corpus_libca.pcap
+    conditions = dict(pv="SOFT:*", not_command="ReadNotify*", host="127.0.0.0/8", port=5066)
+    flt = Filter.build(since="+0.5", until="+7.2", **conditions)
+    flt.anchor(first)
+    half = len(libca) // 2
+    kept = [r.frame for r in libca[:half] if flt.matches(r)]
+    again = pickle.loads(pickle.dumps(flt))
+    assert again == flt
+    kept += [r.frame for r in libca[half:] if again.matches(r)]
+    absolute = Filter.build(since="1795977866.123951", until="1795977872.823951", **conditions)
+    assert kept == [r.frame for r in libca if absolute.matches(r)]
+    assert (len(kept), sum(f > libca[half].frame for f in kept)) == (28, 28)

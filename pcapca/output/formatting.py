@@ -23,7 +23,7 @@ from ..ca._caproto import (HEADER_FIELDS, Commands, DbrTypeBase, Message, caprot
                            header_field, header_fields, property_code, reads_status_from_header)
 from ..ca.framing import UnknownCommand, dbr_sizes
 from ..errors import FormatError
-from ..filters import FirstPacket
+from ..items import FirstPacket
 
 DEFAULT_FORMAT = "{timestamp} {src}:{transport.sport}->{dst}:{transport.dport} {command}"
 
