@@ -182,7 +182,7 @@ def outputs_of(command: str):
         inputs = [p for w in positional[:-1] if CAPTURE.search(w)
                   for p in (sorted(glob.glob(w, root_dir=ROOT)) or [w])]
         if len(inputs) > 1:          # annotate IN... DIR
-            from pcapca.output.annotate import output_name
+            from pcapca.cli.cmd_annotate import output_name
             out += [f"{positional[-1]}/{output_name(p)}" for p in inputs]
         else:
             out += positional[1:2]

@@ -308,7 +308,7 @@ def test_annotate_several_without_strict_writes_everything_readable(tmp_path):
 
 
 def test_annotate_output_names():
-    from pcapca.output.annotate import output_name
+    from pcapca.cli.cmd_annotate import output_name
     assert [output_name(p) for p in ("/x/ring_00001_2026.pcapng", "a.pcap", "a.pcap.gz",
                                      "capture.pcap1", "trace", "b.cap")] == [
         "ring_00001_2026.pcapng", "a.pcapng", "a.pcapng", "capture.pcap1.pcapng",

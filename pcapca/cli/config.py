@@ -31,17 +31,35 @@ when nothing is filtered), ``args.format``, ``args.json``, ``args.comment`` and
 from __future__ import annotations
 
 import difflib
+import importlib.util
+import sys
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
-
-from .lazy import lazy_import
-
-yaml = lazy_import("yaml")      # (loaded when a --config file is read: 12 ms at start-up)
 
 from ..errors import ConfigError
 from ..filters import (FILTER_KEYS, Filter, FilterError, check_pattern, parse_host, parse_port,
                        parse_when)
 from ..output.formatting import FormatError, Template
+
+
+def _lazy_import(name: str):
+    """The module ``name``, executed at its first attribute access (the
+    recipe of importlib's documentation)."""
+    module = sys.modules.get(name)
+    if module is not None:
+        return module
+    spec = importlib.util.find_spec(name)
+    if spec is None:
+        raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+    loader = importlib.util.LazyLoader(spec.loader)
+    spec.loader = loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    loader.exec_module(module)
+    return module
+
+
+yaml = _lazy_import("yaml")      # (loaded when a --config file is read: 12 ms at start-up)
 
 __all__ = ["Config", "ConfigError", "load_config", "apply_config", "CLI_FILTER_OPTIONS"]
 
