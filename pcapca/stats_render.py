@@ -105,7 +105,8 @@ def _not_kept(out: List[str], report: dict, table: str, noun: str) -> None:
     if entry:
         what = "".join(f" ({v} {k.replace('_', ' ')} not in the rows)"
                        for k, v in entry.items() if k != "rows")
-        out.append(f"  ... and {entry['rows']} more {noun} not kept{what}")
+        plural = "" if entry["rows"] == 1 else "s"
+        out.append(f"  ... and {entry['rows']} more {noun}{plural} not kept{what}")
 
 
 def _plural(n: int, word: str) -> str:
@@ -153,7 +154,7 @@ def render_text(report: dict, top: int = 20) -> str:
                          None if e["rate_per_s"] is None else f"{e['rate_per_s']:.3f}",
                          e["not_found"]]],
              right=[False, True, False, False, False, True, True])
-    _not_kept(out, report, "searched_names", "searched names (answered or not)")
+    _not_kept(out, report, "searched_names", "searched name")
 
     # -------------------------------------------------------------- unanswered requests
     ur = report["unanswered_requests"]
@@ -193,7 +194,7 @@ def render_text(report: dict, top: int = 20) -> str:
                          _clients(s["clients"], len(s["clients"]))]
                         for i, s in enumerate(e["servers"])],
              right=[False, False, True, False, False, False])
-    _not_kept(out, report, "answers", "answered names")
+    _not_kept(out, report, "answers", "answered name")
 
     # -------------------------------------------------------------- circuits
     circuits = report["circuits"]
@@ -211,7 +212,7 @@ def render_text(report: dict, top: int = 20) -> str:
                          c["bytes_to_server"], c["bytes_to_client"]]],
              right=[True, False, False, False, False, False, False, False,
                     True, True, True, True, True], notes=_not_captured)
-    _not_kept(out, report, "circuits", "closed circuits")
+    _not_kept(out, report, "circuits", "closed circuit")
 
     # -------------------------------------------------------------- flow control
     fc = sorted(report.get("flow_control", []), key=lambda c: (
@@ -239,7 +240,7 @@ def render_text(report: dict, top: int = 20) -> str:
              lambda s: [[s["server"], s["circuits"], s["channels"], s["messages"], s["bytes"],
                          s["search_replies"], s["errors"]] + _latencies(s)],
              right=[False] + [True] * 10)
-    _not_kept(out, report, "servers", "servers")
+    _not_kept(out, report, "servers", "server")
 
     # -------------------------------------------------------------- clients
     clients = report["clients"]
@@ -248,7 +249,7 @@ def render_text(report: dict, top: int = 20) -> str:
              lambda c: [[c["client"], ",".join(c["hosts"]) or None, ",".join(c["users"]) or None,
                          c["circuits"], c["searches"], c["messages"], c["bytes"]]],
              right=[False, False, False, True, True, True, True])
-    _not_kept(out, report, "clients", "clients")
+    _not_kept(out, report, "clients", "client")
 
     # -------------------------------------------------------------- PVs
     pvs = report["pvs"]
@@ -259,7 +260,7 @@ def render_text(report: dict, top: int = 20) -> str:
                          p["writes"], p["puts_notify"], p["subscriptions"], p["updates"],
                          p["errors"]] + _latencies(p)],
              right=[False] + [True] * 13)
-    _not_kept(out, report, "pvs", "PVs")
+    _not_kept(out, report, "pvs", "PV")
 
     # -------------------------------------------------------------- errors
     errors = report["errors"]
@@ -285,7 +286,7 @@ def render_text(report: dict, top: int = 20) -> str:
                              f"{b['interval'][k]:.3f}" for k in ("median", "min", "max")),
                          len(b["restarts"])]],
              right=[False, True, True, False, False, False, True, True])
-    _not_kept(out, report, "beacons", "beacon servers")
+    _not_kept(out, report, "beacons", "beacon server")
     if beacons:
         for b in beacons:
             for r in b["restarts"]:
