@@ -47,6 +47,7 @@ MAX_CLIENTS_LISTED = 1_000   # clients kept per searched name / per conflicting 
 MAX_ERRORS = 10_000          # error entries kept (all are counted)
 MAX_CIRCUITS_KEPT = 100_000  # closed circuits kept for the report (the rest are summed)
 MAX_ROWS = 50_000            # rows per table of names/servers/clients/beacon servers (see _fold)
+MAX_HOST_PORTS = 256         # server ports kept per beacon host (other_ports_of_host)
 BEACON_COPY_NS = 250 * 10**6  # the same beacon id of a server again within this: a copy
 MAX_BINS = 20_000            # timeline bins kept (--plot); coarsened x10 beyond
 FIRST_BIN_NS = 10 * 10**6    # timeline resolution to start with (10 ms)
@@ -946,7 +947,8 @@ class StatsCollector:
                 self._fold_beacons()
             b = self.beacons[key] = BeaconServer(ts, self.rng)
             ports = self.beacon_hosts.setdefault(ip, {})
-            ports.setdefault(cmd.server_port, ts)
+            if len(ports) < MAX_HOST_PORTS:
+                ports.setdefault(cmd.server_port, ts)
         bid = cmd.beacon_id
         for rid, rts in b.recent:
             if rid == bid and ts - rts <= BEACON_COPY_NS:
@@ -976,7 +978,9 @@ class StatsCollector:
         hosts = self.beacon_hosts
         self.beacon_hosts = {}
         for ip, port in self.beacons:
-            self.beacon_hosts.setdefault(ip, {})[port] = hosts[ip][port]
+            first = hosts[ip].get(port)
+            if first is not None:
+                self.beacon_hosts.setdefault(ip, {})[port] = first
 
     # ---------------------------------------------------------------- circuits
     def _circuit_closed(self, key, lost=(0, 0), stalls=(None, None), ended_by=None) -> None:

@@ -1309,3 +1309,15 @@ def test_closed_circuits_not_kept_are_reported(monkeypatch):
     assert report["not_kept"] == {"circuits": {"rows": 1}}
     block = render_text(report).split("\nCircuits")[1].split("\n\n")[0].splitlines()
     assert block[-1] == "  ... and 1 more closed circuit not kept"
+
+
+def test_ports_per_beacon_host_are_bounded(tmp_path, monkeypatch):
+    """A host beaconing on many ports: at most MAX_HOST_PORTS of them are
+    kept (and listed as the other ports of the host)."""
+    import pcapca.stats
+    monkeypatch.setattr(pcapca.stats, "MAX_HOST_PORTS", 3)
+    report = collect([_many_names_capture(tmp_path)])
+    assert [(b["server"], b["other_ports_of_host"]) for b in report["beacons"]] == [
+        (f"10.0.0.1:{port}", others) for port, others in
+        [(6000, [6001, 7000])] + [(6001, [6000, 7000])]
+        + [(6000 + i, [6000, 6001, 7000]) for i in range(2, 10)] + [(7000, [6000, 6001])]]
