@@ -124,3 +124,36 @@ def test_names_end_at_their_nul():
     # the messages themselves stay caproto's, padding included
     assert [x.command.name for x in r if x.name in ("SearchRequest", "CreateChanRequest")] == [
         "FIX:dbl\x00:GUN"] * 2
+
+
+def test_channel_tables_per_circuit_are_bounded(tmp_path, monkeypatch):
+    """Past MAX_CHANNELS cids (sids, subscription ids) on a circuit the oldest
+    half is forgotten: their messages then have no PV."""
+    import caproto as ca
+    import pcapca.ca.channels
+    from test_skim import _ca, _capture
+    monkeypatch.setattr(pcapca.ca.channels, "MAX_CHANNELS", 4)
+    steps = [(True, _ca(ca.VersionRequest(priority=0, version=13)))]
+    for i in range(1, 11):
+        steps += [(True, _ca(ca.CreateChanRequest(name=f"C{i}", cid=i, version=13))),
+                  (False, _ca(ca.CreateChanResponse(data_type=6, data_count=1, cid=i,
+                                                    sid=100 + i))),
+                  (True, _ca(ca.EventAddRequest(data_type=6, data_count=1, sid=100 + i,
+                                                subscriptionid=i, low=0.0, high=0.0, to=0.0,
+                                                mask=5)))]
+    steps += [(True, _ca(ca.ReadNotifyRequest(data_type=6, data_count=1, sid=100 + i, ioid=i)))
+              for i in (1, 10)]
+    path = tmp_path / "channels.pcap"
+    path.write_bytes(_capture(steps))
+    tracker = ChannelTracker()
+    sizes, reads = set(), []
+    for item in tracker.run(Decoder().run(read_capture(str(path)))):
+        for state in tracker.circuits.values():
+            sizes.add((len(state.cids), len(state.sids), len(state.subs)))
+            last = (list(state.cids), list(state.sids), list(state.subs))
+        reads += [r.pv for r in getattr(item, "records", ()) if r.name == "ReadNotifyRequest"]
+    assert max(sizes) == (4, 4, 4)
+    assert (3, 3, 3) in sizes                # (5 -> 3: the oldest 2 forgotten)
+    assert reads == [None, "C10"]
+    # the newest are kept: the channels and subscriptions of C7..C10
+    assert last == ([7, 8, 9, 10], [107, 108, 109, 110], [7, 8, 9, 10])

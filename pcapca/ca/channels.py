@@ -14,8 +14,11 @@ server do, and names every message:
   request it quotes.
 
 ClearChannel and ServerDisconn end a channel's mappings (ids are reused) and
-a circuit's tables die with the circuit, so memory stays bounded. When the
-creation was not captured the PV is unknown: ``pv`` stays None.
+a circuit's tables die with the circuit. Every table has a bound (past it the
+oldest half is forgotten, and the PV of their messages is unknown):
+MAX_PENDING searches per client and ioids / creations waiting per circuit,
+MAX_CHANNELS cids, sids and subscription ids per circuit. When the creation
+was not captured the PV is unknown: ``pv`` stays None.
 
 Responses are paired with their requests: ``request_frame`` and ``latency``
 (seconds) for read/write notify, search -> reply and create -> create reply.
@@ -30,6 +33,7 @@ from .records import Decoded, Record
 
 _SUB, _SID, _REQUEST, _RESPONSE = range(4)    # kinds of skim_rules
 MAX_PENDING = 65536        # outstanding searches / ioids kept per client or circuit
+MAX_CHANNELS = 1 << 18     # cids, sids, subscription ids kept per circuit
 
 
 def c_name(name: str) -> str:
@@ -38,9 +42,10 @@ def c_name(name: str) -> str:
     return name.partition("\0")[0]
 
 
-def _trim(d: dict) -> None:
-    """Forget the oldest half of a table that grew past its bound."""
-    if len(d) > MAX_PENDING:
+def _trim(d: dict, limit: Optional[int] = None) -> None:
+    """Forget the oldest half of a table that grew past its bound
+    (``limit``, else MAX_PENDING)."""
+    if len(d) > (MAX_PENDING if limit is None else limit):
         for key in list(d)[:len(d) // 2]:
             del d[key]
 
@@ -264,6 +269,7 @@ class ChannelTracker:
         state = self._state(record)
         name = record.pv = c_name(cmd.name)
         state.cids[cmd.cid] = name
+        _trim(state.cids, MAX_CHANNELS)
         state.creates[cmd.cid] = (record.frame, record.ts)
         _trim(state.creates)
 
@@ -274,6 +280,7 @@ class ChannelTracker:
         if name is not None:
             record.pv = name
             state.sids[self._id(record, "sid")] = name
+            _trim(state.sids, MAX_CHANNELS)
         created = state.creates.pop(cid, None)
         if created is not None:
             self._pair(record, *created)
@@ -313,6 +320,7 @@ class ChannelTracker:
         record.pv = name
         if name is not None:
             state.subs[self._id(record, "subscriptionid")] = name
+            _trim(state.subs, MAX_CHANNELS)
 
     def _sub_update(self, record: Record) -> None:
         record.pv = self._state(record).subs.get(self._id(record, "subscriptionid"))
