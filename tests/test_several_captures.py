@@ -14,7 +14,7 @@ import subprocess
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from pcapca.stats.collector import iso
+from pcapca.times import iso
 
 from conftest import FIXTURES, fixture, needs_tshark, run_cli
 from test_annotate import expected_comments, frames

@@ -1,7 +1,7 @@
 """`pcapca stats` on the recorded fixtures.
 
 Expected figures come from fixtures/README.md and fixtures/CORPUS.md (what
-each recording contains), and are recomputed independently of pcapca.stats.collector:
+each recording contains), and are recomputed independently of pcapca.stats:
 search/first/last times and latencies from the `pcapca print --json` lines
 (pairing requests and responses here, by ioid / cid, from the message
 fields and the time stamps), circuit bytes and close times from the raw
@@ -911,7 +911,7 @@ def test_time_stamps_past_year_9999(tmp_path):
 @settings(max_examples=2000, deadline=None)
 def test_utc_is_datetimes_where_datetime_works(ts):
     import datetime
-    from pcapca.stats.collector import utc
+    from pcapca.times import utc
     sec, ns = divmod(ts, 10**9)
     d = datetime.datetime.fromtimestamp(sec, datetime.timezone.utc)
     assert utc(ts) == (f"{d.year:04d}-{d:%m-%d}", f"{d:%H:%M:%S}", ns)
@@ -1197,11 +1197,11 @@ def _many_names_capture(tmp_path):
 def test_rows_per_table_are_bounded_the_busiest_kept(tmp_path, monkeypatch, capsys):
     """Past MAX_ROWS rows a table folds the half with the lowest counts into
     a total: the rows kept, the fold line and the not_kept field."""
-    import pcapca.stats
+    import pcapca.stats.collector
     path = _many_names_capture(tmp_path)
     full = collect([path])
     assert "not_kept" not in full and len(full["unanswered_searches"]) == 11
-    monkeypatch.setattr(pcapca.stats, "MAX_ROWS", 4)
+    monkeypatch.setattr(pcapca.stats.collector, "MAX_ROWS", 4)
     report = collect([path])
     # HOT: 3 searches, N0..N7 folded two at a time as the table fills
     assert [(e["pv"], e["searches"]) for e in report["unanswered_searches"]] == [
@@ -1227,7 +1227,7 @@ def test_rows_per_table_are_bounded_the_busiest_kept(tmp_path, monkeypatch, caps
         block = text.split("\n" + section)[1].split("\n\n")[0].splitlines()
         assert block[5] == "  " + line, block
     # the CLI's JSON has the field (in-process, for the monkeypatch)
-    from pcapca.cli import main
+    from pcapca.cli.main import main
     assert main(["stats", "--json", "-q", path]) == 0
     assert json.loads(capsys.readouterr().out)["not_kept"] == report["not_kept"]
 
@@ -1235,9 +1235,9 @@ def test_rows_per_table_are_bounded_the_busiest_kept(tmp_path, monkeypatch, caps
 def test_rows_of_servers_clients_and_name_conflicts_are_bounded(monkeypatch):
     """Search replies from many servers, to many clients; each table folds."""
     import caproto as ca
-    import pcapca.stats
-    monkeypatch.setattr(pcapca.stats, "MAX_ROWS", 2)
-    monkeypatch.setattr(pcapca.stats, "MAX_CLIENTS_LISTED", 2)
+    import pcapca.stats.collector
+    monkeypatch.setattr(pcapca.stats.collector, "MAX_ROWS", 2)
+    monkeypatch.setattr(pcapca.stats.collector, "MAX_CLIENTS_LISTED", 2)
     c = StatsCollector()
 
     def record(command, pv, src, dst, **fields):
@@ -1279,7 +1279,7 @@ def test_rows_of_servers_clients_and_name_conflicts_are_bounded(monkeypatch):
 def test_timeline_names_are_bounded(monkeypatch):
     """--plot's searches per name not answered and the names answered: at
     most MAX_ROWS names each; the searches of names folded stay counted."""
-    import pcapca.stats as stats
+    import pcapca.stats.collector as stats
     monkeypatch.setattr(stats, "MAX_ROWS", 4)
     tl = Timeline()
     for i in range(10):
@@ -1300,9 +1300,9 @@ def test_timeline_names_are_bounded(monkeypatch):
 def test_live_subscriptions_per_circuit_are_bounded(tmp_path, monkeypatch):
     """Past MAX_PENDING live subscriptions on a circuit, the oldest half ends."""
     import caproto as ca
-    import pcapca.stats
+    import pcapca.stats.collector
     from test_skim import _ca, _capture
-    monkeypatch.setattr(pcapca.stats, "MAX_PENDING", 2)
+    monkeypatch.setattr(pcapca.stats.collector, "MAX_PENDING", 2)
     path = tmp_path / "subs.pcap"
     path.write_bytes(_capture([(True, _ca(ca.VersionRequest(priority=0, version=13)))] + [
         (True, _ca(ca.EventAddRequest(data_type=6, data_count=1, sid=9, subscriptionid=i,
@@ -1317,9 +1317,9 @@ def test_live_subscriptions_per_circuit_are_bounded(tmp_path, monkeypatch):
 
 def test_closed_circuits_not_kept_are_reported(monkeypatch):
     """Past MAX_CIRCUITS_KEPT closed circuits, the rest are counted: say so."""
-    import pcapca.stats
+    import pcapca.stats.collector
     full = collect([str(fixture("twoservers.pcap"))])
-    monkeypatch.setattr(pcapca.stats, "MAX_CIRCUITS_KEPT", 1)
+    monkeypatch.setattr(pcapca.stats.collector, "MAX_CIRCUITS_KEPT", 1)
     report = collect([str(fixture("twoservers.pcap"))])
     assert len(report["circuits"]) == 1 and len(full["circuits"]) == 2
     assert report["not_kept"] == {"circuits": {"rows": 1}}
@@ -1330,8 +1330,8 @@ def test_closed_circuits_not_kept_are_reported(monkeypatch):
 def test_ports_per_beacon_host_are_bounded(tmp_path, monkeypatch):
     """A host beaconing on many ports: at most MAX_HOST_PORTS of them are
     kept (and listed as the other ports of the host)."""
-    import pcapca.stats
-    monkeypatch.setattr(pcapca.stats, "MAX_HOST_PORTS", 3)
+    import pcapca.stats.collector
+    monkeypatch.setattr(pcapca.stats.collector, "MAX_HOST_PORTS", 3)
     report = collect([_many_names_capture(tmp_path)])
     assert [(b["server"], b["other_ports_of_host"]) for b in report["beacons"]] == [
         (f"10.0.0.1:{port}", others) for port, others in
