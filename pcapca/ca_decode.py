@@ -323,7 +323,10 @@ class StreamDecoder:
                 out.append((rule[0], fields, msg, hsize, None))
             pos += total
         if pos < n:
-            self.buf = buf[pos:] if buf is self.buf else bytearray(buf[pos:])
+            if buf is not self.buf:
+                self.buf = bytearray(buf[pos:])
+            elif pos:
+                del buf[:pos]    # (in place: a big message arriving is never copied again)
         elif buf is self.buf:
             self.buf = bytearray()
         self.partial = pos < n or self.skip > 0

@@ -76,13 +76,36 @@ def replace_payload(recs, index: int, new: bytes) -> None:
     numbers (and the peer's acks) of that direction after it."""
     x = recs[index][3]
     t, p = tcp_offsets(x)
-    me = x[26:30] + x[t:t + 2]
     delta = len(new) - (len(x) - p)
     y = bytearray(x[:p] + new)
     struct.pack_into(">H", y, 16, len(y) - 14)
     recs[index][3] = bytes(y)
     recs[index][2] = len(y)
-    for r in recs[index + 1:]:
+    _shift_seq(recs, index + 1, x[26:30] + x[t:t + 2], delta)
+
+
+def send_in_segments(recs, index: int, new: bytes, mss: int = 1448) -> int:
+    """Replace the TCP payload of record ``index`` by ``new`` sent in
+    segments of at most ``mss`` bytes (records inserted after it), shifting
+    that direction's sequence numbers after them; returns how many."""
+    x = recs[index][3]
+    t, p = tcp_offsets(x)
+    seq = struct.unpack_from(">I", x, t + 4)[0]
+    segs = []
+    for at in range(0, len(new), mss):
+        y = bytearray(x[:p] + new[at:at + mss])
+        struct.pack_into(">H", y, 16, len(y) - 14)
+        struct.pack_into(">I", y, t + 4, (seq + at) % 2**32)
+        segs.append([recs[index][0], recs[index][1], len(y), bytes(y)])
+    recs[index:index + 1] = segs
+    _shift_seq(recs, index + len(segs), x[26:30] + x[t:t + 2], len(new) - (len(x) - p))
+    return len(segs)
+
+
+def _shift_seq(recs, start: int, me: bytes, delta: int) -> None:
+    """Add ``delta`` to the sequence numbers sent from ``me`` (address and
+    port) and to the peer's acks of them, in the records from ``start``."""
+    for r in recs[start:]:
         y = bytearray(r[3])
         offs = tcp_offsets(y)
         if offs is None:
@@ -902,3 +925,41 @@ def test_a_bug_is_one_line_and_exit_3_and_debug_shows_its_traceback(
     with pytest.raises(RuntimeError, match="simulated bug"):
         cli.main(argv + ["--debug"])
     assert list(tmp_path.iterdir()) == []       # annotate: no file, half-written or temporary
+
+
+# ------------------------------------------------------------ issue 21: big and lying messages
+
+
+def _double_reply(n: int, count=None) -> bytes:
+    """A server's ReadNotifyResponse (ioid 0) of ``n`` doubles 0, 1, 2...
+    with an extended header saying ``count`` of them (default ``n``)."""
+    return (struct.pack(">HHHHIIII", 15, 0xFFFF, 6, 0, 1, 0, 8 * n, n if count is None else count)
+            + struct.pack(f">{n}d", *range(n)))
+
+
+def test_a_message_in_many_segments_is_buffered_in_place():
+    """A message arriving in 1448-byte segments was copied whole for each
+    of them (quadratic: 86 s at 32 MiB): its buffer must grow in place."""
+    from pcapca._caproto import SERVER
+    from pcapca.ca_decode import StreamDecoder
+    msg = _double_reply(1 << 15)                           # 256 KiB in 182 segments
+    dec = StreamDecoder(SERVER)
+    assert dec.feed(msg[:1448]) == []
+    buf = dec.buf
+    for at in range(1448, len(msg) - 1448, 1448):
+        assert dec.feed(msg[at:at + 1448]) == [] and dec.buf is buf, at
+    assert len(buf) == len(msg) - len(msg) % 1448 - (0 if len(msg) % 1448 else 1448)
+    (out,) = dec.feed(msg[len(buf):] + msg[:16])           # its end and the next header
+    assert out[2] == msg and dec.buf == bytearray(msg[:16])
+
+
+def test_a_big_message_in_many_segments_decoded():
+    recs = basic_recs()
+    n = send_in_segments(recs, 16, _double_reply(1 << 17))   # 1 MiB instead of frame 17
+    msgs, probs = run(build(data(BASIC)[:24], recs))
+    assert probs == [] and n == 725
+    want = intact(BASIC)[0]
+    assert msgs == [(f + (n - 1) * (f >= 17), c, late) for f, c, late in want]
+    (rec,) = [r for i in decode(build(data(BASIC)[:24], recs)) if isinstance(i, Decoded)
+              for r in i.records if r.frame == 17 + n - 1]
+    assert rec.command.data.tolist() == list(range(1 << 17)) and rec.pv == "FIX:dbl"
