@@ -963,3 +963,89 @@ def test_a_big_message_in_many_segments_decoded():
     (rec,) = [r for i in decode(build(data(BASIC)[:24], recs)) if isinstance(i, Decoded)
               for r in i.records if r.frame == 17 + n - 1]
     assert rec.command.data.tolist() == list(range(1 << 17)) and rec.pv == "FIX:dbl"
+
+
+def _lying_reply(count: int, dtype: int = 0, extended: bool = True, payload=b"abcdefgh") -> bytes:
+    """A server's ReadNotifyResponse (ioid 0) whose header says ``count``
+    values of ``dtype`` (default DBR_STRING) with ``payload``."""
+    if extended:
+        return struct.pack(">HHHHIIII", 15, 0xFFFF, dtype, 0, 1, 0, len(payload), count) + payload
+    return struct.pack(">HHHHII", 15, len(payload), dtype, count, 1, 0) + payload
+
+
+def lying_count_recs(reply: bytes):
+    """basic.pcap with frame 17 (FIX:dbl's first read reply) replaced by ``reply``."""
+    recs = basic_recs()
+    replace_payload(recs, 16, reply)
+    return recs
+
+
+@pytest.mark.parametrize("count, dtype, extended, size, name", [
+    (2**32 - 1, 0, True, 8, "STRING"),          # caproto: a list of 2**32 strings
+    (65535, 0, False, 8, "STRING"),             # caproto: a 328 KB line
+    (3, 0, False, 72, "STRING"),                # the first two of three strings are not whole
+    (2, 6, False, 8, "DOUBLE"),
+    (2**31, 20, True, 24, "TIME_DOUBLE"),
+])
+def test_data_count_over_the_payload_is_a_decode_problem(count, dtype, extended, size, name):
+    msgs, probs = run(build(data(BASIC)[:24], lying_count_recs(
+        _lying_reply(count, dtype, extended, bytes(size)))))
+    (p,) = probs
+    assert p.kind == "decode" and p.frame == 17 and p.message.endswith(
+        f"ReadNotifyResponse could not be decoded: data_count {count} is more {name} values "
+        f"than its {size}-byte payload holds (further problems in this stream are only counted)")
+    assert msgs == [m for m in intact(BASIC)[0] if m[0] != 17]
+
+
+@pytest.mark.parametrize("count, dtype, size", [
+    (1, 0, 8), (1, 0, 0),               # one string, cut at its NUL (or before: nothing)
+    (3, 0, 88), (3, 0, 81),             # the last of three strings cut short
+    (1, 28, 48),                        # rsrv's CTRL_STRING (caproto's metadata is 12 bytes)
+    (2, 6, 16), (0, 6, 8), (0, 0, 0)])
+def test_data_count_that_fits_is_decoded(count, dtype, size):
+    payload = bytes(range(65, 65 + size))
+    msgs, probs = run(build(data(BASIC)[:24], lying_count_recs(
+        _lying_reply(count, dtype, False, payload))))
+    assert probs == [] and msgs == intact(BASIC)[0]
+
+
+def test_lying_count_cli(tmp_path):
+    """print, annotate and stats: one line for it, the rest decoded."""
+    bad = build(data(BASIC)[:24], lying_count_recs(_lying_reply(2**32 - 1)))
+    src = tmp_path / "in.pcap"
+    src.write_bytes(bad)
+    line = ("pcapca: frame 17: 127.0.0.1:5064->127.0.0.1:46778: ReadNotifyResponse could not be "
+            "decoded: data_count 4294967295 is more STRING values than its 8-byte payload holds "
+            "(further problems in this stream are only counted)")
+    res = run_cli("print", src, "--json", timeout=60)
+    assert res.returncode == 0 and len(res.stdout.splitlines()) == len(intact(BASIC)[0]) - 1
+    assert res.stderr.decode().splitlines() == [
+        line, "pcapca: 54 packets; 38 CA messages; 1 decode problems; "
+              "1 packets skipped (1 TCP without CA data)"]
+    res = run_cli("annotate", src, tmp_path / "out.pcapng", timeout=60)
+    assert res.returncode == 0 and res.stderr.decode().splitlines()[0] == line
+
+
+@pytest.mark.parametrize("n", [1000, 1001, 1500])
+def test_string_arrays_abbreviated_past_numpy_threshold(tmp_path, n):
+    """{command} is caproto's repr, but a DBR_STRING array (a list in caproto)
+    longer than numpy's threshold (1000) is abbreviated as numpy abbreviates
+    the numeric arrays: the first and last 3 values. --json's repr too;
+    its fields keep every value."""
+    import json
+    values = [b"v%d" % i for i in range(n)]
+    payload = b"".join(v.ljust(40, b"\0") for v in values)
+    src = tmp_path / "strings.pcap"
+    src.write_bytes(build(data(BASIC)[:24], lying_count_recs(
+        _lying_reply(n, 0, False, payload))))
+    (rec,) = [r for i in decode(src) if isinstance(i, Decoded) for r in i.records
+              if r.frame == 17]
+    text = run_cli("print", src, "--format", "{frame} {command}", check=0).stdout.decode()
+    (line,) = [x for x in text.splitlines() if x.startswith("17 ")]
+    data_text = ("[b'v0', b'v1', b'v2', ..., " + ", ".join(repr(v) for v in values[-3:]) + "]"
+                 if n > 1000 else repr(values))
+    assert line == "17 " + repr(rec.command).replace(repr(values), data_text)
+    assert (data_text == repr(values)) == (n == 1000)
+    (obj,) = [json.loads(x) for x in run_cli("print", src, "--json", check=0).stdout.splitlines()
+              if json.loads(x)["frame"] == 17]
+    assert obj["repr"] == line[3:] and obj["fields"]["data"] == repr(values)
