@@ -77,25 +77,13 @@ def value_repr(value) -> str:
     try:
         text = _repr_cache.get((cls, value))
     except TypeError:            # unhashable (ctypes structures, lists...)
-        return strings_repr(value) if cls is caproto.DbrStringArray else repr(value)
+        return repr(value)
     if text is None:
         text = repr(value)
         if len(_repr_cache) > _CACHE_MAX:
             _repr_cache.clear()
         _repr_cache[(cls, value)] = text
     return text
-
-
-def strings_repr(values) -> str:
-    """caproto's repr of a DBR_STRING array (a list's), but abbreviated as
-    numpy abbreviates the numeric ones past its threshold (1000 values: the
-    first and last 3, then ``...``), so a message's line stays bounded."""
-    opts = np.get_printoptions()
-    items = values.data
-    if len(items) <= opts["threshold"]:
-        return repr(items)
-    edge = opts["edgeitems"]
-    return f"[{repr(items[:edge])[1:-1]}, ..., {repr(items[-edge:])[1:-1]}]"
 
 
 # DBR_TIME_* metadata: caproto's DbrTypeBase.__repr__ builds a dict and two
