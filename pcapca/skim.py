@@ -97,7 +97,7 @@ class Skimmer:
         # stats.packets a multiple of EVICT_EVERY: that one it must get)
         evict_before = packets - packets % EVICT_EVERY + EVICT_EVERY - 1
         given = 0
-        for i, (ok, f, seq, ack, plen, kind, size, count, p1, p2, ts) in enumerate(zip(*cols, tss)):
+        for i, (ok, f, seq, ack, plen, kind, size, p1, p2, ts) in enumerate(zip(*cols, tss)):
             if ok and packets != evict_before:
                 flow = flows[f]
                 if flow is None or flow[0] != generation:
@@ -117,9 +117,8 @@ class Skimmer:
                             if size + 16 == plen and size != 0xFFFF and size <= max_message:
                                 # one message (most packets): its header is in the columns
                                 plan = plan_of.get(kind) or _plan(plan_of, stream, kind, rules)
-                                n = (size >= plan[1] and size >= count * plan[3] + plan[4]
-                                     and skim(state, plan[2], (p1, p2), plan[0], frame + i, ts,
-                                              drops))
+                                n = (size >= plan[1] and skim(state, plan[2], (p1, p2), plan[0],
+                                                              frame + i, ts, drops))
                             else:
                                 n = _skim_messages(buf, int(pays[i]), plen, plan_of, stream,
                                                    state, frame + i, ts, max_message, rules,
@@ -160,19 +159,24 @@ class Skimmer:
 
 
 def _plan(plans: dict, stream, kind: int, rules) -> tuple:
-    """(class, smallest payload size, skim rule, element size, base) of the
-    messages of ``kind`` (command << 16 | data type) that the shortcut takes
-    from ``stream`` (a smallest size no message has when it takes none; the
-    sizes as ``StreamDecoder.later_rule``'s), kept in ``plans``."""
+    """(class, smallest payload size, skim rule) of the messages of ``kind``
+    (data count << 32 | command << 16 | data type) that the shortcut takes
+    from ``stream`` (a smallest size no message has when it takes none), kept
+    in ``plans``. The smallest size is also the one that holds the count's
+    values (``StreamDecoder.later_rule``): one comparison per packet."""
     plan = plans.get(kind)
     if plan is None:
-        rule = stream.later_rule(kind >> 16, kind & 0xFFFF)
+        rule = stream.later_rule((kind >> 16) & 0xFFFF, kind & 0xFFFF)
         skim_rule = rules.get(rule[0]) if rule is not None else None
-        plan = plans[kind] = (rule[0], rule[1], skim_rule) + rule[2:] if skim_rule else _NONE
+        if len(plans) >= MAX_PLANS:
+            plans.clear()                 # (counts from the wire: the table stays bounded)
+        plan = plans[kind] = ((rule[0], max(rule[1], (kind >> 32) * rule[2] + rule[3]),
+                               skim_rule) if skim_rule else _NONE)
     return plan
 
 
-_NONE = (None, 1 << 62, None, 0, 0)
+_NONE = (None, 1 << 62, None)
+MAX_PLANS = 4096
 
 
 def _skim_messages(buf: bytes, pos: int, length: int, plans: dict, stream, state, frame: int,
@@ -187,8 +191,8 @@ def _skim_messages(buf: bytes, pos: int, length: int, plans: dict, stream, state
         command, size, dtype, count, p1, p2 = _header(buf, pos)
         if size == 0xFFFF or size > max_message or pos + 16 + size > end:
             return 0
-        cls, smallest, rule, elem, base = _plan(plans, stream, command << 16 | dtype, rules)
-        if size < smallest or size < count * elem + base:
+        cls, smallest, rule = _plan(plans, stream, count << 32 | command << 16 | dtype, rules)
+        if size < smallest:
             return 0
         found.append((cls, (p1, p2), rule))
         pos += 16 + size
@@ -199,8 +203,8 @@ def _columns(buf: bytes, offsets: List[int], caplens: List[int], linktype: int,
              data_at: int):
     """(columns, flows, payload offsets). ``columns``, per record, as lists:
     ok, flow (an index in ``flows``), seq, ack (-1 without the ACK flag),
-    payload size, and the first CA header's (command << 16 | data type),
-    payload size, data count, parameter1, parameter2. ``ok``: a TCP/IPv4 packet without
+    payload size, and the first CA header's (data count << 32 | command << 16
+    | data type), payload size, parameter1, parameter2. ``ok``: a TCP/IPv4 packet without
     options or SYN/FIN/RST, wholly captured, whose payload is empty or at
     least a CA header long; the other columns mean something only where
     ``ok`` (where not, they may have been read elsewhere). ``flows``: the
@@ -248,8 +252,9 @@ def _columns(buf: bytes, offsets: List[int], caplens: List[int], linktype: int,
         _, first, flow = np.unique(_index_of(src) * (len(src) + 1) + _index_of(dst),
                                    return_index=True, return_inverse=True)
     return ((ok.tolist(), flow.tolist(), word(ip + 24).tolist(), ack.tolist(), plen.tolist(),
-             (((w >> 16) << 16) | (w4 >> 16)).tolist(), (w & 0xFFFF).tolist(),
-             (w4 & 0xFFFF).tolist(), word(at + 8).tolist(), word(at + 12).tolist()),
+             (((w4 & 0xFFFF) << 32) | ((w >> 16) << 16) | (w4 >> 16)).tolist(),
+             (w & 0xFFFF).tolist(),
+             word(at + 8).tolist(), word(at + 12).tolist()),
             list(zip(src[first].tolist(), dst[first].tolist())), pay)
 
 
