@@ -213,7 +213,21 @@ def _seed_inputs(seed_dirs):
     smallest ones (so that mutations reach the gzip reader's damage paths)."""
     seeds = [(p.name, p.read_bytes()) for p in _seeds(seed_dirs)]
     small = sorted(seeds, key=lambda s: len(s[1]))[:4]
-    return seeds + [(f"{name}.gz", gzip.compress(raw, mtime=0)) for name, raw in small]
+    return (seeds + [(f"{name}.gz", gzip.compress(raw, mtime=0)) for name, raw in small]
+            + _hostile_seeds())
+
+
+def _hostile_seeds():
+    """basic.pcap with shapes that mutations rarely make: a read reply whose
+    data_count is far over its payload (extended and plain headers), and a
+    long DBR_STRING array (tests/test_robustness.py's)."""
+    from test_robustness import BASIC, _lying_reply, build, data, lying_count_recs
+    strings = b"".join(b"s%d".ljust(40, b"\0") % i for i in range(1001))
+    replies = {"count-2e32": _lying_reply(2**32 - 1), "count-65535": _lying_reply(65535, 0, False),
+               "count-time-double": _lying_reply(2**31, 20, True, bytes(24)),
+               "strings-1001": _lying_reply(1001, 0, False, strings)}
+    return [(f"basic-{name}.pcap", build(data(BASIC)[:24], lying_count_recs(reply)))
+            for name, reply in replies.items()]
 
 
 def _corpus(seed_dirs) -> Path:
