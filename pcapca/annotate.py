@@ -15,7 +15,7 @@ import tempfile
 from typing import Callable, List
 
 from .capture_set import Files, probe_all
-from .formatting import Template, record_repr
+from .formatting import Template, printable, record_repr
 from .events import Passthrough, Problem
 from .pcapng_io import PcapngWriter
 from .pipeline import anchor_of, decode_captures
@@ -27,9 +27,13 @@ class _StrictStop(Exception):
 
 
 def default_comment(record) -> str:
-    """``{pv} {command}``, without the PV (and its space) when it is unknown."""
+    """``{pv} {command}``, without the PV (and its space) when it is unknown;
+    the PV escaped as ``{pv}`` is (caproto's repr escapes its own text)."""
     text = record_repr(record)
-    return f"{record.pv} {text}" if record.pv is not None else text
+    pv = record.pv
+    if pv is None:
+        return text
+    return f"{pv if pv.isprintable() else printable(pv)} {text}"
 
 
 def _same_file(a: str, b: str) -> bool:

@@ -20,7 +20,7 @@ from .ca_decode import DEFAULT_MAX_MESSAGE
 from .decoder import Decoder
 from .events import Problem
 from .formatting import (DEFAULT_FORMAT, SHARK_TOKENS, TOKENS, FormatError, Template,
-                         record_json)
+                         printable, printable_json, record_json)
 from .progress import open_with_progress
 from .records import Decoded
 
@@ -144,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _report(problem: Problem) -> None:
-    print(f"pcapca: {problem}", file=sys.stderr, flush=True)
+    # (file names and texts from the capture: escaped, as every message)
+    print(f"pcapca: {printable(str(problem))}", file=sys.stderr, flush=True)
 
 
 def _decoder(args) -> Decoder:
@@ -276,7 +277,8 @@ def cmd_stats(args) -> int:
     report = collector.report()
     if args.json:
         import json
-        sys.stdout.write(json.dumps(report, ensure_ascii=False, allow_nan=False, indent=1))
+        sys.stdout.write(printable_json(json.dumps(report, ensure_ascii=False,
+                                                   allow_nan=False, indent=1)))
         sys.stdout.write("\n")
     else:
         sys.stdout.write(render_text(report, top=args.top))
@@ -284,7 +286,7 @@ def cmd_stats(args) -> int:
     if args.plot:
         plot(report, collector.timeline, args.plot)
         if not args.quiet:
-            print(f"pcapca: timeline written to {args.plot}", file=sys.stderr)
+            print(f"pcapca: timeline written to {printable(args.plot)}", file=sys.stderr)
     return 1 if damaged else 0
 
 
@@ -323,18 +325,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (CaptureFormatError, FormatError, UsageError, ConfigError, FilterError) as exc:
         if args.debug:
             raise
-        print(f"pcapca: error: {exc}", file=sys.stderr)
+        print(f"pcapca: error: {printable(str(exc))}", file=sys.stderr)
         return 2
     except OSError as exc:
         if args.debug:
             raise
         where = f"cannot open {exc.filename!r}: " if exc.filename else ""
-        print(f"pcapca: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        print(f"pcapca: error: {printable(where + str(exc.strerror or exc))}", file=sys.stderr)
         return 2
     except Exception as exc:  # a bug: say so in one line
         if args.debug:
             raise
-        print(f"pcapca: internal error: {type(exc).__name__}: {exc} "
+        print(f"pcapca: internal error: {type(exc).__name__}: {printable(str(exc))} "
               f"(run with --debug for the traceback, and please report it)", file=sys.stderr)
         return 3
     return code

@@ -178,8 +178,8 @@ def _plan(cls):
 def _generic(command, name) -> str:
     try:
         return value_repr(getattr(command, name))
-    except Exception as ex:  # as caproto's safe_repr does
-        return f"(repr: {ex})"
+    except Exception as ex:  # as caproto's safe_repr does (the reason escaped)
+        return f"(repr: {printable(str(ex))})"
 
 
 # ------------------------------------------------------------ array repr
@@ -854,11 +854,32 @@ def record_json(record, files=None) -> str:
     if files is not None:
         path, frame = files.locate(record.packet.frame)
         obj = {"frame": record.frame, "file": path, "file_frame": frame, **obj}
-    return _json_line(obj)
+    return printable_json(_json_line(obj))
 
 
 # json.dumps with options builds a new encoder each call
 _json_line = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+
+
+def printable_json(text: str) -> str:
+    """JSON text (``ensure_ascii=False``) with the characters ``printable``
+    escapes and JSON leaves as they are (DEL, C1 controls such as U+009B,
+    bidi and other format characters, line separators) written as ``\\u``
+    escapes; the newlines of indented JSON are kept. ASCII text is checked
+    for DEL alone: JSON escapes the other ASCII controls itself."""
+    if text.isascii() and "\x7f" not in text:
+        return text
+    return "\n".join(line if line.isprintable() else
+                     "".join(c if c.isprintable() else _json_escape(c) for c in line)
+                     for line in text.split("\n"))
+
+
+def _json_escape(c: str) -> str:
+    n = ord(c)
+    if n > 0xFFFF:                   # (JSON spells it as a UTF-16 surrogate pair)
+        n -= 0x10000
+        return f"\\u{0xD800 + (n >> 10):04x}\\u{0xDC00 + (n & 0x3FF):04x}"
+    return f"\\u{n:04x}"
 
 
 # --------------------------------------------------------------------- format strings
@@ -866,7 +887,11 @@ def printable(text: str) -> str:
     """``text`` with each character a terminal would act on or not show
     (newline, carriage return, escape, other controls and non-printable
     characters) written as its Python escape (``\\n``, ``\\x1b``): names
-    come from the wire, and one message must stay one line of text."""
+    come from the wire, and one message must stay one line of text.
+    Non-printable is ``str.isprintable``'s: C0, DEL, C1 (``\\x9b``), bidi
+    and other format characters (``\\u202e``), separators but the space,
+    unassigned code points; the same escapes as Python's (and so caproto's)
+    repr of a name. ``printable_json`` escapes the same characters in JSON."""
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

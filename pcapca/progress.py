@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
+from .formatting import printable
 from .streams import ByteSource, open_source
 
 
@@ -44,5 +45,5 @@ def open_with_progress(path: str, *, enabled: bool = True) -> Progress:
         if size:
             from tqdm import tqdm
             bar = tqdm(total=size, unit="B", unit_scale=True, leave=False,
-                       desc=os.path.basename(path), file=sys.stderr)
+                       desc=printable(os.path.basename(path)), file=sys.stderr)
     return Progress(src, bar)

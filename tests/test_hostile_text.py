@@ -1,0 +1,117 @@
+"""Text from the wire (and file names, format strings from someone else's
+config) is hostile: no output writes a character a terminal acts on, and a
+format string reads documented fields only (issue 21, points 11 and 12)."""
+import json
+import subprocess
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from pcapca.formatting import printable
+
+from conftest import fixture, run_cli
+
+# as long as FIX:dbl (so every length in basic.pcap holds): an OSC sequence
+# setting the terminal's title (ESC ... BEL), then byte 0x9b (the 8-bit CSI),
+# which CA names decode as U+009B
+EVIL = "\x1b]0;t\x07\x9b"
+EVIL_TEXT = "\\x1b]0;t\\x07\\x9b"              # as printed: Python's escapes, as in a repr
+EVIL_JSON = "\\u001b]0;t\\u0007\\u009b"        # as JSON has it
+BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
+
+
+@pytest.fixture
+def evil(tmp_path):
+    raw = fixture("basic.pcap").read_bytes()
+    assert raw.count(b"FIX:dbl\0") == 2         # the search and the create
+    path = tmp_path / "evil.pcap"
+    path.write_bytes(raw.replace(b"FIX:dbl\0", EVIL.encode("latin-1") + b"\0"))
+    return path
+
+
+def _raw_controls(data: bytes) -> list:
+    """The control characters (C0 but newline, DEL, C1) in UTF-8 output."""
+    text = data.decode("utf-8")
+    return [c for c in text if c != "\n" and (ord(c) < 0x20 or 0x7f <= ord(c) < 0xa0)]
+
+
+def test_print_json_escapes_what_json_leaves_raw(evil):
+    """json.dumps escapes C0 only: U+009B (and DEL, bidi controls) went out
+    raw. The name read back from JSON is still exactly the name."""
+    out = run_cli("print", evil, "-q", "--json", check=0).stdout
+    assert _raw_controls(out) == []
+    first = out.decode().splitlines()[1]
+    assert f'"pv": "{EVIL_JSON}"' in first and f'"name": "{EVIL_JSON}"' in first
+    assert f"SearchRequest(name='{EVIL_TEXT}'" in json.loads(first)["repr"]
+    assert sum(json.loads(line)["pv"] == EVIL for line in out.splitlines()) == 17
+
+
+def test_stats_json_escapes_what_json_leaves_raw(evil):
+    out = run_cli("stats", evil, "-q", "--json", check=0).stdout
+    assert _raw_controls(out) == []
+    assert out.decode().count(f'"pv": "{EVIL_JSON}"') == 1
+    assert [pv["pv"] for pv in json.loads(out)["pvs"] if pv["pv"] != "FIX:counter"] == [EVIL]
+
+
+@pytest.mark.tshark
+def test_annotate_default_comment_escapes_the_pv(evil, tmp_path, tshark):
+    """The default comment's PV was written raw: tshark printed the escape
+    sequence to the terminal. Now it is escaped as {pv} is, and {command} is
+    caproto's repr (which escapes its own text)."""
+    out = tmp_path / "out.pcapng"
+    run_cli("annotate", evil, out, "-q", check=0)
+    res = subprocess.run([tshark, "-r", str(out), "-T", "fields", "-e", "frame.comment"],
+                         capture_output=True, check=True)
+    assert _raw_controls(res.stdout) == []
+    assert res.stdout.decode().splitlines()[0] == (
+        f"VersionRequest(priority=0, version=13),"
+        f"{EVIL_TEXT} SearchRequest(name='{EVIL_TEXT}', cid=0, version=13, reply=5),"
+        f"FIX:counter SearchRequest(name='FIX:counter', cid=1, version=13, reply=5)")
+
+
+def test_file_names_in_messages_are_escaped(tmp_path):
+    name = f"t\x1b[2J{BIDI}.pcap"
+    (tmp_path / name).write_bytes(fixture("basic.pcap").read_bytes()[:100])
+    empty = tmp_path / f"e\x1b[2J{BIDI}.pcap"
+    empty.write_bytes(b"")
+    shown = "\\x1b[2J" + "".join(f"\\u{ord(c):04x}" for c in BIDI)
+    res = run_cli("stats", "-q", fixture("basic.pcap"), tmp_path / name, check=1)
+    assert res.stderr.decode() == (f"pcapca: {tmp_path}/t{shown}.pcap, frame 1, byte offset 24: "
+                                   f"capture ends inside a packet: 60 of 114 bytes\n")
+    res = run_cli("print", empty, check=2)
+    assert res.stderr.decode() == (f"pcapca: error: {tmp_path}/e{shown}.pcap: "
+                                   f"empty input, not a capture file\n")
+
+
+def test_printable_escapes_c0_del_c1_and_bidi_as_python_repr_does():
+    text = "a\x00\x1b\x7f\x80\x9b\x9f" + BIDI + "\u2028\xa0é€"
+    assert printable(text) == ("a\\x00\\x1b\\x7f\\x80\\x9b\\x9f"
+                               + "".join(f"\\u{ord(c):04x}" for c in BIDI)
+                               + "\\u2028\\xa0é€")
+    assert printable(text) == repr(text)[1:-1]       # (as {command}, caproto's repr, has it)
+
+
+def test_a_reason_in_command_is_escaped():
+    """{command} writes (repr: REASON) for a field caproto cannot read, as
+    caproto does; a reason quoting the wire is escaped."""
+    from pcapca.formatting import _generic
+
+    class Broken:
+        @property
+        def data(self):
+            raise ValueError(f"bad {EVIL}")
+    assert _generic(Broken(), "data") == f"(repr: bad {EVIL_TEXT})"
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(),
+                    lambda inner: st.lists(inner, max_size=4)
+                    | st.dictionaries(st.text(), inner, max_size=4), max_leaves=12),
+       st.sampled_from([None, 1]))
+def test_printable_json_is_the_same_json_without_a_control(value, indent):
+    from pcapca.formatting import printable_json
+    text = printable_json(json.dumps(value, ensure_ascii=False, indent=indent))
+    assert all(line.isprintable() for line in text.split("\n"))
+    assert json.loads(text) == value
+    if text.isascii():
+        assert text == json.dumps(value, ensure_ascii=True, indent=indent)
