@@ -115,3 +115,65 @@ def test_printable_json_is_the_same_json_without_a_control(value, indent):
     assert json.loads(text) == value
     if text.isascii():
         assert text == json.dumps(value, ensure_ascii=True, indent=indent)
+
+
+# ------------------------------------------------------------ point 12: format strings
+@pytest.mark.parametrize("fmt,message", [
+    ("{ip.data.__class__.__init__.__globals__}", "'__class__' is not a field"),
+    ("{command.header.__class__.__mro__}", "'__class__' is not a field"),
+    ("{command.data[__class__]}", "'__class__' is not a field"),
+    ("{transport._protosw}", "'_protosw' is not a field"),
+    ("{command._EventAddRequest__padding}", "'_EventAddRequest__padding' is not a field"),
+    ("{pv[__len__]}", "'__len__' is not a field"),
+    ("{command[0]}", "{command} has no index; index a field, e.g. {command.data[0]}"),
+    ("{command.from_wire}", "no CA message field or attribute named 'from_wire'"),
+    ("{ip.unpack}", "ip has no attribute 'unpack'"),
+    ("{command.data.}", "bad field '{command.data.}'"),
+])
+def test_a_format_reaching_internals_is_a_usage_error(fmt, message):
+    """Only the first attribute was checked: {ip.data.__class__.__init__.__globals__}
+    printed dpkt's module globals. Names starting with _ are refused at any
+    depth (also as an index), and methods are not fields."""
+    res = run_cli("print", fixture("basic.pcap"), "--format", f"{{frame}} {fmt}")
+    err = res.stderr.decode()
+    assert (res.returncode, res.stdout) == (2, b"")
+    assert err.startswith(f"pcapca: error: format string '{{frame}} {fmt}': ") and message in err
+    assert err.count("\n") == 1
+
+
+def test_a_format_from_a_config_file_is_checked_the_same(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text('print:\n  format: "{frame}"\nannotate:\n'
+                   '  comment: "{command.header.__class__.__mro__}"\n')
+    res = run_cli("annotate", fixture("basic.pcap"), tmp_path / "o.pcapng", "--config", cfg)
+    assert res.returncode == 2 and not (tmp_path / "o.pcapng").exists()
+    assert res.stderr.decode() == (
+        f"pcapca: error: {cfg}:4: key 'annotate.comment': format string "
+        f"'{{command.header.__class__.__mro__}}': '{{command.header.__class__.__mro__}}': "
+        f"'__class__' is not a field (names starting with _ are Python's internals)\n")
+
+
+def test_code_reached_through_public_names_formats_as_empty():
+    """A method, class or module is not a field: {command.data.tolist} printed
+    '<built-in method tolist of numpy.ndarray object at 0x...>'."""
+    import pcapca
+    from pcapca.formatting import Template
+    record = next(r for r in pcapca.read(fixture("basic.pcap")) if r.frame == 17)
+    t = Template("{command.data.tolist}|{command.data.dtype.type}|{ip.data.unpack}|"
+                 "{command.data[0]} {command.data.shape} {ip.data.sport} {command.ioid}")
+    assert t(record) == "|||3.25 (1,) 5064 0"
+
+
+_NAME = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True)
+_STEP = st.one_of(_NAME.map(lambda n: "." + n), _NAME.map(lambda n: f"[{n}]"),
+                  st.integers(0, 9).map(lambda i: f"[{i}]"))
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.sampled_from(["command", "ip", "transport", "ethernet", "pv", "frame"]),
+       st.lists(_STEP, max_size=4), st.sampled_from(["__", "_"]), _NAME, st.lists(_STEP, max_size=3))
+def test_a_private_name_anywhere_in_a_field_is_refused(root, before, prefix, name, after):
+    from pcapca.formatting import FormatError, Template
+    step = f".{prefix}{name}" if len(before) % 2 else f"[{prefix}{name}]"
+    with pytest.raises(FormatError):
+        Template("{" + root + "".join(before) + step + "".join(after) + "}")
