@@ -45,6 +45,7 @@ FILTER_KEYS = ("pv", "not_pv", "command", "not_command", "host", "port", "since"
 REGEX_PREFIX = "re:"
 _GLOB_CHARS = frozenset("*?[")
 _CACHE_MAX = 1 << 16
+MAX_VALUES = 10_000       # per key: 10k globs compile to one regex in about a second
 
 
 class FilterError(ValueError):
@@ -100,7 +101,10 @@ def _as_list(key: str, values) -> List:
         return []
     if isinstance(values, (str, int)):
         return [values]
-    return list(values)
+    values = list(values)
+    if len(values) > MAX_VALUES:
+        raise FilterError(key, f"{len(values)} values: at most {MAX_VALUES} per key")
+    return values
 
 
 def check_pattern(key: str, pattern) -> str:

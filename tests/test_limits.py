@@ -1,0 +1,70 @@
+"""Hostile configs and option values (issue 21, points 13 to 15): every size
+is bounded and every bad value is a one-line usage error, exit status 2."""
+import pytest
+
+from pcapca.config import ConfigError, MAX_CONFIG_BYTES, load_config
+from pcapca.filters import MAX_VALUES
+
+from conftest import fixture, run_cli
+
+
+def _laughs() -> str:
+    lines = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for i in range(1, 9):
+        lines.append(f"{'abcdefghi'[i]}: &{'abcdefghi'[i]} [" +
+                     ", ".join(["*" + "abcdefghi"[i - 1]] * 9) + "]")
+    return "\n".join(lines) + "\nfilter:\n  pv: *i\n"
+
+
+@pytest.mark.parametrize("text,error", [
+    # grew until the kernel killed it
+    ("filter: &x\n  pv: *x\n", "1:9: YAML anchors (&x) and aliases are not supported: "
+                               "write each value out"),
+    # looped forever
+    ("a: &x [*x]\n", "1:4: YAML anchors (&x) and aliases are not supported: "
+                     "write each value out"),
+    # a billion 'lol's: 104 s to be rejected
+    (_laughs(), "1:4: YAML anchors (&a) and aliases are not supported: write each value out"),
+    ("filter:\n  not_pv: *HEARTBEAT\n", "2:11: YAML aliases (*HEARTBEAT) are not supported; "
+                                       "quote a glob that starts with *: \"*:HEARTBEAT\""),
+    ("filter:\n  pv: " + "[" * 20 + "]" * 20 + "\n", "2:21: nested deeper than 16 levels"),
+])
+def test_yaml_anchors_aliases_and_deep_nesting_are_refused(tmp_path, text, error):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    res = run_cli("print", fixture("basic.pcap"), "--config", path, timeout=60)
+    assert (res.returncode, res.stdout) == (2, b"")
+    assert res.stderr.decode() == f"pcapca: error: {path}:{error}\n"
+
+
+def test_a_config_file_is_at_most_64_kib(tmp_path):
+    path = tmp_path / "c.yaml"
+    head = "filter:\n  pv: 'FIX:dbl'\n"
+    path.write_text(head + "#" * (MAX_CONFIG_BYTES - len(head) - 1) + "\n")
+    assert load_config(str(path)).filter == {"pv": ["FIX:dbl"]}
+    path.write_text(head + "#" * (MAX_CONFIG_BYTES - len(head)) + "\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(str(path))
+    assert str(err.value) == (f"{path}: larger than 64 KiB, the most a config file may be "
+                              f"(match many PVs with a glob or a re: pattern)")
+
+
+def test_a_config_from_a_device_is_read_to_the_bound_only():
+    """/dev/zero was read whole (until memory ran out)."""
+    with pytest.raises(ConfigError) as err:
+        load_config("/dev/zero")
+    assert str(err.value).startswith("/dev/zero: larger than 64 KiB")
+
+
+def test_a_key_takes_at_most_10000_values(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("filter:\n  pv: [" + ",".join(f"a{i}" for i in range(MAX_VALUES + 1))
+                    + "]\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(str(path))
+    assert str(err.value) == f"{path}:2: key 'filter.pv': 10001 values: at most 10000 per key"
+    path.write_text("filter:\n  port: [" + ",".join(["5064"] * MAX_VALUES) + "]\n")
+    assert load_config(str(path)).filter == {"port": [5064] * MAX_VALUES}
+    res = run_cli("print", fixture("basic.pcap"), *["--pv=a"] * (MAX_VALUES + 1))
+    assert res.returncode == 2
+    assert res.stderr.decode() == "pcapca: error: --pv: 10001 values: at most 10000 per key\n"
