@@ -148,6 +148,18 @@ def _report(problem: Problem) -> None:
     print(f"pcapca: {printable(str(problem))}", file=sys.stderr, flush=True)
 
 
+def _check_numbers(args) -> None:
+    """argparse checks that a number is an integer; its range is checked here
+    (--top: by stats). A value out of range is a usage error, not a run that
+    skips every message."""
+    if args.max_message < 1:
+        raise UsageError(f"--max-message {args.max_message}: must be 1 or more (bytes of "
+                         f"a message's payload)")
+    for port in args.server_port or ():
+        if not 1 <= port <= 65535:
+            raise UsageError(f"--server-port {port}: expected a port 1..65535")
+
+
 def _decoder(args) -> Decoder:
     ports = [5064] + (args.server_port or [])
     return Decoder(max_message=args.max_message, server_ports=ports)
@@ -306,6 +318,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         warnings.filterwarnings("ignore", category=UserWarning, message=".*[Dd]eprecated.*")
         logging.getLogger("caproto").setLevel(logging.CRITICAL)
     try:
+        _check_numbers(args)
         if args.cmd == "print":
             code = cmd_print(args)
         elif args.cmd == "stats":

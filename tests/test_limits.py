@@ -68,3 +68,25 @@ def test_a_key_takes_at_most_10000_values(tmp_path):
     res = run_cli("print", fixture("basic.pcap"), *["--pv=a"] * (MAX_VALUES + 1))
     assert res.returncode == 2
     assert res.stderr.decode() == "pcapca: error: --pv: 10001 values: at most 10000 per key\n"
+
+
+@pytest.mark.parametrize("cmd", ["print", "annotate", "stats"])
+@pytest.mark.parametrize("option,value,error", [
+    ("--max-message", "-1", "--max-message -1: must be 1 or more (bytes of a message's payload)"),
+    ("--max-message", "0", "--max-message 0: must be 1 or more (bytes of a message's payload)"),
+    ("--server-port", "99999999", "--server-port 99999999: expected a port 1..65535"),
+    ("--server-port", "-5", "--server-port -5: expected a port 1..65535"),
+    ("--server-port", "0", "--server-port 0: expected a port 1..65535"),
+    ("--port", "65536", "--port: bad port 65536: expected an integer 0..65535"),
+    ("--top", "-1", "--top -1: must be 0 (all) or more"),
+])
+def test_a_numeric_option_out_of_range_is_a_usage_error(tmp_path, cmd, option, value, error):
+    """--max-message -1 / 0 and --server-port 99999999 / -5 were accepted:
+    every message skipped, exit 0."""
+    if option == "--top" and cmd != "stats":
+        pytest.skip("--top is stats'")
+    out = tmp_path / "out.pcapng"
+    args = [cmd, fixture("basic.pcap")] + ([out] if cmd == "annotate" else [])
+    res = run_cli(*args, f"{option}={value}")
+    assert (res.returncode, res.stdout, res.stderr.decode()) == (2, b"", f"pcapca: error: {error}\n")
+    assert not out.exists()
