@@ -90,3 +90,35 @@ def test_a_numeric_option_out_of_range_is_a_usage_error(tmp_path, cmd, option, v
     res = run_cli(*args, f"{option}={value}")
     assert (res.returncode, res.stdout, res.stderr.decode()) == (2, b"", f"pcapca: error: {error}\n")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("pattern", ["re:(a+)+$", "re:(a*)*b", "re:(a|aa)+$", "re:^X:([a-z]+:)+$",
+                                     "re:(?=(a+)+)", "re:((ab)*c)*"])
+def test_a_regex_with_nested_repetition_is_refused(pattern):
+    """--pv 're:(a+)+$' ran for hours on a 40-character name (Python's re
+    backtracks); such patterns are usage errors, on the command line and in
+    a config."""
+    res = run_cli("print", fixture("basic.pcap"), "--pv", pattern, timeout=60)
+    assert (res.returncode, res.stdout) == (2, b"")
+    assert res.stderr.decode() == (
+        f"pcapca: error: --pv: regular expression {pattern!r} repeats a group that itself "
+        f"repeats or alternates, as (a+)+ does: Python's re can take hours on one name with "
+        f"it; write it without the nesting, or as a glob\n")
+
+
+@pytest.mark.parametrize("pattern", ["re:^CORPUS:(dbl|counter)$", "re:_[1-4]$", "re:(?:a|b)*x",
+                                     "re:(ab){2}", "re:(a{2})+", "re:.*:dbl", "re:(?>a+)+"])
+def test_a_regex_without_nested_repetition_is_kept(pattern):
+    from pcapca.filters import check_pattern
+    assert check_pattern("pv", pattern) == pattern
+
+
+def test_a_regex_is_searched_in_names_of_at_most_256_characters():
+    """A name longer than CA names are (a hostile search) never matches a
+    re: pattern, so that a pattern's backtracking stays bounded; globs and
+    exact names (which never backtrack) still match it."""
+    from pcapca.filters import MAX_REGEX_NAME, _Matcher
+    ok, long = "X" * MAX_REGEX_NAME, "X" * (MAX_REGEX_NAME + 1)
+    assert [_Matcher(["re:^X+$"])(n) for n in (ok, long)] == [True, False]
+    assert [_Matcher(["X*"])(n) for n in (ok, long)] == [True, True]
+    assert _Matcher([long])(long)
