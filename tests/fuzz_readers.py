@@ -12,7 +12,10 @@ message whose ``{command}`` or ``--json`` fields differ from caproto's repr
 and fields of the object built from its bytes, or a PV filter keeping other
 records, problems or counts with the filtered print's shortcut
 (``pcapca.fast.skim``) than without it, or an exception from (or a character that
-is not printable in) a ``--format`` line of every token or from ``pcapca stats``'s report of the input (text or JSON).
+is not printable in) a ``--format`` line of every token, a ``--json`` line,
+annotate's default comment, or ``pcapca stats``'s report of the input (text
+or JSON). The fallback's mutations also write terminal controls (ESC, BEL,
+DEL, the 8-bit CSI 0x9b) into the input.
 
 Directory arguments are *seed* directories: the capture files in them (by
 magic, not by name) of at most ``MAX_SEED`` bytes, and a gzip-compressed copy
@@ -74,8 +77,10 @@ from pcapca.capture.reader import CaptureFormatError  # noqa: E402
 from pcapca.ca.circuits import Decoder  # noqa: E402
 from pcapca.filters import Filter  # noqa: E402
 from pcapca.items import CircuitClosed, Passthrough, Problem  # noqa: E402
-from pcapca.output.formatting import (Template, command_fields, record_fields,  # noqa: E402
-                               record_repr)
+from pcapca.output.annotate import default_comment  # noqa: E402
+from pcapca.escape import printable_json  # noqa: E402
+from pcapca.output.formatting import (Template, command_fields,  # noqa: E402
+                                      record_fields, record_json, record_repr)
 from pcapca.pipeline import decode  # noqa: E402
 from pcapca.ca.records import Decoded
 from pcapca.stats.collector import collect  # noqa: E402
@@ -145,6 +150,9 @@ def _target(data: bytes) -> None:
                 line = _EVERY_TOKEN(record)
                 if not line.isprintable():      # one message, one line, no terminal control
                     raise AssertionError(f"--format line not printable: {line!r}")
+                for out in (record_json(record), default_comment(record)):
+                    if not out.isprintable():
+                        raise AssertionError(f"output not printable: {out!r}")
     if fatal > 1:
         raise AssertionError("more than one fatal problem")
     if data[:4] in MAGICS and _filtered(data, _FILTER.drops) != _filtered(data, None):
@@ -153,8 +161,10 @@ def _target(data: bytes) -> None:
         _as_set(data)
     # pcapca stats: its report of the same bytes, as text and JSON
     report = collect([io.BytesIO(data)])
-    render_text(report)
-    json.dumps(report)
+    for text in (render_text(report),
+                 printable_json(json.dumps(report, ensure_ascii=False, indent=1))):
+        if not all(line.isprintable() for line in text.split("\n")):
+            raise AssertionError(f"stats report not printable: {text!r}")
 
 
 def _as_set(data: bytes) -> None:
@@ -265,6 +275,12 @@ def _fallback(args, seed_dirs) -> None:
             elif op == 2 and data:
                 a = rng.randrange(len(data))
                 del data[a:a + rng.randint(1, 256)]
+            elif op == 3 and data and rng.random() < 0.5:
+                # a terminal control on a printable byte (often a name's)
+                a = rng.randrange(len(data))
+                while a < len(data) - 1 and not 0x21 <= data[a] < 0x7f:
+                    a += 1
+                data[a] = rng.choice(b"\x1b\x07\x7f\x9b\n")
             else:
                 a = rng.randrange(len(data) + 1)
                 data[a:a] = os.urandom(rng.randint(1, 64))

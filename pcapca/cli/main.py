@@ -22,6 +22,7 @@ from ..ca.records import Decoded
 from ..capture.progress import open_with_progress
 from ..capture.reader import CaptureFormatError
 from ..errors import OutputError, UsageError
+from ..escape import printable, printable_json
 from ..filters import FilterError
 from ..items import Problem
 from ..output.formatting import (DEFAULT_FORMAT, SHARK_TOKENS, TOKENS, FormatError, Template,
@@ -182,7 +183,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _report(problem: Problem) -> None:
-    print(f"pcapca: {problem}", file=sys.stderr, flush=True)
+    # (file names and texts from the capture: escaped, as every message)
+    print(f"pcapca: {printable(str(problem))}", file=sys.stderr, flush=True)
+
+
+def _check_numbers(args) -> None:
+    """argparse checks that a number is an integer; its range is checked here
+    (--top: by stats). A value out of range is a usage error, not a run that
+    skips every message."""
+    if args.max_message < 1:
+        raise UsageError(f"--max-message {args.max_message}: must be 1 or more (bytes of "
+                         f"a message's payload)")
+    for port in args.server_port or ():
+        if not 1 <= port <= 65535:
+            raise UsageError(f"--server-port {port}: expected a port 1..65535")
 
 
 def _decoder(args) -> Decoder:
@@ -317,7 +331,8 @@ def cmd_stats(args) -> int:
     with _writing_stdout():
         if args.json:
             import json
-            sys.stdout.write(json.dumps(report, ensure_ascii=False, allow_nan=False, indent=1))
+            sys.stdout.write(printable_json(json.dumps(report, ensure_ascii=False,
+                                                       allow_nan=False, indent=1)))
             sys.stdout.write("\n")
         else:
             sys.stdout.write(render_text(report, top=args.top))
@@ -325,7 +340,7 @@ def cmd_stats(args) -> int:
     if args.plot:
         plot(report, collector.timeline, args.plot)
         if not args.quiet:
-            print(f"pcapca: timeline written to {args.plot}", file=sys.stderr)
+            print(f"pcapca: timeline written to {printable(args.plot)}", file=sys.stderr)
     return 1 if damaged else 0
 
 
@@ -347,6 +362,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         logging.getLogger("caproto").setLevel(logging.CRITICAL)
     try:
         _check_streams(args)
+        _check_numbers(args)
         if args.cmd == "print":
             code = cmd_print(args)
         elif args.cmd == "stats":
@@ -366,7 +382,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (CaptureFormatError, FormatError, UsageError, ConfigError, FilterError) as exc:
         if args.debug:
             raise
-        print(f"pcapca: error: {exc}", file=sys.stderr)
+        print(f"pcapca: error: {printable(str(exc))}", file=sys.stderr)
         return 2
     except OutputError as exc:
         if args.debug:
@@ -384,12 +400,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.debug:
             raise
         where = f"cannot open {exc.filename!r}: " if exc.filename else ""
-        print(f"pcapca: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        print(f"pcapca: error: {printable(where + str(exc.strerror or exc))}", file=sys.stderr)
         return 2
     except Exception as exc:  # a bug: say so in one line
         if args.debug:
             raise
-        print(f"pcapca: internal error: {type(exc).__name__}: {exc} "
+        print(f"pcapca: internal error: {type(exc).__name__}: {printable(str(exc))} "
               f"(run with --debug for the traceback, and please report it)", file=sys.stderr)
         return 3
     return code

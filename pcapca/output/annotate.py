@@ -22,6 +22,7 @@ from ..ca.records import Decoded
 from ..capture.pcapng import PcapngWriter
 from ..capture.sets import Files, probe_all
 from ..errors import OutputError, UsageError
+from ..escape import printable
 from ..items import Passthrough, Problem
 from ..pipeline import anchor_of, decode_captures
 from .formatting import Template, record_repr
@@ -32,9 +33,13 @@ class _StrictStop(Exception):
 
 
 def default_comment(record) -> str:
-    """``{pv} {command}``, without the PV (and its space) when it is unknown."""
+    """``{pv} {command}``, without the PV (and its space) when it is unknown;
+    the PV escaped as ``{pv}`` is (caproto's repr escapes its own text)."""
     text = record_repr(record)
-    return f"{record.pv} {text}" if record.pv is not None else text
+    pv = record.pv
+    if pv is None:
+        return text
+    return f"{pv if pv.isprintable() else printable(pv)} {text}"
 
 
 def _same_file(a: str, b: str) -> bool:
