@@ -147,6 +147,13 @@ def _report(problem: Problem) -> None:
     print(f"pcapca: {problem}", file=sys.stderr, flush=True)
 
 
+def _report_unshown(decoder: Decoder) -> None:
+    """The one line that counts the problems not shown (``Decoder.shown``)."""
+    line = decoder.stats.unshown_line()
+    if line:
+        print(f"pcapca: {line}", file=sys.stderr)
+
+
 def _decoder(args) -> Decoder:
     ports = [5064] + (args.server_port or [])
     return Decoder(max_message=args.max_message, server_ports=ports)
@@ -231,6 +238,7 @@ def cmd_print(args) -> int:
     if close is not None:
         close()
     out.flush()
+    _report_unshown(decoder)
     if not args.quiet:
         print(f"pcapca: {decoder.stats.summary()}", file=sys.stderr)
     return 1 if damaged else 0
@@ -270,9 +278,11 @@ def cmd_stats(args) -> int:
         return stop              # --strict: stop at the first problem, report what was read
 
     bars = args.progress and not args.quiet
-    collector.run(args.captures, _decoder(args), on_problem=problem,
+    decoder = _decoder(args)
+    collector.run(args.captures, decoder, on_problem=problem,
                   opener=lambda path: open_with_progress(path, enabled=bars),
                   anchor=anchor_of(args.filter))
+    _report_unshown(decoder)
     report = collector.report()
     if args.json:
         import json

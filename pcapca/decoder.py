@@ -32,6 +32,8 @@ IDLE_NS = 600 * 10**9            # a circuit silent this long (capture time) is 
 EVICT_EVERY = 8192               # packets between two looks for such circuits
 DUP_WINDOW_NS = 50 * 10**6       # the same packet on two interfaces within this
 DUP_MEMORY = 4096                # packets remembered to find such duplicates
+SHOWN_PER_KIND = 10              # problem lines shown per kind of problem and sender
+KINDS_SHOWN = 100                # (kind, sender) pairs shown; further ones are only counted
 
 
 @dataclass
@@ -48,6 +50,7 @@ class Stats:
     capture_drops: dict = field(default_factory=dict)
     duplicates: int = 0        # packets seen again on another interface
     cut_messages: int = 0      # messages cut off by the end of the capture or a close
+    unshown: Counter = field(default_factory=Counter)   # problem kind -> problems not shown
 
     @property
     def dropped(self) -> int:
@@ -75,6 +78,14 @@ class Stats:
             why = ", ".join(f"{n} {reason}" for reason, n in self.skipped.most_common())
             parts.append(f"{skipped} packets skipped ({why})")
         return "; ".join(parts)
+
+    def unshown_line(self) -> Optional[str]:
+        """The one line that counts the problems not shown (``Decoder.shown``), or None."""
+        if not self.unshown:
+            return None
+        why = ", ".join(f"{n} {kind}" for kind, n in self.unshown.most_common())
+        return (f"{sum(self.unshown.values())} more problems were only counted, not shown "
+                f"(the first {SHOWN_PER_KIND} of each kind and sender are): {why}")
 
 
 class Circuit:
@@ -136,6 +147,7 @@ class Decoder:
         self._closed: list = []                      # CircuitClosed and late items to pass on
         self._interfaces = 0                         # interfaces declared (pcapng IDBs)
         self.fragments = Reassembler()               # IPv4 datagrams sent in fragments
+        self._shown: Dict[tuple, int] = {}           # (kind, sender) -> problem lines shown
 
     @property
     def finds_duplicates(self) -> bool:
@@ -156,6 +168,8 @@ class Decoder:
                         stats.capture_drops[section, iid] = dropped
                     elif item.kind != "order":
                         stats.capture_problems += 1
+                    if not self.shown(item):
+                        continue
                 elif item.__class__ is Passthrough:
                     if item.block_type == _IDB:
                         self._interfaces += 1    # several: look for packets captured twice
@@ -168,16 +182,37 @@ class Decoder:
             stats.packets += 1
             decoded, problems = self.packet(item)
             if problems:
-                yield from problems
+                yield from self._shown_only(problems)
             yield decoded
             if stats.packets % EVICT_EVERY == 0:
-                yield from self._evict(item.ts)
+                yield from self._shown_only(self._evict(item.ts))
             if self._closed:
-                yield from self._closed
+                yield from self._shown_only(self._closed)
                 self._closed.clear()
-        yield from self.finish()
-        yield from self._closed
+        yield from self._shown_only(self.finish())
+        yield from self._shown_only(self._closed)
         self._closed.clear()
+
+    def shown(self, problem: Problem) -> bool:
+        """Is ``problem`` to be shown? The first SHOWN_PER_KIND of each kind
+        (``topic``, else the same text) and sender are, then they are only
+        counted (``stats.unshown``): hostile traffic or a damaged file cannot
+        flood the terminal. A problem that stops the reading is always shown."""
+        if problem.fatal:
+            return True
+        key = (problem.topic or problem.message, problem.sender)
+        n = self._shown.get(key, 0)
+        if n < SHOWN_PER_KIND and (n or len(self._shown) < KINDS_SHOWN):
+            self._shown[key] = n + 1
+            return True
+        self.stats.unshown[problem.topic or f"other {problem.kind} problem"] += 1
+        return False
+
+    def _shown_only(self, items) -> Iterator:
+        """``items`` without the problems not to be shown."""
+        for item in items:
+            if item.__class__ is not Problem or self.shown(item):
+                yield item
 
     def packet(self, packet: Packet):
         seg = parse(packet.interface.linktype, packet.data)
@@ -241,9 +276,11 @@ class Decoder:
             self.stats.problems += 1
             if item.cut:
                 problems.append(Problem(item.text(), frame=item.first_frame,
-                                        offset=item.first_offset, kind="capture"))
+                                        offset=item.first_offset, kind="capture",
+                                        topic="IPv4 datagram cut", sender=item.src))
             else:
-                problems.append(Problem(item.text(), frame=item.first_frame, kind="decode"))
+                problems.append(Problem(item.text(), frame=item.first_frame, kind="decode",
+                                        topic="IPv4 datagram lost", sender=item.src))
         return problems
 
     # ------------------------------------------------------------------ TCP
@@ -403,12 +440,15 @@ class Decoder:
         """A problem in a stream: reported once per stream direction, counted always
         (capture damage is always reported, with its byte offset)."""
         self.stats.problems += 1
+        sender = (circuit.client if side == 0 else circuit.server)[0]
         if kind == "capture":
-            problems.append(Problem(text, frame=packet.frame, offset=packet.offset, kind=kind))
+            problems.append(Problem(text, frame=packet.frame, offset=packet.offset, kind=kind,
+                                    topic="TCP segment cut", sender=sender))
         elif not circuit.reported[side]:
             circuit.reported[side] = True
             problems.append(Problem(text + " (further problems in this stream are only counted)",
-                                    frame=packet.frame, kind="decode"))
+                                    frame=packet.frame, kind="decode", topic="TCP stream problem",
+                                    sender=sender))
 
     def _close(self, circuit: Circuit) -> list:
         """Deliver what waits behind holes (as late ``Decoded`` items for the
@@ -489,7 +529,8 @@ class Decoder:
             self.stats.problems += 1
             text = f"UDP datagram {label} is not CA: {junk}"
             notes.append("pcapca: " + text)
-            problems.append(Problem(text, frame=packet.frame, kind="decode"))
+            problems.append(Problem(text, frame=packet.frame, kind="decode",
+                                    topic="UDP datagram not CA", sender=seg.src))
             return Decoded(packet, (), tuple(notes)), problems
         role_name = CLIENT_ROLE if role is CLIENT else SERVER_ROLE
         records = []
@@ -498,7 +539,8 @@ class Decoder:
                 self.stats.problems += 1
                 notes.append("pcapca: " + cmd)
                 problems.append(Problem(f"UDP datagram {label}: {cmd}", frame=packet.frame,
-                                        kind="decode"))
+                                        kind="decode", topic="UDP message not decoded",
+                                        sender=seg.src))
                 continue
             # beacons are sent by servers, also when the repeater forwards them
             records.append(Record(packet, seg, cmd.__class__, header_fields(cmd.header), None, 0,

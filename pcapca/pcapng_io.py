@@ -446,7 +446,8 @@ def read_pcapng(stream: BinaryIO, *, first_frame: int = 1, strict: bool = False,
             return Problem(message, frame=frame, offset=offset, fatal=True), False
         skipped = new - offset
         return Problem(f"{message}; skipped {skipped} bytes, reading resumed at "
-                       f"byte offset {new}", frame=frame, offset=offset), True
+                       f"byte offset {new}", frame=frame, offset=offset,
+                       topic="corrupt pcapng block"), True
 
     while True:
         if endian is not None and ifaces and skim is None:
@@ -550,7 +551,8 @@ def read_pcapng(stream: BinaryIO, *, first_frame: int = 1, strict: bool = False,
         if btype == EPB or btype == PB:
             if blen < 32:
                 yield Problem(f"packet block at byte offset {offset} is too short "
-                              f"({blen} bytes)", frame=frame, offset=offset)
+                              f"({blen} bytes)", frame=frame, offset=offset,
+                              topic="corrupt packet block")
                 yield Passthrough(btype, raw, offset, e)
                 continue
             iid, th, tl, caplen, orig_len = u32(raw, 8)
@@ -559,7 +561,7 @@ def read_pcapng(stream: BinaryIO, *, first_frame: int = 1, strict: bool = False,
             if caplen > blen - 32:
                 yield Problem(f"packet block at byte offset {offset} claims {caplen} "
                               f"captured bytes but has room for {blen - 32}",
-                              frame=frame, offset=offset)
+                              frame=frame, offset=offset, topic="corrupt packet block")
                 yield Passthrough(btype, raw, offset, e)
                 continue
             data = raw[28:28 + caplen]
@@ -567,7 +569,8 @@ def read_pcapng(stream: BinaryIO, *, first_frame: int = 1, strict: bool = False,
         elif btype == SPB:
             if blen < 16:
                 yield Problem(f"simple packet block at byte offset {offset} is too "
-                              f"short ({blen} bytes)", frame=frame, offset=offset)
+                              f"short ({blen} bytes)", frame=frame, offset=offset,
+                              topic="corrupt packet block")
                 yield Passthrough(btype, raw, offset, e)
                 continue
             iid = 0
@@ -579,20 +582,22 @@ def read_pcapng(stream: BinaryIO, *, first_frame: int = 1, strict: bool = False,
             yield Passthrough(btype, raw, offset, e)
             for msg in problems:
                 yield Problem(f"interface {len(ifaces) - 1}: {msg}", frame=frame,
-                              offset=offset)
+                              offset=offset, topic="damaged interface description")
             continue
         else:
             yield Passthrough(btype, raw, offset, e)
             if btype == ISB:
                 loss = _isb_loss(raw, e, ifaces, section, reported)
                 if loss is not None:
-                    yield Problem(loss[0], offset=offset, kind="loss", detail=loss[1])
+                    yield Problem(loss[0], offset=offset, kind="loss", detail=loss[1],
+                                  topic="count of packets dropped")
             continue
 
         if iid >= len(ifaces):
             yield Problem(f"packet block at byte offset {offset} refers to interface "
                           f"{iid}, but its section has {len(ifaces)} interface(s); "
-                          "packet skipped", frame=frame, offset=offset)
+                          "packet skipped", frame=frame, offset=offset,
+                          topic="packet of an unknown interface")
             yield Passthrough(btype, raw, offset, e)
             continue
         iface, tps, tsoffset = ifaces[iid]
@@ -604,7 +609,7 @@ def read_pcapng(stream: BinaryIO, *, first_frame: int = 1, strict: bool = False,
             if caplen > blen - 16:
                 yield Problem(f"simple packet block at byte offset {offset} holds "
                               f"{blen - 16} bytes, less than the {caplen} it should",
-                              frame=frame, offset=offset)
+                              frame=frame, offset=offset, topic="corrupt packet block")
                 caplen = blen - 16
             data = raw[12:12 + caplen]
         else:
