@@ -25,6 +25,9 @@ from .progress import open_with_progress
 from .records import Decoded
 
 
+OUTPUT_BATCH = 1 << 20     # characters of print's lines written at once (or one longer line)
+
+
 class UsageError(Exception):
     """Reported as one line, exit status 2."""
 
@@ -200,11 +203,14 @@ def cmd_print(args) -> int:
     else:
         render = record_json
     lines: list = []          # written in batches: one write per line costs as much as the line
+    size = 0                  # their characters: a batch is written beyond OUTPUT_BATCH
 
     def write_lines() -> None:
+        nonlocal size
         lines.append("")
         write("\n".join(lines))
         lines.clear()
+        size = 0
 
     for item in stream:
         cls = item.__class__
@@ -219,8 +225,10 @@ def cmd_print(args) -> int:
                 if not records:
                     continue
             for record in records:
-                lines.append(render(record))
-            if live or len(lines) >= 512:
+                line = render(record)
+                size += len(line)
+                lines.append(line)
+            if live or len(lines) >= 512 or size > OUTPUT_BATCH:
                 write_lines()
                 if live:
                     out.flush()

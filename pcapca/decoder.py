@@ -32,6 +32,7 @@ IDLE_NS = 600 * 10**9            # a circuit silent this long (capture time) is 
 EVICT_EVERY = 8192               # packets between two looks for such circuits
 DUP_WINDOW_NS = 50 * 10**6       # the same packet on two interfaces within this
 DUP_MEMORY = 4096                # packets remembered to find such duplicates
+MAX_BUFFERED = 128 << 20         # bytes waiting in all circuits (or twice --max-message)
 SHOWN_PER_KIND = 10              # problem lines shown per kind of problem and sender
 KINDS_SHOWN = 100                # (kind, sender) pairs shown; further ones are only counted
 
@@ -92,7 +93,7 @@ class Circuit:
     """One TCP connection; ``client`` and ``server`` are (ip, port)."""
     __slots__ = ("client", "server", "halves", "decoders", "last_ts",
                  "closing", "reported", "number", "is_ca", "key", "lost", "zero", "stalls",
-                 "ended_by")
+                 "ended_by", "held")
 
     def __init__(self, client, server, max_message: int, synced: bool, number: int):
         self.client = client
@@ -111,6 +112,7 @@ class Circuit:
         self.is_ca: Optional[bool] = None    # None: not known yet (unknown server port)
         # identifies this connection (a new SYN on the same ports is another one)
         self.key = (number, client, server)
+        self.held = 0                        # bytes buffered, as last counted (Decoder._hold)
 
     def reopened(self, side: int, ts: int) -> None:
         """The end of a zero window of ``side`` (0: the client, 1: the server)."""
@@ -135,6 +137,8 @@ class Decoder:
                  server_ports: Iterable[int] = (CA_SERVER_PORT,),
                  repeater_port: int = CA_REPEATER_PORT):
         self.max_message = max_message
+        self.max_buffered = max(MAX_BUFFERED, 2 * max_message)
+        self.buffered = 0                            # the circuits' ``held``, summed
         self.server_ports = set(server_ports)        # TCP server / UDP search ports
         self.udp_ports = set(server_ports)
         self.repeater_port = repeater_port
@@ -316,25 +320,35 @@ class Decoder:
                 if released:
                     self._chunks(circuit, not from_client, released, packet, seg, records,
                                  notes, problems, swapped=True)
+                    if circuit.is_ca:
+                        self._hold(circuit, packet, problems)
         wire_len = seg.wire_len
         if wire_len:
             payload = seg.payload
             if seg.seq == half.next_seq and not half.pending and len(payload) == wire_len:
                 # the common case: the next bytes, in order, complete
                 half.next_seq = (seg.seq + wire_len) & 0xFFFFFFFF
+                held = False
                 if circuit.is_ca:
                     # ...of a CA circuit (what _chunks does for one chunk without a gap)
-                    self._messages(circuit, from_client, circuit.decoders[side].feed(payload),
+                    decoder = circuit.decoders[side]
+                    self._messages(circuit, from_client, decoder.feed(payload),
                                    packet, seg, records, notes, problems)
                     chunks = None
+                    if decoder.partial or circuit.held:     # (a message not complete yet)
+                        self._hold(circuit, packet, problems)
                 else:
                     chunks = ((0, payload, None),)
             else:
                 before = half.retransmitted
                 chunks = half.segment(seg.seq, payload, wire_len, (packet, seg))
                 self.stats.retransmitted_bytes += half.retransmitted - before
+                held = True                                 # (it may wait behind a hole)
             if chunks:
                 self._chunks(circuit, from_client, chunks, packet, seg, records, notes, problems)
+                held = True
+            if held and circuit.is_ca:
+                self._hold(circuit, packet, problems)
         if seg.window == 0:
             if circuit.zero[side] is None and not flags & (TCP_SYN | TCP_RST):
                 circuit.zero[side] = packet.ts       # it stopped reading
@@ -450,6 +464,36 @@ class Decoder:
                                     frame=packet.frame, kind="decode", topic="TCP stream problem",
                                     sender=sender))
 
+    def _hold(self, circuit: Circuit, packet: Packet, problems) -> None:
+        """Count the bytes ``circuit`` buffers (messages not complete yet,
+        segments waiting behind a hole); over ``max_buffered`` for all
+        circuits, those of the least recently active ones are given up (down
+        to three quarters of it: each look at the circuits frees that much)."""
+        d0, d1 = circuit.decoders
+        h0, h1 = circuit.halves
+        held = len(d0.buf) + len(d1.buf) + h0.pending_bytes + h1.pending_bytes
+        self.buffered += held - circuit.held
+        circuit.held = held
+        if self.buffered <= self.max_buffered:
+            return
+        for victim in sorted((c for c in self._unique_circuits() if c.held),
+                             key=lambda c: c.last_ts):
+            if self.buffered <= self.max_buffered * 3 // 4:
+                break
+            for side in (0, 1):
+                decoder, half = victim.decoders[side], victim.halves[side]
+                n = len(decoder.buf) + half.pending_bytes
+                if n:
+                    decoder.gap()
+                    half.pending.clear()
+                    half.pending_bytes = 0
+                    self._report(victim, side, f"{victim.label(side == 0)}: {n} bytes waiting "
+                                 f"to be decoded were given up: over the {self.max_buffered}-"
+                                 f"byte limit for all circuits; decoding resumes at the next "
+                                 f"CA header", packet, problems)
+            self.buffered -= victim.held
+            victim.held = 0
+
     def _close(self, circuit: Circuit) -> list:
         """Deliver what waits behind holes (as late ``Decoded`` items for the
         packets that carried it), and forget the circuit."""
@@ -480,6 +524,8 @@ class Decoder:
             # (both keys are the same for a connection from a port to itself)
             self.circuits.pop((c_ip, c_port, s_ip, s_port), None)
             self.circuits.pop((s_ip, s_port, c_ip, c_port), None)
+            self.buffered -= circuit.held
+            circuit.held = 0
             for side in (0, 1):                  # (closed while not reading)
                 if circuit.zero[side] is not None:
                     circuit.reopened(side, circuit.last_ts)

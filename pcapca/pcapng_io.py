@@ -93,6 +93,9 @@ _KNOWN_TYPES = frozenset(range(1, 0x0B)) | {SHB, CB_COPY, CB_NOCOPY}
 MAX_BLOCK_LEN = 256 * 1024 * 1024   # larger total lengths are reported as corrupt
 _RESYNC_MAX_LEN = 16 * 1024 * 1024  # longest block accepted when resynchronising
 MAX_OPTION_LEN = 65535
+# interfaces kept per section (the obsolete Packet Block's 16-bit ids); the
+# packets of further ones are copied, not decoded
+MAX_INTERFACES = 65536
 
 _SHB_MAGIC = struct.pack("<I", SHB)      # palindrome: same in both byte orders
 _BOM_LE = b"\x4d\x3c\x2b\x1a"
@@ -435,6 +438,7 @@ def read_pcapng(stream: BinaryIO, *, first_frame: int = 1, strict: bool = False,
     u32 = u2 = None
     section = -1             # index of the current section in the file
     reported: dict = {}      # (section, interface id) -> packets dropped, as last reported
+    too_many = False         # the section declared over MAX_INTERFACES interfaces
 
     def damaged(offset: int, message: str, buf: bytes, truncated: bool = False):
         """Problem for a framing error, after trying to resynchronise
@@ -544,6 +548,7 @@ def read_pcapng(stream: BinaryIO, *, first_frame: int = 1, strict: bool = False,
             u32 = struct.Struct(e + "IIIII").unpack_from
             u2 = struct.Struct(e + "II").unpack_from
             ifaces = []
+            too_many = False
             section += 1
             yield Passthrough(SHB, raw, offset, e)
             continue
@@ -577,6 +582,15 @@ def read_pcapng(stream: BinaryIO, *, first_frame: int = 1, strict: bool = False,
             orig_len = u2(raw, 8)[0]
             ticks = None
         elif btype == IDB:
+            if len(ifaces) >= MAX_INTERFACES:
+                yield Passthrough(btype, raw, offset, e)
+                if not too_many:
+                    too_many = True
+                    yield Problem(f"interface description block at byte offset {offset}: its "
+                                  f"section has over {MAX_INTERFACES} interfaces; the packets "
+                                  f"of this one and those after it are copied, not decoded",
+                                  frame=frame, offset=offset, topic="too many interfaces")
+                continue
             iface, tsoffset, problems = _decode_idb(raw, e)
             ifaces.append((iface, iface.tsresol, tsoffset))
             yield Passthrough(btype, raw, offset, e)
@@ -781,6 +795,7 @@ class PcapngWriter:
         self._endian: Optional[str] = None      # byte order of the current section
         self._ifaces: list[bytes] = []          # IDB raw bytes of the current section
         self._ids: dict[bytes, int] = {}        # IDB raw bytes -> first interface id
+        self._idbs = 0                          # IDBs in the current section (see MAX_INTERFACES)
         self._idb_cache: dict[tuple, bytes] = {}
         # (endian, count) -> pcapca's marker option, and it packed with the end of options
         self._markers: dict[tuple, tuple] = {}
@@ -799,12 +814,21 @@ class PcapngWriter:
         self._endian = endian
         self._ifaces = []
         self._ids = {}
+        self._idbs = 0
         self._pcap_iface = self._pcap_iid = None
 
     def _add_idb(self, raw: bytes) -> int:
         self._write(raw)
+        return self._remember(raw)
+
+    def _remember(self, raw: bytes) -> int:
+        """The id of an IDB written to the section (remembered up to MAX_INTERFACES)."""
+        iid = self._idbs
+        self._idbs += 1
+        if iid >= MAX_INTERFACES:
+            return iid
         self._ifaces.append(raw)
-        return self._ids.setdefault(raw, len(self._ifaces) - 1)
+        return self._ids.setdefault(raw, iid)
 
     def _own_section(self) -> None:
         self._write(build_shb("<", self.userappl))
@@ -838,8 +862,7 @@ class PcapngWriter:
         elif self._endian is None:
             self._own_section()
         if item.block_type == IDB:
-            self._ifaces.append(item.raw)
-            self._ids.setdefault(item.raw, len(self._ifaces) - 1)
+            self._remember(item.raw)
         self._write(item.raw)
         if self.flush_each:
             self.out.flush()
