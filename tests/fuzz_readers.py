@@ -75,6 +75,7 @@ import pcapca.output.formatting  # noqa: E402
 import pcapca.fast.skim  # noqa: E402
 from pcapca.capture.reader import CaptureFormatError  # noqa: E402
 from pcapca.ca.circuits import Decoder  # noqa: E402
+import pcapca.capture.pcapng  # noqa: E402
 from pcapca.filters import Filter  # noqa: E402
 from pcapca.items import CircuitClosed, Passthrough, Problem  # noqa: E402
 from pcapca.output.annotate import default_comment  # noqa: E402
@@ -90,6 +91,13 @@ _KINDS = (Decoded, Passthrough, Problem, CircuitClosed)
 # The filtered print's shortcut (pcapca.fast.skim) must not change what a filter
 # keeps: each input is also decoded with and without it.
 pcapca.fast.skim.MIN_RECORDS = 1          # (fuzz inputs are short)
+# the bounds of docs/troubleshooting.md#bounds, lowered so that short inputs
+# reach them: bytes buffered over all circuits (with _filtered's --max-message),
+# interfaces per pcapng section (twoif.pcapng has 2), problem lines shown
+pcapca.ca.circuits.MAX_BUFFERED = 1024
+pcapca.capture.pcapng.MAX_INTERFACES = 2
+pcapca.ca.circuits.SHOWN_PER_KIND = 3
+FUZZ_MAX_MESSAGE = 2048
 _FILTER = Filter.build(pv=["FIX:dbl", "CORPUS:dbl"])
 # every --format token, and fields of caproto's and dpkt's objects
 _EVERY_TOKEN = Template("{timestamp} {ethernet} {ip} {transport} {src} {dst} {frame} {sport} "
@@ -198,7 +206,7 @@ def _as_set(data: bytes) -> None:
 def _filtered(data: bytes, drops):
     """What a filtered print shows (records, problems, summary), with the
     shortcut (``drops``) or without it."""
-    decoder = Decoder()
+    decoder = Decoder(max_message=FUZZ_MAX_MESSAGE)
     out = []
     for item in decode(data, decoder=decoder, drops=drops):
         if item.__class__ is Problem:
@@ -206,7 +214,9 @@ def _filtered(data: bytes, drops):
         elif item.__class__ is Decoded:
             out.extend((r.frame, r.pv, r.request_frame, r.latency, r.cls, r.fields)
                        for r in item.records if _FILTER.matches(r))
-    return out, decoder.stats.summary()
+    if decoder.buffered > decoder.max_buffered:
+        raise AssertionError(f"{decoder.buffered} bytes buffered, over the bound")
+    return out, decoder.stats.summary(), decoder.stats.unshown_line()
 
 
 def _seeds(dirs):
@@ -224,7 +234,9 @@ def _seed_inputs(seed_dirs):
     seeds = [(p.name, p.read_bytes()) for p in _seeds(seed_dirs)]
     small = sorted(seeds, key=lambda s: len(s[1]))[:4]
     return (seeds + [(f"{name}.gz", gzip.compress(raw, mtime=0)) for name, raw in small]
-            + _hostile_seeds())
+            + _hostile_seeds() + [
+                ("hostile-zeros.pcap", _PCAP_HEAD + bytes(4096)),   # an empty record every 16 bytes
+                ("hostile-idbs.pcapng", _many_idbs(seeds))])
 
 
 def _hostile_seeds():
@@ -238,6 +250,23 @@ def _hostile_seeds():
                "strings-1001": _lying_reply(1001, 0, False, strings)}
     return [(f"basic-{name}.pcap", build(data(BASIC)[:24], lying_count_recs(reply)))
             for name, reply in replies.items()]
+
+
+_PCAP_HEAD = b"\xd4\xc3\xb2\xa1\x02\x00\x04\x00" + bytes(8) + b"\xff\xff\x00\x00\x01\x00\x00\x00"
+
+
+def _many_idbs(seeds) -> bytes:
+    """The smallest pcapng seed with its first interface block repeated 4 times."""
+    import struct
+    pcapngs = sorted((raw for _, raw in seeds if raw[:4] == MAGICS[-1]), key=len)
+    if not pcapngs:
+        return b""
+    raw = pcapngs[0]
+    at = struct.unpack_from("<I", raw, 4)[0]                 # (after the section header)
+    if raw[at:at + 4] != b"\x01\x00\x00\x00":
+        return raw
+    idb = raw[at:at + struct.unpack_from("<I", raw, at + 4)[0]]
+    return raw[:at] + idb * 4 + raw[at + len(idb):]
 
 
 def _corpus(seed_dirs) -> Path:

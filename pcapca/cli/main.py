@@ -30,6 +30,9 @@ from ..output.formatting import (DEFAULT_FORMAT, SHARK_TOKENS, TOKENS, FormatErr
 from .config import ConfigError, apply_config
 
 
+OUTPUT_BATCH = 1 << 20     # characters of print's lines written at once (or one longer line)
+
+
 @contextlib.contextmanager
 def _writing_stdout():
     """A failed write to standard output is an OutputError (a reader that
@@ -199,6 +202,13 @@ def _check_numbers(args) -> None:
             raise UsageError(f"--server-port {port}: expected a port 1..65535")
 
 
+def _report_unshown(decoder: Decoder) -> None:
+    """The one line that counts the problems not shown (``Decoder.shown``)."""
+    line = decoder.stats.unshown_line()
+    if line:
+        print(f"pcapca: {line}", file=sys.stderr)
+
+
 def _decoder(args) -> Decoder:
     ports = [5064] + (args.server_port or [])
     return Decoder(max_message=args.max_message, server_ports=ports)
@@ -245,14 +255,17 @@ def cmd_print(args) -> int:
     else:
         render = record_json
     lines: list = []          # written in batches: one write per line costs as much as the line
+    size = 0                  # their characters: a batch is written beyond OUTPUT_BATCH
 
     def write_lines(flush: bool = False) -> None:
+        nonlocal size
         lines.append("")
         with _writing_stdout():
             write("\n".join(lines))
             if flush:
                 out.flush()
         lines.clear()
+        size = 0
 
     for item in stream:
         cls = item.__class__
@@ -267,8 +280,10 @@ def cmd_print(args) -> int:
                 if not records:
                     continue
             for record in records:
-                lines.append(render(record))
-            if live or len(lines) >= 512:
+                line = render(record)
+                size += len(line)
+                lines.append(line)
+            if live or len(lines) >= 512 or size > OUTPUT_BATCH:
                 write_lines(flush=live)
         elif cls is Problem:
             if lines:                     # (keep the order of output and messages)
@@ -285,6 +300,7 @@ def cmd_print(args) -> int:
         close()
     with _writing_stdout():
         out.flush()
+    _report_unshown(decoder)
     if not args.quiet:
         print(f"pcapca: {decoder.stats.summary()}", file=sys.stderr)
     return 1 if damaged else 0
@@ -324,9 +340,11 @@ def cmd_stats(args) -> int:
         return stop              # --strict: stop at the first problem, report what was read
 
     bars = args.progress and not args.quiet
-    collector.run(args.captures, _decoder(args), on_problem=problem,
+    decoder = _decoder(args)
+    collector.run(args.captures, decoder, on_problem=problem,
                   opener=lambda path: open_with_progress(path, enabled=bars),
                   anchor=anchor_of(args.filter))
+    _report_unshown(decoder)
     report = collector.report()
     with _writing_stdout():
         if args.json:

@@ -324,6 +324,9 @@ def annotate(args, *, decoder, report: Callable[[Problem], None]) -> int:
         report(Problem(f"{late} messages were completed only at the end of the capture "
                        f"(data waiting behind a hole) and could not be attached to their "
                        f"packets, which were already written", kind="decode"))
+    unshown = decoder.stats.unshown_line()        # (the problems not shown: Decoder.shown)
+    if unshown:
+        print(f"pcapca: {unshown}", file=sys.stderr)
     if not args.quiet:
         print(f"pcapca: {decoder.stats.summary()}", file=sys.stderr)
     return 1 if damaged else 0

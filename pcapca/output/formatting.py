@@ -991,6 +991,11 @@ def _check_chain(fmt: str, field: str, root: str, chain) -> None:
                           f"index a field, e.g. {{command.data[0]}}")
 
 
+# the largest width or precision of a format spec ({frame:>1000}): a line's
+# size is then bounded by the format string's
+MAX_FIELD_WIDTH = 1000
+
+
 class _NoFiles:
     """{file}, {file_frame} of a Template given no ``Files``: no name."""
     @staticmethod
@@ -1056,6 +1061,10 @@ class Template:
                 raise FormatError(f"format string {fmt!r}: bad conversion !{conv}")
             if spec and "{" in spec:
                 raise FormatError(f"format string {fmt!r}: nested fields are not supported")
+            if spec and max(map(int, "".join(c if c.isdecimal() else " " for c in spec).split()),
+                            default=0) > MAX_FIELD_WIDTH:
+                raise FormatError(f"format string {fmt!r}: '{{{field}:{spec}}}': a width or "
+                                  f"precision over {MAX_FIELD_WIDTH} is not supported")
             self.parts.append((root, tuple(chain), conv, spec))
         self._render = self._compile()
 
