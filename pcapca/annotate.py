@@ -9,15 +9,17 @@ name (when known) and caproto's repr of the message, so that
 """
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import tempfile
+from urllib.parse import quote
 from typing import Callable, List
 
 from .capture_set import Files, probe_all
 from .formatting import Template, record_repr
 from .events import Passthrough, Problem
-from .pcapng_io import PcapngWriter
+from .pcapng_io import MAX_OPTION_LEN, PcapngWriter
 from .pipeline import anchor_of, decode_captures
 from .records import Decoded
 
@@ -26,10 +28,72 @@ class _StrictStop(Exception):
     pass
 
 
+# The machine-readable tag that ends each default comment and note, read by
+# the Wireshark plugin (pcapca/wireshark/pcapca.lua); format in docs/wireshark.md,
+# choice in docs/design.md. Bump TAG_VERSION on any incompatible change.
+TAG_VERSION = 1
+_TAG = f" [pcapca/{TAG_VERSION} "
+NOTE_TAG = f" [pcapca/{TAG_VERSION} problem]"
+# PV bytes written as themselves in the tag; any other byte (space, %, [, ],
+# controls, non-ASCII) is %XX, so the tag holds no space or bracket of the wire
+_PV_SAFE = "!\"#$&'()*+,/:;<=>?@\\^`{|}"
+
+
+@functools.lru_cache(maxsize=4096)
+def tag_pv(pv: str) -> str:
+    """``pv`` percent-encoded for the tag (UTF-8; surrogate escapes back to bytes)."""
+    try:
+        return quote(pv, safe=_PV_SAFE, errors="surrogateescape")
+    except UnicodeEncodeError:
+        return quote(pv, safe=_PV_SAFE, errors="replace")
+
+
+def comment_tag(record) -> str:
+    """`` [pcapca/1 role=R cmd=NAME pv=ESCAPED req=FRAME lat=SECONDS]``; pv, req
+    and lat only when known."""
+    tag = f"{_TAG}role={record.role} cmd={record.cls.__name__}"
+    if record.pv is not None:
+        tag += f" pv={tag_pv(record.pv)}"
+    if record.request_frame is not None:
+        tag += f" req={record.request_frame}"
+    if record.latency is not None:
+        tag += f" lat={record.latency:.6f}"
+    return tag + "]"
+
+
+def _fit(text: str, tag: str) -> str:
+    """``text + tag``, the text cut as pcapng_io.cut_comment cuts (which would
+    cut the tag) so that the tag survives pcapng's 65535-byte option limit."""
+    whole = text + tag
+    if len(whole) * 4 <= MAX_OPTION_LEN:       # (no UTF-8 encoding needed)
+        return whole
+    room = MAX_OPTION_LEN - len(tag.encode("utf-8"))
+    enc = text.encode("utf-8", "replace")
+    if len(enc) <= room:
+        return whole
+    n = len(enc) - room
+    while True:                    # (the tail's length depends on n)
+        tail = f"…[cut by pcapca: {n} bytes]"
+        keep = room - len(tail.encode("utf-8"))
+        while keep > 0 and (enc[keep] & 0xC0) == 0x80:
+            keep -= 1              # (never split a UTF-8 character)
+        if len(enc) - keep == n:
+            return enc[:keep].decode("utf-8") + tail + tag
+        n = len(enc) - keep
+
+
 def default_comment(record) -> str:
-    """``{pv} {command}``, without the PV (and its space) when it is unknown."""
+    """``{pv} {command}``, without the PV (and its space) when it is unknown,
+    then the tag."""
     text = record_repr(record)
-    return f"{record.pv} {text}" if record.pv is not None else text
+    if record.pv is not None:
+        text = f"{record.pv} {text}"
+    return _fit(text, comment_tag(record))
+
+
+def note_comment(note: str) -> str:
+    """A decode problem's comment (``pcapca: TEXT``) with its tag."""
+    return _fit(note, NOTE_TAG)
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -173,7 +237,7 @@ def annotate(args, *, decoder, report: Callable[[Problem], None]) -> int:
                     records = matching
                 comments = [comment(r) for r in records]
                 if item.notes and flt is None:
-                    comments.extend(item.notes)
+                    comments.extend(map(note_comment, item.notes))
                 writer.write_packet(item.packet, comments)
             elif cls is Passthrough:
                 if several:             # (blocks of the file being read)
