@@ -140,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "searches/s); needs matplotlib: pip install 'pcapca[plot]'")
     _add_common(s)
     _add_filter(s)
+    from .wireshark.install import add_parser as add_wireshark_parser
+    add_wireshark_parser(sub)
     return parser
 
 
@@ -308,6 +310,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             code = cmd_print(args)
         elif args.cmd == "stats":
             code = cmd_stats(args)
+        elif args.cmd == "wireshark":
+            from .wireshark.install import run as cmd_wireshark
+            code = cmd_wireshark(args)
         else:
             code = cmd_annotate(args)
     except BrokenPipeError:
