@@ -41,12 +41,17 @@ def frames(tshark, path):
 
 
 def expected_comments(path):
-    """What `pcapca print --format '{pv} {command}'` prints, per frame."""
-    out = run_cli("print", path, "-q", "--format", "{frame}\t{pv} {command}", check=0)
+    """What `pcapca print --format '{pv} {command}'` prints, per frame, each
+    with its tag (docs/wireshark.md: the fixtures' PV names need no escape)."""
+    out = run_cli("print", path, "-q", "--format",
+                  "{frame}\t{role}\t{name}\t{pv}\t{request_frame}\t{latency}\t{pv} {command}",
+                  check=0)
     per_frame = {}
     for line in out.stdout.decode().splitlines():
-        frame, text = line.split("\t", 1)
-        per_frame.setdefault(int(frame), []).append(text.lstrip(" "))
+        frame, role, name, pv, req, lat, text = line.split("\t", 6)
+        tag = (f" [pcapca/1 role={role} cmd={name}" + (f" pv={pv}" if pv else "")
+               + (f" req={req}" if req else "") + (f" lat={lat}" if lat else "") + "]")
+        per_frame.setdefault(int(frame), []).append(text.lstrip(" ") + tag)
     return per_frame
 
 

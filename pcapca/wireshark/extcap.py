@@ -155,7 +155,12 @@ def run_capture(fifo: str, iface: str, pv: Optional[str], ports: List[int],
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
         signal.signal(sig, on_signal)
     preexec = _die_with_parent if sys.platform.startswith("linux") else None
-    with open(fifo, "wb", buffering=0) as out:
+    try:
+        out = open(fifo, "wb", buffering=0)
+    except OSError as exc:
+        raise ExtcapError(f"pcapca: cannot write to Wireshark's fifo {fifo!r}: "
+                          f"{exc.strerror}") from None
+    with out:
         try:
             capture = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                        stdin=subprocess.DEVNULL, preexec_fn=preexec)
@@ -166,8 +171,14 @@ def run_capture(fifo: str, iface: str, pv: Optional[str], ports: List[int],
         reader = threading.Thread(target=lambda: errors.append(capture.stderr.read(1 << 16)),
                                   daemon=True)
         reader.start()
-        annotator = subprocess.Popen(annotate, stdin=capture.stdout, stdout=out,
-                                     stderr=subprocess.PIPE, env=env, preexec_fn=preexec)
+        try:
+            annotator = subprocess.Popen(annotate, stdin=capture.stdout, stdout=out,
+                                         stderr=subprocess.PIPE, env=env, preexec_fn=preexec)
+        except OSError as exc:
+            capture.kill()
+            capture.wait()
+            raise ExtcapError(f"pcapca: cannot run {sys.executable} -m pcapca annotate: "
+                              f"{exc.strerror}") from None
         children.append(annotator)
         capture.stdout.close()
         if stop.is_set():                   # (a signal before the children were listed)
@@ -239,4 +250,22 @@ def main(argv: Optional[List[str]] = None) -> int:
                           "--extcap-interfaces, --extcap-dlts, --extcap-config or --capture")
     except ExtcapError as exc:
         sys.stderr.write(f"{exc}\n")
+        sys.stderr.flush()
+        if args.capture and args.fifo:
+            _release(args.fifo)
         return 1
+
+
+def _release(fifo: str) -> None:
+    """Open and close the fifo: dumpcap waits for its writer to open it, and
+    would wait forever for an extcap that failed before."""
+    import errno
+    import time
+    for _ in range(50):             # (5 s for the reader to be there)
+        try:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            return
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:
+                return
+            time.sleep(0.1)
