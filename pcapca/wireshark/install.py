@@ -173,14 +173,20 @@ def add_parser(sub) -> None:
                         "and latency columns; problems coloured)")
     w.add_argument("--print-paths", action="store_true",
                    help="print where the files go (or are) and whether they are there")
+    w.add_argument("--lua-path", action="store_true",
+                   help="print the path of the plugin shipped with pcapca, for "
+                        "tshark -X lua_script:PATH without installing it")
     w.add_argument("--tshark", metavar="PATH", help="the tshark to ask (default: on PATH)")
     w.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
 def run(args) -> int:
     from ..cli import UsageError
-    if (args.action is None) == (not args.print_paths):
-        raise UsageError("give install, uninstall or --print-paths")
+    if [args.action is not None, args.print_paths, args.lua_path].count(True) != 1:
+        raise UsageError("give one of install, uninstall, --print-paths, --lua-path")
+    if args.lua_path:
+        print(PLUGIN_SOURCE)
+        return 0
     try:
         folders = wireshark_folders(args.tshark)
         if args.print_paths:
