@@ -83,3 +83,11 @@ def test_lua_path_and_usage():
     res = wireshark(ROOT)
     assert (res.returncode, res.stderr) == (
         2, "pcapca: error: give one of install, uninstall, --print-paths, --lua-path\n")
+
+
+def test_the_plugin_is_package_data():
+    """(A wheel holds pcapca/wireshark/ and its pcapca.lua: install reads it from there.)"""
+    tomllib = pytest.importorskip("tomllib")
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert "pcapca.wireshark" in config["packages"]
+    assert config["package-data"]["pcapca.wireshark"] == ["pcapca.lua"]
