@@ -48,17 +48,37 @@ def tag_pv(pv: str) -> str:
         return quote(pv, safe=_PV_SAFE, errors="replace")
 
 
-def comment_tag(record) -> str:
+# (role, class, PV) -> the tag's start, memoised: the tag must cost little
+# beside the repr. At most _MAX_STARTS entries (then cleared), PV names of
+# at most 256 characters (longer ones, rare and maybe hostile, are not kept)
+_starts: dict = {}
+_MAX_STARTS = 16384
+
+
+def comment_tag(record, first: int = 1) -> str:
     """`` [pcapca/1 role=R cmd=NAME pv=ESCAPED req=FRAME lat=SECONDS]``; pv, req
-    and lat only when known."""
-    tag = f"{_TAG}role={record.role} cmd={record.cls.__name__}"
-    if record.pv is not None:
-        tag += f" pv={tag_pv(record.pv)}"
-    if record.request_frame is not None:
-        tag += f" req={record.request_frame}"
-    if record.latency is not None:
-        tag += f" lat={record.latency:.6f}"
-    return tag + "]"
+    and lat only when known. ``first``: the first frame of the output file
+    (several captures): req is a frame of that file, absent when the request
+    is in an earlier file (Wireshark opens one file at a time)."""
+    pv = record.pv
+    key = (record.role, record.cls, pv)
+    start = _starts.get(key)
+    if start is None:
+        start = f"{_TAG}role={record.role} cmd={record.cls.__name__}"
+        if pv is not None:
+            start += f" pv={tag_pv(pv)}"
+        if pv is None or len(pv) <= 256:
+            if len(_starts) >= _MAX_STARTS:
+                _starts.clear()
+            _starts[key] = start
+    req = record.request_frame
+    if first != 1 and req is not None:
+        req = req - first + 1 if req >= first else None
+    if req is None:
+        return start + "]" if record.latency is None else "%s lat=%.6f]" % (start, record.latency)
+    if record.latency is None:
+        return "%s req=%d]" % (start, req)
+    return "%s req=%d lat=%.6f]" % (start, req, record.latency)
 
 
 def _fit(text: str, tag: str) -> str:
@@ -82,13 +102,13 @@ def _fit(text: str, tag: str) -> str:
         n = len(enc) - keep
 
 
-def default_comment(record) -> str:
+def default_comment(record, first: int = 1) -> str:
     """``{pv} {command}``, without the PV (and its space) when it is unknown,
-    then the tag."""
+    then the tag (``first``: see comment_tag)."""
     text = record_repr(record)
     if record.pv is not None:
         text = f"{record.pv} {text}"
-    return _fit(text, comment_tag(record))
+    return _fit(text, comment_tag(record, first))
 
 
 def note_comment(note: str) -> str:
@@ -191,6 +211,9 @@ def annotate(args, *, decoder, report: Callable[[Problem], None]) -> int:
     files = Files(inputs)
     comment = (Template(args.comment, files) if getattr(args, "comment", None)
                else default_comment)
+    if comment is default_comment and files.several:
+        def comment(record, _starts=files.starts, _index=files.index):
+            return default_comment(record, _starts[_index(record.packet.frame)])
     flt = getattr(args, "filter", None)
     keep_all = getattr(args, "keep_all", False)
     bars = getattr(args, "progress", False) and not args.quiet

@@ -49,8 +49,13 @@ def printed(inputs, *args):
 
 
 def check_capture(tshark, inputs, annotated, frame_offsets):
-    """``annotated``: [(path, first frame number)] of the annotate output."""
+    """``annotated``: the annotate output files, ``frame_offsets`` the first
+    frame of each (a request in an earlier file has no request_frame)."""
     want = printed(inputs)
+    for frame, messages in want.items():
+        first = max(f for f in frame_offsets if f <= frame)
+        want[frame] = [m[:2] + ((str(int(m[2]) - first + 1) if m[2] and int(m[2]) >= first
+                                 else ""),) + m[3:] for m in messages]
     got = {}
     for path, first in zip(annotated, frame_offsets):
         for frame, fields in plugin_fields(tshark, path).items():
