@@ -114,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pcapng file to write, or - for stdout; with several IN, a directory")
     a.add_argument("--comment", default=None,
                    help="format of each comment, same tokens as print --format "
-                        "(default: '{pv} {command}', the PV name only when known)")
+                        "(default: '{pv} {command}', the PV name only when known, then a "
+                        "tag for the Wireshark plugin: docs/wireshark.md)")
     a.add_argument("--keep-all", action=argparse.BooleanOptionalAction, default=None,
                    help="with a filter: keep every packet, comment only matching messages")
     _add_common(a)
