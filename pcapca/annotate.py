@@ -75,10 +75,10 @@ def comment_tag(record, first: int = 1) -> str:
     if first != 1 and req is not None:
         req = req - first + 1 if req >= first else None
     if req is None:
-        return start + "]" if record.latency is None else "%s lat=%.6f]" % (start, record.latency)
+        return start + "]" if record.latency is None else f"{start} lat={record.latency:.6f}]"
     if record.latency is None:
-        return "%s req=%d]" % (start, req)
-    return "%s req=%d lat=%.6f]" % (start, req, record.latency)
+        return f"{start} req={req}]"
+    return f"{start} req={req} lat={record.latency:.6f}]"
 
 
 def _fit(text: str, tag: str) -> str:
