@@ -8,27 +8,29 @@ from typing import List
 from ..capture.sets import Files, probe_all
 from ..errors import UsageError
 from ..items import Problem
-from ..output.annotate import default_comment, write_annotated
+from ..output.annotate import write_annotated
+from ..output.comments import default_comment
 from ..output.formatting import Template
 from ..pipeline import anchor_of, decode_captures
 from .common import (CAPTURE_HELP, DAMAGED, OK, add_captures, add_common, add_filter,
-                     check_streams, decoder_of, report, summary)
+                     check_numbers, check_streams, decoder_of, report, summary)
 from .config import apply_config
 from .outfile import Outputs, signals_held, unwind_on_signals
 
-HELP = "write a pcapng with one comment per CA message"
-DESCRIPTION = ("Copy every packet of IN to the pcapng file OUT, adding one comment per CA "
-               "message (for Wireshark's frame.comment). Several captures (a rotated set) are "
-               "read in order as one and each is written to the directory OUT, as NAME.pcapng.")
 
-
-def declare(p: argparse.ArgumentParser) -> None:
+def add_parser(sub) -> None:
+    p = sub.add_parser("annotate", help="write a pcapng with one comment per CA message",
+                       description="Copy every packet of IN to the pcapng file OUT, adding "
+                                   "one comment per CA message (for Wireshark's frame.comment). "
+                                   "Several captures (a rotated set) are read in order as one "
+                                   "and each is written to the directory OUT, as NAME.pcapng.")
     add_captures(p, "inputs", "IN", CAPTURE_HELP)
     p.add_argument("output", metavar="OUT",
                    help="pcapng file to write, or - for stdout; with several IN, a directory")
     p.add_argument("--comment", default=None,
                    help="format of each comment, same tokens as print --format "
-                        "(default: '{pv} {command}', the PV name only when known)")
+                        "(default: '{pv} {command}', the PV name only when known, then a "
+                        "tag for the Wireshark plugin: docs/wireshark.md)")
     p.add_argument("--keep-all", action=argparse.BooleanOptionalAction, default=None,
                    help="with a filter: keep every packet, comment only matching messages")
     add_common(p)
@@ -39,12 +41,16 @@ def run(args) -> int:
     """Several inputs are read in order as one capture (``capture.sets``) and
     each is written, annotated, to its own file in the output directory."""
     check_streams(args.inputs, "OUT -" if args.output == "-" else None)
+    check_numbers(args)
     apply_config(args)
     decoder = decoder_of(args)
     inputs = list(args.inputs)
     destinations = _destinations(inputs, args.output)
     files = Files(inputs)
     comment = Template(args.comment, files) if args.comment else default_comment
+    if comment is default_comment and files.several:
+        def comment(record, _starts=files.starts, _index=files.index):
+            return default_comment(record, _starts[_index(record.packet.frame)])
     bars = args.progress and not args.quiet
     if files.several:
         probe_all(inputs)           # (an unreadable 3rd file: before any output)

@@ -10,21 +10,23 @@ from ..errors import UsageError
 from ..items import Problem
 from ..output.formatting import DEFAULT_FORMAT, SHARK_TOKENS, TOKENS, Template, record_json
 from ..pipeline import anchor_of, decode_captures
-from .common import (DAMAGED, OK, add_captures, add_common, add_filter, check_streams,
-                     decoder_of, probe_captures, report, summary, writing_stdout)
+from .common import (DAMAGED, OK, add_captures, add_common, add_filter, check_numbers,
+                     check_streams, decoder_of, probe_captures, report, summary, writing_stdout)
 from .config import apply_config
 
-HELP = "one line per CA message"
-DESCRIPTION = ("Print one line per CA message of a capture, or of several read in order as one "
-               "(e.g. a rotated tcpdump -C/-W or dumpcap -b set: PV names and circuits carry "
-               "over; frames are numbered across the files as mergecap -a would).")
+OUTPUT_BATCH = 1 << 20     # characters of print's lines written at once (or one longer line)
 
 
 def _tokens(names) -> str:
     return " ".join("{" + name + "}" for name in names)
 
 
-def declare(p: argparse.ArgumentParser) -> None:
+def add_parser(sub) -> None:
+    p = sub.add_parser("print", help="one line per CA message",
+                       description="Print one line per CA message of a capture, or of several "
+                                   "read in order as one (e.g. a rotated tcpdump -C/-W or "
+                                   "dumpcap -b set: PV names and circuits carry over; frames "
+                                   "are numbered across the files as mergecap -a would).")
     add_captures(p)
     p.add_argument("--format", "-f", default=None,
                    help=f"Python format string; tokens: {_tokens(SHARK_TOKENS)} (as "
@@ -38,6 +40,7 @@ def declare(p: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     check_streams(args.captures, "print's output")
+    check_numbers(args)
     if args.json and args.format:
         raise UsageError("--json and --format cannot be used together")
     several = len(args.captures) > 1
@@ -67,14 +70,17 @@ def run(args) -> int:
     else:
         render = record_json
     lines: list = []          # written in batches: one write per line costs as much as the line
+    size = 0                  # their characters: a batch is written beyond OUTPUT_BATCH
 
     def write_lines(flush: bool = False) -> None:
+        nonlocal size
         lines.append("")
         with writing_stdout():
             write("\n".join(lines))
             if flush:
                 out.flush()
         lines.clear()
+        size = 0
 
     for item in stream:
         cls = item.__class__
@@ -89,8 +95,10 @@ def run(args) -> int:
                 if not records:
                     continue
             for record in records:
-                lines.append(render(record))
-            if live or len(lines) >= 512:
+                line = render(record)
+                size += len(line)
+                lines.append(line)
+            if live or len(lines) >= 512 or size > OUTPUT_BATCH:
                 write_lines(flush=live)
         elif cls is Problem:
             if lines:                     # (keep the order of output and messages)

@@ -7,24 +7,27 @@ import sys
 
 from ..capture.progress import open_with_progress
 from ..errors import PlotUnavailable, UsageError
+from ..escape import printable, printable_json
 from ..items import Problem
 from ..pipeline import anchor_of
 from ..stats.collector import StatsCollector
 from ..stats.render import check_matplotlib, plot, render_text
-from .common import (DAMAGED, OK, add_captures, add_common, add_filter, check_streams,
-                     decoder_of, probe_captures, report, writing_stdout)
+from .common import (DAMAGED, OK, add_captures, add_common, add_filter, check_numbers,
+                     check_streams, decoder_of, probe_captures, report, report_unshown,
+                     writing_stdout)
 from .config import apply_config
 
-HELP = "a health report of the CA traffic"
-DESCRIPTION = ("Report on the CA traffic of one or more captures, read in order as one (e.g. a "
-               "rotated tcpdump -C/-W set): unanswered searches, requests never answered "
-               "(reads, puts, subscriptions, channel creations), subscriptions and their "
-               "silences, PV names served twice, circuits (who closed them), receivers that "
-               "stopped reading (flow control), servers, clients, per-PV counts and latencies, "
-               "errors, beacons and restarts (docs/stats.md).")
 
-
-def declare(p: argparse.ArgumentParser) -> None:
+def add_parser(sub) -> None:
+    p = sub.add_parser("stats", help="a health report of the CA traffic",
+                       description="Report on the CA traffic of one or more captures, read in "
+                                   "order as one (e.g. a rotated tcpdump -C/-W set): unanswered "
+                                   "searches, requests never answered (reads, puts, subscriptions, "
+                                   "channel creations), subscriptions and their silences, PV "
+                                   "names served twice, circuits (who closed them), receivers "
+                                   "that stopped reading (flow control), servers, clients, "
+                                   "per-PV counts and latencies, errors, beacons and restarts "
+                                   "(docs/stats.md).")
     add_captures(p)
     p.add_argument("--json", action="store_true", default=False,
                    help="print the report as one JSON object (complete: --top does not apply)")
@@ -39,6 +42,7 @@ def declare(p: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     check_streams(args.captures, "stats's output")
+    check_numbers(args)
     if args.top < 0:
         raise UsageError(f"--top {args.top}: must be 0 (all) or more")
     if args.plot:
@@ -63,13 +67,16 @@ def run(args) -> int:
         return stop              # --strict: stop at the first problem, report what was read
 
     bars = args.progress and not args.quiet
-    collector.run(args.captures, decoder_of(args), on_problem=problem,
+    decoder = decoder_of(args)
+    collector.run(args.captures, decoder, on_problem=problem,
                   opener=lambda path: open_with_progress(path, enabled=bars),
                   anchor=anchor_of(args.filter))
+    report_unshown(decoder)
     result = collector.report()
     with writing_stdout():
         if args.json:
-            sys.stdout.write(json.dumps(result, ensure_ascii=False, allow_nan=False, indent=1))
+            sys.stdout.write(printable_json(json.dumps(result, ensure_ascii=False,
+                                                       allow_nan=False, indent=1)))
             sys.stdout.write("\n")
         else:
             sys.stdout.write(render_text(result, top=args.top))
@@ -77,5 +84,5 @@ def run(args) -> int:
     if args.plot:
         plot(result, collector.timeline, args.plot)
         if not args.quiet:
-            print(f"pcapca: timeline written to {args.plot}", file=sys.stderr)
+            print(f"pcapca: timeline written to {printable(args.plot)}", file=sys.stderr)
     return DAMAGED if damaged else OK

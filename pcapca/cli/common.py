@@ -12,6 +12,7 @@ from ..ca.framing import DEFAULT_MAX_MESSAGE
 from ..capture.sets import probe_all
 from ..errors import (CaptureFormatError, ConfigError, FilterError, FormatError, OutputError,
                       UsageError)
+from ..escape import printable
 from ..items import Problem
 
 # exit statuses
@@ -79,6 +80,18 @@ def add_filter(p: argparse.ArgumentParser) -> None:
     g.add_argument("--until", metavar="TIME", help="keep messages before TIME (exclusive)")
 
 
+def check_numbers(args) -> None:
+    """argparse checks that a number is an integer; its range is checked here
+    (--top: by stats). A value out of range is a usage error, not a run that
+    skips every message."""
+    if args.max_message < 1:
+        raise UsageError(f"--max-message {args.max_message}: must be 1 or more (bytes of "
+                         f"a message's payload)")
+    for port in args.server_port or ():
+        if not 1 <= port <= 65535:
+            raise UsageError(f"--server-port {port}: expected a port 1..65535")
+
+
 def check_streams(inputs: List[str], stdout_use: Optional[str]) -> None:
     """A closed stdin that ``inputs`` read (``-``), or a closed stdout that the
     command writes (``stdout_use``: what it writes there, or None), is a
@@ -103,11 +116,20 @@ def writing_stdout():
 
 
 def report(problem: Problem) -> None:
-    print(f"pcapca: {problem}", file=sys.stderr, flush=True)
+    # (file names and texts from the capture: escaped, as every message)
+    print(f"pcapca: {printable(str(problem))}", file=sys.stderr, flush=True)
+
+
+def report_unshown(decoder: Decoder) -> None:
+    """The one line that counts the problems not shown (``Decoder.shown``)."""
+    line = decoder.stats.unshown_line()
+    if line:
+        print(f"pcapca: {line}", file=sys.stderr)
 
 
 def summary(args, decoder: Decoder) -> None:
-    """The summary line at the end (not with --quiet)."""
+    """The problems not shown, then the summary line (not with --quiet)."""
+    report_unshown(decoder)
     if not args.quiet:
         print(f"pcapca: {decoder.stats.summary()}", file=sys.stderr)
 
@@ -128,7 +150,7 @@ def probe_captures(paths: List[str]) -> None:
 def error_status(exc: Exception) -> int:
     """Report an error that ended a command in one line; its exit status."""
     if isinstance(exc, USAGE_ERRORS):
-        print(f"pcapca: error: {exc}", file=sys.stderr)
+        print(f"pcapca: error: {printable(str(exc))}", file=sys.stderr)
         return USAGE
     if isinstance(exc, OutputError):
         print(f"pcapca: error: {exc}", file=sys.stderr)
@@ -142,8 +164,8 @@ def error_status(exc: Exception) -> int:
         return OUTPUT
     if isinstance(exc, OSError):
         where = f"cannot open {exc.filename!r}: " if exc.filename else ""
-        print(f"pcapca: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        print(f"pcapca: error: {printable(where + str(exc.strerror or exc))}", file=sys.stderr)
         return USAGE
-    print(f"pcapca: internal error: {type(exc).__name__}: {exc} "       # a bug
+    print(f"pcapca: internal error: {type(exc).__name__}: {printable(str(exc))} "   # a bug
           f"(run with --debug for the traceback, and please report it)", file=sys.stderr)
     return BUG

@@ -12,14 +12,17 @@ from typing import List, Optional
 import numpy
 
 from .. import __version__
+from ..wireshark import install as cmd_wireshark
 from . import cmd_annotate, cmd_print, cmd_stats
 from .common import OK, SIGNALLED, error_status
 
-# name -> module with HELP, DESCRIPTION, declare(parser) and run(args) -> exit status
+# name -> module with add_parser(subparsers), which adds the command of that
+# name and its options, and run(args) -> exit status
 COMMANDS = {
     "print": cmd_print,
     "annotate": cmd_annotate,
     "stats": cmd_stats,
+    "wireshark": cmd_wireshark,
 }
 
 
@@ -30,8 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"pcapca {__version__}")
     sub = parser.add_subparsers(dest="cmd", metavar="COMMAND")
     sub.required = True
-    for name, command in COMMANDS.items():
-        command.declare(sub.add_parser(name, help=command.HELP, description=command.DESCRIPTION))
+    for command in COMMANDS.values():
+        command.add_parser(sub)
     return parser
 
 

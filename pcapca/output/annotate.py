@@ -5,13 +5,7 @@ from typing import Callable, Iterable, Tuple
 
 from ..ca.records import Decoded
 from ..items import Passthrough, Problem
-from .formatting import record_repr
-
-
-def default_comment(record) -> str:
-    """``{pv} {command}``, without the PV (and its space) when it is unknown."""
-    text = record_repr(record)
-    return f"{record.pv} {text}" if record.pv is not None else text
+from .comments import note_comment
 
 
 def write_annotated(items: Iterable, writer_of: Callable, failed: Callable, *, files,
@@ -48,7 +42,7 @@ def write_annotated(items: Iterable, writer_of: Callable, failed: Callable, *, f
                 records = matching
             comments = [comment(r) for r in records]
             if item.notes and flt is None:
-                comments.extend(item.notes)
+                comments.extend(map(note_comment, item.notes))
             try:
                 writer.write_packet(item.packet, comments)
             except OSError as exc:

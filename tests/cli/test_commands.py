@@ -13,15 +13,16 @@ from pcapca.errors import (CaptureFormatError, ConfigError, FilterError, FormatE
                            OutputError, UsageError)
 
 
-def command(run, declare=common.add_common):
-    return SimpleNamespace(HELP="a test command", DESCRIPTION="A test command.",
-                           declare=declare, run=run)
+def command(name, run, declare=common.add_common):
+    """A command module: add_parser and run."""
+    return SimpleNamespace(add_parser=lambda sub: declare(sub.add_parser(name, help="test")),
+                           run=run)
 
 
 def test_the_table_is_the_commands():
-    assert list(main.COMMANDS) == ["print", "annotate", "stats"]
+    assert list(main.COMMANDS) == ["print", "annotate", "stats", "wireshark"]
     sub = next(a for a in main.build_parser()._actions if a.dest == "cmd")
-    assert list(sub.choices) == ["print", "annotate", "stats"]
+    assert list(sub.choices) == ["print", "annotate", "stats", "wireshark"]
 
 
 def test_a_command_is_one_module_and_one_line_in_the_table(monkeypatch, capsys):
@@ -32,7 +33,7 @@ def test_a_command_is_one_module_and_one_line_in_the_table(monkeypatch, capsys):
     def run(args):
         print(f"hello {args.name}")
         return common.OK
-    monkeypatch.setitem(main.COMMANDS, "hello", command(run, declare))
+    monkeypatch.setitem(main.COMMANDS, "hello", command("hello", run, declare))
     assert main.main(["hello", "world"]) == 0
     assert capsys.readouterr().out == "hello world\n"
 
@@ -54,7 +55,7 @@ def test_each_error_ends_in_one_line_and_its_exit_status(monkeypatch, capsys, er
                                                           line):
     def run(args):
         raise error
-    monkeypatch.setitem(main.COMMANDS, "fail", command(run))
+    monkeypatch.setitem(main.COMMANDS, "fail", command("fail", run))
     assert main.main(["fail"]) == status
     assert capsys.readouterr() == ("", line + "\n")
     with pytest.raises(type(error)):
@@ -68,7 +69,7 @@ def test_each_error_ends_in_one_line_and_its_exit_status(monkeypatch, capsys, er
 def test_signals_and_a_reader_gone_away(monkeypatch, capsys, error, status):
     def run(args):
         raise error
-    monkeypatch.setitem(main.COMMANDS, "fail", command(run))
+    monkeypatch.setitem(main.COMMANDS, "fail", command("fail", run))
     monkeypatch.setattr(sys, "stdout", open("/dev/null", "w"))
     assert main.main(["fail"]) == status
     assert capsys.readouterr().err == ""
