@@ -111,7 +111,7 @@ class Interrupted(KeyboardInterrupt):
 
 # the signals whose default action ends the process and that a handler can
 # catch, but the faults (SIGSEGV...: a handler returning would run the faulty
-# instruction again); SIGINT already raises KeyboardInterrupt; Python ignores
+# instruction again); SIGINT is added where it is caught; Python ignores
 # SIGPIPE and SIGXFSZ (a write then fails: BrokenPipeError, OutputError)
 _SIGNALS = [getattr(signal, name) for name in
             ("SIGHUP", "SIGQUIT", "SIGABRT", "SIGTERM", "SIGALRM", "SIGUSR1", "SIGUSR2",
@@ -121,17 +121,29 @@ if hasattr(signal, "SIGRTMIN"):
     _SIGNALS += range(signal.SIGRTMIN, signal.SIGRTMAX + 1)
 
 
+# Python runs every handler in the main thread, also for a signal that the
+# kernel gave to another thread (numpy's BLAS threads block none): while
+# ``signals_held`` the handler keeps it here, and the section raises it at its end
+_depth = 0
+_deferred: Optional[int] = None
+
+
 def _interrupted(signum, frame):
+    global _deferred
+    if _depth:
+        if _deferred is None:
+            _deferred = signum
+        return
     raise Interrupted(signum)
 
 
 def unwind_on_signals() -> Callable[[], None]:
-    """Make each signal of ``_SIGNALS`` raise ``Interrupted`` (one that is
-    ignored, as under nohup, stays ignored); returns what restores them."""
+    """Make SIGINT and each signal of ``_SIGNALS`` raise ``Interrupted`` (one
+    that is ignored, as under nohup, stays ignored); returns what restores them."""
     old = {}
-    for sig in _SIGNALS:
+    for sig in _SIGNALS + [signal.SIGINT]:
         try:
-            if signal.getsignal(sig) == signal.SIG_DFL:
+            if signal.getsignal(sig) in (signal.SIG_DFL, signal.default_int_handler):
                 old[sig] = signal.signal(sig, _interrupted)
         except (OSError, ValueError):     # (ValueError: not the main thread)
             pass
@@ -144,15 +156,22 @@ def unwind_on_signals() -> Callable[[], None]:
 
 @contextlib.contextmanager
 def signals_held():
-    """Signals wait until the output is renamed or removed (not half done)."""
-    if not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS + [signal.SIGINT])
+    """Signals wait until the output is renamed or removed (not half done):
+    blocked in this thread, or deferred by their handler (see ``_deferred``)."""
+    global _depth, _deferred
+    old = None
+    if hasattr(signal, "pthread_sigmask"):
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS + [signal.SIGINT])
+    _depth += 1
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        _depth -= 1
+        if old is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        if not _depth and _deferred is not None:
+            signum, _deferred = _deferred, None
+            raise Interrupted(signum)
 
 
 class Outputs:
