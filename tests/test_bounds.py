@@ -164,7 +164,7 @@ class _Writes(io.StringIO):
 def test_print_writes_long_lines_without_batching_them(monkeypatch, args):
     """print --json of 200 x 1 MiB arrays took 2.8 GB: its lines were
     batched by 512. Beyond OUTPUT_BATCH characters a batch is written."""
-    monkeypatch.setattr(cli, "OUTPUT_BATCH", 1000)
+    monkeypatch.setattr("pcapca.cli.cmd_print.OUTPUT_BATCH", 1000)
     out = _Writes()
     monkeypatch.setattr("sys.stdout", out)
     assert cli.main(["print", "-q", str(fixture("bigarray.pcap")), *args]) == 0
