@@ -16,12 +16,15 @@ import sys
 from collections import defaultdict
 from types import SimpleNamespace
 
+import caproto
 import dpkt
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from pcapca.stats.collector import (RESERVOIR_SIZE, Reservoir, StatsCollector, Timeline, collect,
-                          percentile)
+from pcapca.stats.bounds import RESERVOIR_SIZE
+from pcapca.stats.collector import StatsCollector, collect
+from pcapca.stats.rows import Reservoir, percentile
+from pcapca.stats.timeline import Timeline
 from pcapca.stats.render import render_text, table
 
 from conftest import ROOT, fixture, run_cli
@@ -132,7 +135,9 @@ def test_not_found_response_is_not_an_answer():
 
     def rec(cls, role, pv, ts, **cmd):
         command = type(cls, (), {"__len__": lambda self: 16, **cmd})()
-        return SimpleNamespace(command=command, name=cls, msg=None, proto="udp", role=role,
+        # (the dispatch is by caproto class: ``cls``)
+        return SimpleNamespace(command=command, name=cls, cls=getattr(caproto, cls), msg=None,
+                               proto="udp", role=role,
                                pv=pv, ts=ts,
                                frame=1, src="10.0.0.1" if role == "client" else "10.0.0.2",
                                sport=40000 if role == "client" else 5064,
@@ -524,8 +529,8 @@ def test_unanswered_requests_when_reading_stops(tmp_path):
 def test_unanswered_requests_memory_is_bounded(monkeypatch):
     """Past MAX_PENDING requests waiting on one circuit, the oldest half is
     counted as unanswered at once."""
-    import pcapca.stats.collector
-    monkeypatch.setattr(pcapca.stats.collector, "MAX_PENDING", 2)
+    import pcapca.stats.bounds
+    monkeypatch.setattr(pcapca.stats.bounds, "MAX_PENDING", 2)
     report = collect([str(fixture("unanswered.pcap"))])
     untils = [(e["pv"], e["request"], e["until"]) for e in report["unanswered_requests"]]
     assert untils == [("FIX:slow_put", "WriteNotifyRequest", "capture ended"),
@@ -538,8 +543,8 @@ def test_unanswered_requests_memory_is_bounded(monkeypatch):
 
 def test_unanswered_request_rows_are_bounded(monkeypatch):
     """Past MAX_ERRORS rows, unanswered requests are counted, not listed."""
-    import pcapca.stats.collector
-    monkeypatch.setattr(pcapca.stats.collector, "MAX_ERRORS", 2)
+    import pcapca.stats.bounds
+    monkeypatch.setattr(pcapca.stats.bounds, "MAX_ERRORS", 2)
     report = collect([str(fixture("unanswered.pcap"))])
     # (the first rows made: client 2's circuit closed before the capture ended)
     assert [e["request"] for e in report["unanswered_requests"]] == [
@@ -750,7 +755,7 @@ def test_plot_without_matplotlib(tmp_path):
 
 
 def test_timeline_counts_and_coarsening(monkeypatch):
-    import pcapca.stats.collector as stats
+    import pcapca.stats.bounds as stats
     report = collect([str(fixture("twoservers.pcap"))], timeline=True)
     t = report["_timeline"]
     total = sum(sum(row) for row in t.bins.values())
@@ -1169,7 +1174,7 @@ def test_subscriptions_filtered_and_bounded(monkeypatch):
                      keep=lambda r: r.pv == "CORPUS:counter" and r.name == "EventAddRequest")
     (row,) = report["subscriptions"]
     assert (row["pv"], row["updates"]) == ("CORPUS:counter", 25)   # updates whatever the filter
-    import pcapca.stats.collector as stats_module
+    import pcapca.stats.bounds as stats_module
     monkeypatch.setattr(stats_module, "MAX_ERRORS", 2)
     report = collect([str(fixture("corpus_libca.pcap"))])
     assert (len(report["subscriptions"]), report["subscriptions_total"]) == (2, 5)
@@ -1197,11 +1202,11 @@ def _many_names_capture(tmp_path):
 def test_rows_per_table_are_bounded_the_busiest_kept(tmp_path, monkeypatch, capsys):
     """Past MAX_ROWS rows a table folds the half with the lowest counts into
     a total: the rows kept, the fold line and the not_kept field."""
-    import pcapca.stats.collector
+    import pcapca.stats.bounds
     path = _many_names_capture(tmp_path)
     full = collect([path])
     assert "not_kept" not in full and len(full["unanswered_searches"]) == 11
-    monkeypatch.setattr(pcapca.stats.collector, "MAX_ROWS", 4)
+    monkeypatch.setattr(pcapca.stats.bounds, "MAX_ROWS", 4)
     report = collect([path])
     # HOT: 3 searches, N0..N7 folded two at a time as the table fills
     assert [(e["pv"], e["searches"]) for e in report["unanswered_searches"]] == [
@@ -1235,9 +1240,9 @@ def test_rows_per_table_are_bounded_the_busiest_kept(tmp_path, monkeypatch, caps
 def test_rows_of_servers_clients_and_name_conflicts_are_bounded(monkeypatch):
     """Search replies from many servers, to many clients; each table folds."""
     import caproto as ca
-    import pcapca.stats.collector
-    monkeypatch.setattr(pcapca.stats.collector, "MAX_ROWS", 2)
-    monkeypatch.setattr(pcapca.stats.collector, "MAX_CLIENTS_LISTED", 2)
+    import pcapca.stats.bounds
+    monkeypatch.setattr(pcapca.stats.bounds, "MAX_ROWS", 2)
+    monkeypatch.setattr(pcapca.stats.bounds, "MAX_CLIENTS_LISTED", 2)
     c = StatsCollector()
 
     def record(command, pv, src, dst, **fields):
@@ -1279,7 +1284,7 @@ def test_rows_of_servers_clients_and_name_conflicts_are_bounded(monkeypatch):
 def test_timeline_names_are_bounded(monkeypatch):
     """--plot's searches per name not answered and the names answered: at
     most MAX_ROWS names each; the searches of names folded stay counted."""
-    import pcapca.stats.collector as stats
+    import pcapca.stats.bounds as stats
     monkeypatch.setattr(stats, "MAX_ROWS", 4)
     tl = Timeline()
     for i in range(10):
@@ -1300,9 +1305,9 @@ def test_timeline_names_are_bounded(monkeypatch):
 def test_live_subscriptions_per_circuit_are_bounded(tmp_path, monkeypatch):
     """Past MAX_PENDING live subscriptions on a circuit, the oldest half ends."""
     import caproto as ca
-    import pcapca.stats.collector
+    import pcapca.stats.bounds
     from test_skim import _ca, _capture
-    monkeypatch.setattr(pcapca.stats.collector, "MAX_PENDING", 2)
+    monkeypatch.setattr(pcapca.stats.bounds, "MAX_PENDING", 2)
     path = tmp_path / "subs.pcap"
     path.write_bytes(_capture([(True, _ca(ca.VersionRequest(priority=0, version=13)))] + [
         (True, _ca(ca.EventAddRequest(data_type=6, data_count=1, sid=9, subscriptionid=i,
@@ -1317,9 +1322,9 @@ def test_live_subscriptions_per_circuit_are_bounded(tmp_path, monkeypatch):
 
 def test_closed_circuits_not_kept_are_reported(monkeypatch):
     """Past MAX_CIRCUITS_KEPT closed circuits, the rest are counted: say so."""
-    import pcapca.stats.collector
+    import pcapca.stats.bounds
     full = collect([str(fixture("twoservers.pcap"))])
-    monkeypatch.setattr(pcapca.stats.collector, "MAX_CIRCUITS_KEPT", 1)
+    monkeypatch.setattr(pcapca.stats.bounds, "MAX_CIRCUITS_KEPT", 1)
     report = collect([str(fixture("twoservers.pcap"))])
     assert len(report["circuits"]) == 1 and len(full["circuits"]) == 2
     assert report["not_kept"] == {"circuits": {"rows": 1}}
@@ -1330,8 +1335,8 @@ def test_closed_circuits_not_kept_are_reported(monkeypatch):
 def test_ports_per_beacon_host_are_bounded(tmp_path, monkeypatch):
     """A host beaconing on many ports: at most MAX_HOST_PORTS of them are
     kept (and listed as the other ports of the host)."""
-    import pcapca.stats.collector
-    monkeypatch.setattr(pcapca.stats.collector, "MAX_HOST_PORTS", 3)
+    import pcapca.stats.bounds
+    monkeypatch.setattr(pcapca.stats.bounds, "MAX_HOST_PORTS", 3)
     report = collect([_many_names_capture(tmp_path)])
     assert [(b["server"], b["other_ports_of_host"]) for b in report["beacons"]] == [
         (f"10.0.0.1:{port}", others) for port, others in
