@@ -48,6 +48,11 @@ class CaptureFiles:
         """A frame's number in its own file (frames are numbered across the files)."""
         return frame if self.frames is None else self.frames.local(frame)
 
+    def done(self) -> None:
+        """The reader's items ended: the whole capture was read."""
+        self.input_done = True
+        self.end()
+
     def end(self) -> None:
         """Reading stopped: every file begun has its row (an empty one too)."""
         if self.frames is not None:

@@ -90,8 +90,7 @@ class StatsCollector:
         for item in items:
             self.capture.see(item)
             yield item
-        self.capture.input_done = True
-        self.capture.end()
+        self.capture.done()
 
     def feed(self, item, on_problem: Optional[Callable] = None) -> bool:
         """One item of the channel state stage; True: ``on_problem`` says stop."""
