@@ -11,7 +11,7 @@ from ..output.formatting import ts_string
 from ..times import iso
 from . import bounds
 from .bounds import add_bounded
-from .rows import addr, iso_or_none, t
+from .rows import addr, c_text, iso_or_none, t
 
 
 class CircuitStats:
@@ -39,17 +39,13 @@ class CircuitStats:
         self.off_ns = 0              # time with events off
 
 
-def _text(raw) -> str:
-    return bytes(raw).split(b"\0", 1)[0].decode("latin-1").strip()
-
-
 def _name(cmd) -> str:
     try:
         value = cmd.name
     except Exception:
         return "?"
     if isinstance(value, (bytes, bytearray, memoryview)):
-        return _text(value)
+        return c_text(value)
     return c_name(str(value))
 
 

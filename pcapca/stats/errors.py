@@ -10,8 +10,7 @@ from ..ca._caproto import CLIENT, command_class, eca_value_to_status, reads_stat
 from ..output.formatting import ts_string
 from ..times import iso
 from . import bounds
-from .circuits import _text
-from .rows import addr
+from .rows import addr, c_text
 
 
 def _status(cmd):
@@ -70,7 +69,7 @@ class Errors:
             return
         status = _status(cmd)
         try:
-            text = _text(cmd.error_message)
+            text = c_text(cmd.error_message)
         except Exception:
             text = ""
         if not text and status is not None:

@@ -25,6 +25,11 @@ def percentile(sorted_values: Sequence[float], p: float) -> float:
     return sorted_values[min(rank, n) - 1]
 
 
+def c_text(raw) -> str:
+    """Text of a CA string field: up to its first NUL, stripped."""
+    return bytes(raw).split(b"\0", 1)[0].decode("latin-1").strip()
+
+
 def t(ts: Optional[int]) -> Optional[str]:
     return None if ts is None else ts_string(ts)
 
