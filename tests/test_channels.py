@@ -157,3 +157,69 @@ def test_channel_tables_per_circuit_are_bounded(tmp_path, monkeypatch):
     assert reads == [None, "C10"]
     # the newest are kept: the channels and subscriptions of C7..C10
     assert last == ([7, 8, 9, 10], [107, 108, 109, 110], [7, 8, 9, 10])
+
+
+class _Visits(dict):
+    """A table that counts the entries its loops visit."""
+    visited = 0
+
+    def __iter__(self):
+        _Visits.visited += len(self)
+        return super().__iter__()
+
+    def items(self):
+        _Visits.visited += len(self)
+        return super().items()
+
+    def values(self):
+        _Visits.visited += len(self)
+        return super().values()
+
+
+def test_clearing_channels_visits_no_other_channel(monkeypatch):
+    """N channels in one circuit, each with a monitor; half are cleared by the
+    client, half disconnected by the server. Each clear scanned every
+    subscription (and each disconnect every sid): quadratic, 22.6 s for 40k."""
+    import caproto as ca
+    from pcapca.ca import channels
+    from pcapca.pipeline import decode
+    from pcapca.ca.records import Decoded
+    from test_robustness import BASIC, basic_recs, build, data, replace_payload
+
+    states = []
+
+    class Counted(channels.CircuitState):
+        def __init__(self):
+            super().__init__()
+            self.sids, self.subs = _Visits(), _Visits()
+            states.append(self)
+
+    monkeypatch.setattr(channels, "CircuitState", Counted)
+    _Visits.visited = 0
+    n = 1000
+    chans = range(100, 100 + n)
+    half = n // 2
+    recs = basic_recs()
+    # (the FIX:counter channel of frames 13, 14, 34 and 49, 50 becomes the n channels)
+    for index, messages in (
+            (12, [ca.CreateChanRequest(f"CH:{c}", c, 13) for c in chans]),
+            (13, [ca.CreateChanResponse(ca.ChannelType.DOUBLE, 1, c, c + n) for c in chans]),
+            (33, [ca.EventAddRequest(ca.ChannelType.DOUBLE, 1, c + n, c, 0, 0, 0, 5)
+                  for c in chans]),
+            (48, [ca.ClearChannelRequest(c + n, c) for c in chans[:half]]),
+            (49, [ca.ClearChannelResponse(c + n, c) for c in chans[:half]]
+             + [ca.ServerDisconnResponse(c) for c in chans[half:]])):
+        replace_payload(recs, index, b"".join(map(bytes, messages)))
+    tracker = channels.ChannelTracker()
+    named = {}
+    for item in decode(build(data(BASIC)[:24], recs), tracker=tracker):
+        if isinstance(item, Decoded):
+            for r in item.records:
+                named.setdefault(r.name, []).append(r.pv)
+    want = [f"CH:{c}" for c in chans]
+    assert named["CreateChanResponse"][1:] == want and named["EventAddRequest"] == want
+    assert named["ClearChannelResponse"][1:] == want[:half]
+    assert named["ServerDisconnResponse"] == want[half:]
+    assert _Visits.visited == 0
+    (state,) = states                                      # (the circuit's, now closed)
+    assert (state.cids, state.sids, state.subs, state.sids_of, state.subs_of) == ({},) * 5

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from typing import Callable, List, Optional, Sequence
 
-from ..output.formatting import printable
+from ..escape import printable
 from ..times import utc
 
 NS = 1_000_000_000
