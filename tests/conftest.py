@@ -1,20 +1,24 @@
-"""Shared test helpers: the recorded fixtures, the CLI, tshark."""
+"""Shared test helpers: the recorded fixtures, the CLI, tshark, independent
+readers. Builders of bytes are in tests/builders.py (bench/ and scripts/ use
+them too). Test files import both as ``tests.conftest`` and ``tests.builders``:
+every test folder is a package, so test files may share a name."""
+import json
 import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
+import dpkt
 import pytest
+from hypothesis import HealthCheck, settings
 
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT / "fixtures"
+from pcapca.ca._caproto import CLIENT, SERVER
+from pcapca.ca.framing import build
+from pcapca.items import CLIENT_ROLE
+from tests.builders import FIXTURES, ROOT, fixture  # noqa: F401 (the tests use them from here)
 
-
-def fixture(name: str) -> Path:
-    path = FIXTURES / name
-    assert path.exists(), f"missing fixture {path} (record it with `make fixtures`)"
-    return path
+FAST = settings(max_examples=60, deadline=None, derandomize=True,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
 def run_cli(*args, input=None, check=None, timeout=120):
@@ -61,3 +65,63 @@ def needs_tshark() -> str:
 @pytest.fixture
 def tshark():
     return needs_tshark()
+
+
+# ------------------------------------------------------------ tshark
+
+
+def frames(tshark, path):
+    """{frame number: (epoch string, raw bytes hex, comments, interface)} as tshark sees them."""
+    cmd = [tshark, "-r", str(path), "-T", "json", "-x",
+           "-e", "frame.number", "-e", "frame.time_epoch", "-e", "frame.comment",
+           "-e", "frame.interface_id", "-e", "frame.len"]
+    res = subprocess.run(cmd, capture_output=True, timeout=120)
+    assert res.returncode == 0, res.stderr.decode()
+    out = {}
+    for rec in json.loads(res.stdout):
+        layers = rec["_source"]["layers"]
+        number = int(layers["frame.number"][0])
+        out[number] = (layers["frame.time_epoch"][0], layers.get("frame_raw", [""])[0],
+                       layers.get("frame.comment", []), layers.get("frame.interface_id", ["0"])[0],
+                       layers["frame.len"][0])
+    return out
+
+
+def expected_comments(path):
+    """What `pcapca print --format '{pv} {command}'` prints, per frame."""
+    out = run_cli("print", path, "-q", "--format", "{frame}\t{pv} {command}", check=0)
+    per_frame = {}
+    for line in out.stdout.decode().splitlines():
+        frame, text = line.split("\t", 1)
+        per_frame.setdefault(int(frame), []).append(text.lstrip(" "))
+    return per_frame
+
+
+# ------------------------------------------------ independent references
+
+
+def built_now(record):
+    """The caproto object made at once from the record's bytes, as the decoder
+    builds the messages it does not leave for later."""
+    role = CLIENT if record.role == CLIENT_ROLE else SERVER
+    msg, hsize = record.msg, record.hsize
+    return build(role, record.fields[0], bytearray(msg[:hsize]), bytearray(msg[hsize:]))
+
+
+def tcp_holes(path, sport):
+    """[(frame, bytes)] of the holes in the sequence numbers of the TCP data
+    sent from ``sport`` (one connection, no reordering), read with dpkt."""
+    holes, expect = [], None
+    with open(path, "rb") as f:
+        for frame, (_, buf) in enumerate(dpkt.pcap.Reader(f), 1):
+            tcp = dpkt.ethernet.Ethernet(buf).data.data
+            if not isinstance(tcp, dpkt.tcp.TCP) or tcp.sport != sport:
+                continue
+            if tcp.flags & dpkt.tcp.TH_SYN:
+                expect = tcp.seq + 1
+                continue
+            if tcp.data and expect is not None:
+                if tcp.seq != expect:
+                    holes.append((frame, (tcp.seq - expect) % 2**32))
+                expect = tcp.seq + len(tcp.data)
+    return holes

@@ -16,97 +16,13 @@ import tracemalloc
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from conftest import ROOT, fixture, run_cli
+from tests.builders import (blocks, build, data, isb_counts, offsets, poke_ca, records,
+                            replace_payload, tcp_offsets)
+from tests.conftest import FAST, ROOT, fixture, run_cli
 from pcapca.capture.reader import CaptureFormatError
 from pcapca.items import CircuitClosed, Passthrough, Problem
 from pcapca.pipeline import decode
 from pcapca.items import Decoded
-
-FAST = settings(max_examples=60, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-
-
-def data(name: str) -> bytes:
-    return fixture(name).read_bytes()
-
-
-# --------------------------------------------------------------- helpers: pcap
-
-
-def records(d: bytes):
-    """[[sec, frac, orig_len, data], ...] of a little-endian pcap."""
-    off, out = 24, []
-    while off + 16 <= len(d):
-        s, f, cl, length = struct.unpack_from("<IIII", d, off)
-        out.append([s, f, length, d[off + 16:off + 16 + cl]])
-        off += 16 + cl
-    return out
-
-
-def offsets(d: bytes):
-    """Byte offset of every packet record of a pcap."""
-    off, out = 24, []
-    while off + 16 <= len(d):
-        out.append(off)
-        off += 16 + struct.unpack_from("<I", d, off + 8)[0]
-    return out
-
-
-def build(head: bytes, recs) -> bytes:
-    return head + b"".join(struct.pack("<IIII", s, f, len(x), n) + x for s, f, n, x in recs)
-
-
-def tcp_offsets(frame: bytes):
-    """(tcp header offset, payload offset) of an Ethernet/IPv4/TCP frame, or None."""
-    if len(frame) < 34 or frame[12:14] != b"\x08\x00" or frame[23] != 6:
-        return None
-    t = 14 + (frame[14] & 15) * 4
-    return t, t + (frame[t + 12] >> 4) * 4
-
-
-def poke_ca(recs, index: int, fmt: str, at: int, *values) -> None:
-    """struct.pack_into the CA payload of record ``index`` (0-based)."""
-    x = bytearray(recs[index][3])
-    struct.pack_into(fmt, x, tcp_offsets(x)[1] + at, *values)
-    recs[index][3] = bytes(x)
-
-
-def replace_payload(recs, index: int, new: bytes) -> None:
-    """Replace the TCP payload of record ``index`` and shift the sequence
-    numbers (and the peer's acks) of that direction after it."""
-    x = recs[index][3]
-    t, p = tcp_offsets(x)
-    me = x[26:30] + x[t:t + 2]
-    delta = len(new) - (len(x) - p)
-    y = bytearray(x[:p] + new)
-    struct.pack_into(">H", y, 16, len(y) - 14)
-    recs[index][3] = bytes(y)
-    recs[index][2] = len(y)
-    for r in recs[index + 1:]:
-        y = bytearray(r[3])
-        offs = tcp_offsets(y)
-        if offs is None:
-            continue
-        t = offs[0]
-        if y[26:30] + y[t:t + 2] == me:
-            struct.pack_into(">I", y, t + 4, (struct.unpack_from(">I", y, t + 4)[0] + delta) % 2**32)
-        elif y[30:34] + y[t + 2:t + 4] == me:
-            struct.pack_into(">I", y, t + 8, (struct.unpack_from(">I", y, t + 8)[0] + delta) % 2**32)
-        r[3] = bytes(y)
-
-
-# ------------------------------------------------------------- helpers: pcapng
-
-
-def blocks(d: bytes):
-    """[(offset, type, length)] of a little-endian pcapng."""
-    off, out = 0, []
-    while off + 12 <= len(d):
-        btype, blen = struct.unpack_from("<II", d, off)
-        out.append((off, btype, blen))
-        off += blen
-    return out
-
 
 # ------------------------------------------------------------ helpers: running
 
@@ -784,24 +700,6 @@ def test_flush_ends_with_a_waiting_segment_at_the_next_sequence_number():
 
 
 # ------------------------------------------------------------ the capture's own losses
-
-
-def isb_counts(d: bytearray, isb_offset: int, **values) -> None:
-    """Set the 8-byte counters (``ifrecv``, ``ifdrop``, ``osdrop``) of the
-    Interface Statistics Block at ``isb_offset`` that it already has."""
-    codes = {"ifrecv": 4, "ifdrop": 5, "osdrop": 7}
-    i = isb_offset + 20
-    found = set()
-    while True:
-        code, length = struct.unpack_from("<HH", d, i)
-        if code == 0:
-            break
-        for name, c in codes.items():
-            if c == code and name in values:
-                struct.pack_into("<Q", d, i + 4, values[name])
-                found.add(name)
-        i += 4 + length + (-length % 4)
-    assert found == set(values), found
 
 
 def _isb_osdrop(d: bytes, isb_offset: int, value: int) -> bytes:

@@ -15,12 +15,11 @@ import pytest
 from hypothesis import given, strategies as st
 
 import pcapca
-from conftest import fixture, run_cli
+from tests.conftest import FAST, expected_comments, fixture, frames, run_cli
 from pcapca.items import Packet, Interface
 from pcapca.net.ip_reassembly import FRAGMENT_COST, MAX_FRAGMENTS, Reassembler
 from pcapca.net.link import parse
-from test_annotate import expected_comments, frames
-from test_robustness import FAST, build, records
+from tests.builders import build, records
 
 NAMES = ["FIX:dbl", "FIX:counter"] + [f"DOCKER:missing:pv{i:02d}" for i in range(34)]
 IP_ID = "0x2574"

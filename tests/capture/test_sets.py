@@ -16,10 +16,8 @@ from hypothesis import given, settings, strategies as st
 
 from pcapca.stats.collector import iso
 
-from conftest import FIXTURES, fixture, needs_tshark, run_cli
-from test_annotate import expected_comments, frames
-from test_robustness import blocks, build, records
-from test_stats import split_pcap
+from tests.builders import blocks, build, records, split_pcap
+from tests.conftest import FIXTURES, expected_comments, fixture, frames, needs_tshark, run_cli
 
 PARTS = sorted(str(p.relative_to(FIXTURES.parent)) for p in (FIXTURES / "ring").glob("*.pcapng"))
 FORMAT = "{frame} {request_frame} {pv} {latency} {name} {command}"

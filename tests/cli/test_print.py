@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 import pcapca
 from pcapca.output.formatting import command_repr, printable
 
-from conftest import ROOT, fixture, live_print, run_cli
+from tests.conftest import ROOT, fixture, live_print, run_cli
 
 SHARK = shutil.which("caproto-shark") or os.path.join(os.path.dirname(sys.executable), "caproto-shark")
 AMBIGUOUS = ("EventAddRequestOrResponse", "ClearChannelRequestOrResponse", "EchoRequestOrResponse")
@@ -150,7 +150,7 @@ def test_broken_pipe_ends_quietly():
 def test_another_capture_format_is_named_with_the_command_that_converts_it(tmp_path, kind, name):
     """basic.pcap written by editcap in another format: one line naming the
     format and the editcap command; the command's output prints as basic.pcap."""
-    from conftest import needs_tshark
+    from tests.conftest import needs_tshark
     needs_tshark()                                  # (editcap comes with tshark)
     other = tmp_path / f"basic.{kind}"
     subprocess.run(["editcap", "-F", kind, str(fixture("basic.pcap")), str(other)], check=True)
@@ -198,20 +198,20 @@ def test_a_field_caproto_cannot_read_says_so_and_the_run_goes_on(tmp_path):
     own (repr: ...) for the same fields."""
     import struct
     import caproto as ca
-    from test_skim import _ca, _capture
+    from tests.builders import ca_bytes, tcp_capture
 
     def reply(dtype, count, ioid, payload):
         return struct.pack(">HHHHII", 15, len(payload), dtype, count, 1, ioid) + payload
     enum_md = struct.pack(">hhh", 0, 0, 20) + bytes(16 * 26)
     path = tmp_path / "damaged.pcap"
-    path.write_bytes(_capture([
-        (True, _ca(ca.VersionRequest(priority=0, version=13),
-                   ca.ReadNotifyRequest(data_type=6, data_count=1, sid=1, ioid=1),
-                   ca.ReadNotifyRequest(data_type=31, data_count=1, sid=1, ioid=2))),
+    path.write_bytes(tcp_capture([
+        (True, ca_bytes(ca.VersionRequest(priority=0, version=13),
+                        ca.ReadNotifyRequest(data_type=6, data_count=1, sid=1, ioid=1),
+                        ca.ReadNotifyRequest(data_type=31, data_count=1, sid=1, ioid=2))),
         (False, reply(6, 1, 1, b"\0\0\0\1")
          + reply(31, 1, 2, enum_md + struct.pack(">H", 1))
-         + _ca(ca.ReadNotifyResponse(data=[2.5], data_type=6, data_count=1, status=1, ioid=3,
-                                     metadata=None))),
+         + ca_bytes(ca.ReadNotifyResponse(data=[2.5], data_type=6, data_count=1, status=1, ioid=3,
+                                          metadata=None))),
     ]))
     res = run_cli("print", "-q", path, "--format", "{frame} {command.data} {command.metadata}",
                   check=0)

@@ -24,7 +24,8 @@ from pcapca.stats.collector import (RESERVOIR_SIZE, Reservoir, StatsCollector, T
                           percentile)
 from pcapca.stats.render import render_text, table
 
-from conftest import ROOT, fixture, run_cli
+from tests.builders import split_pcap
+from tests.conftest import ROOT, fixture, run_cli
 
 MISSING = ["FIX:missing_0", "FIX:missing_1", "FIX:missing_2"]
 NOPE = [f"NOPE:missing_{i}" for i in range(5)]
@@ -394,7 +395,7 @@ def test_unanswered_when_the_capture_lost_the_answers():
     (fixtures/README.md). Their reads count as unanswered, and the row says
     how many bytes of the server the capture lacks on that circuit: the
     answers may be there. The circuit says it too."""
-    from test_decode import tcp_holes
+    from tests.conftest import tcp_holes
     lost = sum(n for _, n in tcp_holes(fixture("lossy.pcap"), 5064))
     assert lost == 152080
     report = collect([str(fixture("lossy.pcap"))])
@@ -573,16 +574,6 @@ def test_text_report_unanswered_requests():
 
 
 # ------------------------------------------------------------------ several files
-def split_pcap(src, dst_a, dst_b, at_frame):
-    """Frames before ``at_frame`` of the (little-endian) pcap ``src`` to
-    ``dst_a``, the others to ``dst_b``."""
-    from test_robustness import build, records
-    data = open(src, "rb").read()
-    recs = records(data)
-    open(dst_a, "wb").write(build(data[:24], recs[:at_frame - 1]))
-    open(dst_b, "wb").write(build(data[:24], recs[at_frame - 1:]))
-
-
 def strip(report):
     r = json.loads(json.dumps(report))
     r.pop("capture")
@@ -843,18 +834,18 @@ def test_a_failed_put_reported_by_its_reply_status(tmp_path):
     error status (the IOCs send an ErrorResponse): a crafted circuit. The
     collector reads the status from the reply's header, unbuilt."""
     import caproto as ca
-    from test_skim import _ca, _capture
+    from tests.builders import ca_bytes, tcp_capture
     putfail = ca.CAStatus.ECA_PUTFAIL.value.code_with_severity
     path = tmp_path / "putfail.pcap"
-    path.write_bytes(_capture([
-        (True, _ca(ca.VersionRequest(priority=0, version=13),
-                   ca.CreateChanRequest(name="X:a", cid=1, version=13))),
-        (False, _ca(ca.CreateChanResponse(data_type=6, data_count=1, cid=1, sid=9))),
-        (True, _ca(ca.WriteNotifyRequest(data=[1.5], data_type=6, data_count=1, sid=9, ioid=3),
-                   ca.ReadNotifyRequest(data_type=6, data_count=1, sid=9, ioid=4))),
-        (False, _ca(ca.WriteNotifyResponse(data_type=6, data_count=1, status=putfail, ioid=3),
-                    ca.ReadNotifyResponse(data=[2.5], data_type=6, data_count=1, status=1,
-                                          ioid=4, metadata=None))),
+    path.write_bytes(tcp_capture([
+        (True, ca_bytes(ca.VersionRequest(priority=0, version=13),
+                        ca.CreateChanRequest(name="X:a", cid=1, version=13))),
+        (False, ca_bytes(ca.CreateChanResponse(data_type=6, data_count=1, cid=1, sid=9))),
+        (True, ca_bytes(ca.WriteNotifyRequest(data=[1.5], data_type=6, data_count=1, sid=9, ioid=3),
+                        ca.ReadNotifyRequest(data_type=6, data_count=1, sid=9, ioid=4))),
+        (False, ca_bytes(ca.WriteNotifyResponse(data_type=6, data_count=1, status=putfail, ioid=3),
+                         ca.ReadNotifyResponse(data=[2.5], data_type=6, data_count=1, status=1,
+                                               ioid=4, metadata=None))),
     ]))
     report = collect([str(path)])
     assert [(e["frame"], e["command"], e["pv"], e["status"], e["request"], e["text"])
@@ -872,8 +863,7 @@ def test_time_stamps_past_year_9999(tmp_path):
     with the year as it is. Expected: the first packet's ticks, dated with
     datetime 140 Gregorian cycles (400 years each, 146097 days) earlier."""
     import datetime
-    from test_docs import DAMAGED
-    from test_robustness import blocks
+    from tests.builders import DAMAGED, blocks
     data = DAMAGED["tsresol.pcapng"]()
     path = tmp_path / "tsresol.pcapng"
     path.write_bytes(data)
@@ -995,7 +985,7 @@ def test_flow_control_of_a_client_that_cannot_keep_up():
 
 
 def edited_slowclient(tmp_path, edit):
-    from test_robustness import build, records
+    from tests.builders import build, records
     data = fixture("slowclient.pcap").read_bytes()
     recs = records(data)
     recs = edit(recs) or recs

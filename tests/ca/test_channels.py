@@ -7,7 +7,7 @@ from pcapca.ca.channels import ChannelTracker
 from pcapca.ca.circuits import Decoder
 from pcapca.items import Packet
 
-from conftest import fixture
+from tests.conftest import fixture
 
 NO_PV = {"VersionRequest", "VersionResponse", "HostNameRequest", "ClientNameRequest",
          "Beacon", "RepeaterRegisterRequest", "RepeaterConfirmResponse",

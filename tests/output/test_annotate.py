@@ -9,7 +9,7 @@ import pytest
 
 import pcapca
 
-from conftest import ROOT, fixture, run_cli
+from tests.conftest import ROOT, expected_comments, fixture, frames, run_cli
 
 pytestmark = pytest.mark.tshark
 
@@ -21,33 +21,6 @@ def tshark_json(tshark, path, *fields, stdin=None):
     res = subprocess.run(cmd, input=stdin, capture_output=True, timeout=120)
     assert res.returncode == 0, res.stderr.decode()
     return [rec["_source"]["layers"] for rec in json.loads(res.stdout or b"[]")]
-
-
-def frames(tshark, path):
-    """{frame number: (epoch string, raw bytes hex, comments, interface)} as tshark sees them."""
-    cmd = [tshark, "-r", str(path), "-T", "json", "-x",
-           "-e", "frame.number", "-e", "frame.time_epoch", "-e", "frame.comment",
-           "-e", "frame.interface_id", "-e", "frame.len"]
-    res = subprocess.run(cmd, capture_output=True, timeout=120)
-    assert res.returncode == 0, res.stderr.decode()
-    out = {}
-    for rec in json.loads(res.stdout):
-        layers = rec["_source"]["layers"]
-        number = int(layers["frame.number"][0])
-        out[number] = (layers["frame.time_epoch"][0], layers.get("frame_raw", [""])[0],
-                       layers.get("frame.comment", []), layers.get("frame.interface_id", ["0"])[0],
-                       layers["frame.len"][0])
-    return out
-
-
-def expected_comments(path):
-    """What `pcapca print --format '{pv} {command}'` prints, per frame."""
-    out = run_cli("print", path, "-q", "--format", "{frame}\t{pv} {command}", check=0)
-    per_frame = {}
-    for line in out.stdout.decode().splitlines():
-        frame, text = line.split("\t", 1)
-        per_frame.setdefault(int(frame), []).append(text.lstrip(" "))
-    return per_frame
 
 
 @pytest.mark.parametrize("name", ["basic.pcap", "nanosec.pcap", "bigarray.pcap",
