@@ -5,7 +5,7 @@ fixtures/ring/ holds the files ``dumpcap -b duration:1`` wrote while a
 caproto client created three channels, subscribed, read and put (one put
 answered 1.5 s later, in a later file); fixtures/ring.pcapng is the same
 files joined (one pcapng section each), which the independent decoder
-checked when it was recorded (tests/test_decode.py)."""
+checked when it was recorded (tests/test_pipeline.py)."""
 import json
 import shutil
 import struct
