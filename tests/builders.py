@@ -3,8 +3,8 @@
 Bytes made with struct, without pcapca (they are its input): pcap files and
 records, Ethernet/IPv4/TCP/UDP frames, edits of the recorded fixtures, and
 the damaged captures of docs/troubleshooting.md. bench/ and scripts/ import
-it as ``tests.builders`` with the repository root on sys.path; it needs no
-pytest.
+it as ``tests.builders`` with the repository root on sys.path (it needs
+numpy, not pytest).
 """
 from __future__ import annotations
 
