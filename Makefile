@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 CAPTURE ?= fixtures/basic.pcap
 CORPUS ?= ../shared/corpus
 
-.PHONY: demo test bench fuzz fixtures check-corpus soak clean
+.PHONY: demo test bench fuzz fixtures check-corpus compare soak clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,9 @@ fixtures: $(VENV)/.installed
 
 check-corpus: $(VENV)/.installed
 	$(PY) scripts/check_corpus.py $(CORPUS)
+
+compare: $(VENV)/.installed
+	$(PY) scripts/compare_outputs.py --rev $${REV:-HEAD} $(COMPARE_ARGS)
 
 soak: $(VENV)/.installed
 	$(PY) -m pip install --quiet pyepics softioc

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 from typing import Callable, Iterable, Iterator, Optional
 
-from .capture.reader import label_offsets, offsets_in, read_capture
-from .capture.sets import Files, probe_all, read_captures
 from .ca.channels import ChannelTracker
 from .ca.circuits import Decoder
-from .items import Packet, Problem
-from .items import Decoded, Record
+from .ca.records import Decoded, Record
+from .capture.progress import open_with_progress
+from .capture.reader import label_offsets, offsets_in, read_capture
+from .capture.sets import Files, probe_all, read_captures
 from .capture.sources import ByteSource, open_source
+from .fast.skim import Skimmer
+from .items import Packet, Problem
 
 
 def first_packet(items: Iterable, anchor: Callable[[int], None]) -> Iterator:
@@ -50,7 +52,6 @@ def _stages(read: Callable, decoder: Optional[Decoder], tracker: Optional[Channe
     tracker = tracker or ChannelTracker()
     skim = None
     if drops is not None:
-        from .fast.skim import Skimmer
         skim = Skimmer(decoder, tracker, drops)
     items = read(skim)
     if anchor is not None:
@@ -95,7 +96,6 @@ def decode_captures(files: Files, *, bars: bool, decoder: Optional[Decoder] = No
     terminal): (items, tick, close). ``tick()``, when not None, is to be
     called per Decoded item (the bar of one capture moves with them; a set's
     reader moves its bars itself); ``close()``, when not None, at the end."""
-    from .capture.progress import open_with_progress
     if files.several:
         items = decode_files(files, opener=lambda path: open_with_progress(path, enabled=bars),
                              decoder=decoder, strict=strict, drops=drops, anchor=anchor)

@@ -60,7 +60,7 @@ def decoded(paths, problems):
     from pcapca.items import Problem
     from pcapca.pipeline import decode_files
     from pcapca.capture.progress import open_with_progress
-    from pcapca.items import Decoded
+    from pcapca.ca.records import Decoded
     items = decode_files(Files(paths), opener=lambda p: open_with_progress(p, enabled=False))
     out = []
     for item in items:

@@ -49,10 +49,11 @@ def internet_checksum(data: bytes) -> int:
 
 
 def ipv4(src: bytes, dst: bytes, proto: int, body: bytes, ip_id: int = 0,
-         checksum: bool = True) -> bytes:
-    """An IPv4 packet (20-byte header, DF, TTL 64) around ``body``; its
-    header checksum is 0 unless ``checksum``."""
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(body), ip_id & 0xFFFF, 0x4000, 64,
+         checksum: bool = True, flags_offset: int = 0x4000) -> bytes:
+    """An IPv4 packet (20-byte header, TTL 64, DF unless ``flags_offset``
+    says otherwise) around ``body``; its header checksum is 0 unless
+    ``checksum``."""
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(body), ip_id & 0xFFFF, flags_offset, 64,
                      proto, 0, src, dst)
     if checksum:
         ip = ip[:10] + struct.pack("!H", internet_checksum(ip)) + ip[12:]
@@ -128,6 +129,31 @@ def split_pcap(src, dst_a, dst_b, at_frame):
     open(dst_b, "wb").write(build(data[:24], recs[at_frame - 1:]))
 
 
+BASIC = "basic.pcap"
+
+
+def basic_recs():
+    return records(data(BASIC))
+
+
+def pieces():
+    """fragments.pcap: (file header, records)."""
+    d = fixture("fragments.pcap").read_bytes()
+    return d[:24], records(d)
+
+
+def set_ip(rec, **fields):
+    """Change fields of a record's IPv4 header (offset in bytes, mf)."""
+    frame = bytearray(rec[3])
+    word = struct.unpack_from("!H", frame, 20)[0]
+    if "offset" in fields:
+        word = (word & ~0x1FFF) | fields["offset"] // 8
+    if "mf" in fields:
+        word = (word | 0x2000) if fields["mf"] else (word & ~0x2000)
+    struct.pack_into("!H", frame, 20, word)
+    rec[3] = bytes(frame)
+
+
 def tcp_offsets(frame: bytes):
     """(tcp header offset, payload offset) of an Ethernet/IPv4/TCP frame, or None."""
     if len(frame) < 34 or frame[12:14] != b"\x08\x00" or frame[23] != 6:
@@ -148,13 +174,36 @@ def replace_payload(recs, index: int, new: bytes) -> None:
     numbers (and the peer's acks) of that direction after it."""
     x = recs[index][3]
     t, p = tcp_offsets(x)
-    me = x[26:30] + x[t:t + 2]
     delta = len(new) - (len(x) - p)
     y = bytearray(x[:p] + new)
     struct.pack_into(">H", y, 16, len(y) - 14)
     recs[index][3] = bytes(y)
     recs[index][2] = len(y)
-    for r in recs[index + 1:]:
+    _shift_seq(recs, index + 1, x[26:30] + x[t:t + 2], delta)
+
+
+def send_in_segments(recs, index: int, new: bytes, mss: int = 1448) -> int:
+    """Replace the TCP payload of record ``index`` by ``new`` sent in
+    segments of at most ``mss`` bytes (records inserted after it), shifting
+    that direction's sequence numbers after them; returns how many."""
+    x = recs[index][3]
+    t, p = tcp_offsets(x)
+    seq = struct.unpack_from(">I", x, t + 4)[0]
+    segs = []
+    for at in range(0, len(new), mss):
+        y = bytearray(x[:p] + new[at:at + mss])
+        struct.pack_into(">H", y, 16, len(y) - 14)
+        struct.pack_into(">I", y, t + 4, (seq + at) % 2**32)
+        segs.append([recs[index][0], recs[index][1], len(y), bytes(y)])
+    recs[index:index + 1] = segs
+    _shift_seq(recs, index + len(segs), x[26:30] + x[t:t + 2], len(new) - (len(x) - p))
+    return len(segs)
+
+
+def _shift_seq(recs, start: int, me: bytes, delta: int) -> None:
+    """Add ``delta`` to the sequence numbers sent from ``me`` (address and
+    port) and to the peer's acks of them, in the records from ``start``."""
+    for r in recs[start:]:
         y = bytearray(r[3])
         offs = tcp_offsets(y)
         if offs is None:
@@ -241,9 +290,37 @@ def tcp_capture(steps, gap_us: int = 1, handshake: bool = True, order=None,
                                     for i, f in enumerate(frames))
 
 
+def search_pcap(names) -> bytes:
+    """pcap bytes: one Ethernet/IPv4/UDP packet 127.0.0.1:40000 -> :5064
+    per name, a CA SearchRequest (command 6) for that name (bytes)."""
+    out = [pcap_header(snaplen=65535)]
+    for i, name in enumerate(names):
+        body = name + b"\0" * (8 - len(name) % 8)
+        ca = struct.pack("!HHHHII", 6, len(body), 5, 13, i + 1, i + 1) + body
+        ip = ipv4(LOCALHOST, LOCALHOST, 17, udp(LOCALHOST, LOCALHOST, 40000, 5064, ca,
+                                                checksum=False), i, flags_offset=0)
+        out.append(pcap_record(1700000000 + i, 0, ETHERNET_IPV4 + ip))
+    return b"".join(out)
+
+
 def ca_bytes(*commands) -> bytes:
     """caproto commands serialised one after the other."""
     return b"".join(bytes(c) for c in commands)
+
+
+def lying_reply(count: int, dtype: int = 0, extended: bool = True, payload=b"abcdefgh") -> bytes:
+    """A server's ReadNotifyResponse (ioid 0) whose header says ``count``
+    values of ``dtype`` (default DBR_STRING) with ``payload``."""
+    if extended:
+        return struct.pack(">HHHHIIII", 15, 0xFFFF, dtype, 0, 1, 0, len(payload), count) + payload
+    return struct.pack(">HHHHII", 15, len(payload), dtype, count, 1, 0) + payload
+
+
+def lying_count_recs(reply: bytes):
+    """basic.pcap with frame 17 (FIX:dbl's first read reply) replaced by ``reply``."""
+    recs = basic_recs()
+    replace_payload(recs, 16, reply)
+    return recs
 
 
 # ------------------------------------------- the damaged captures of the docs
@@ -327,6 +404,7 @@ DAMAGED = {
     "dbr99.pcap": lambda: _basic(lambda recs: poke_ca(recs, 16, ">H", 4, 99)),
     "short.pcap": lambda: _basic(lambda recs: poke_ca(recs, 16, ">H", 4, 20)),
     "cmd200.pcap": lambda: _basic(lambda recs: poke_ca(recs, 15, ">H", 0, 200)),
+    "count.pcap": lambda: _basic(lambda recs: replace_payload(recs, 16, lying_reply(2**32 - 1))),
     "claim.pcap": lambda: _basic(lambda recs: replace_payload(recs, 15, _EXTENDED_4GIB)),
     "udp.pcap": lambda: _basic(lambda recs: recs[0].__setitem__(
         3, recs[0][3][:42 + 16] + struct.pack(">H", 200) + recs[0][3][42 + 18:])),

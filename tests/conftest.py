@@ -5,8 +5,10 @@ every test folder is a package, so test files may share a name."""
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import dpkt
 import pytest
@@ -14,7 +16,7 @@ from hypothesis import HealthCheck, settings
 
 from pcapca.ca._caproto import CLIENT, SERVER
 from pcapca.ca.framing import build
-from pcapca.items import CLIENT_ROLE
+from pcapca.ca.records import CLIENT_ROLE
 from tests.builders import FIXTURES, ROOT, fixture  # noqa: F401 (the tests use them from here)
 
 FAST = settings(max_examples=60, deadline=None, derandomize=True,
@@ -53,6 +55,35 @@ def live_print(first: bytes, rest: bytes, *args):
     return before, after, proc.wait(timeout=20)
 
 
+def run_closed(fd, *args, stdout=subprocess.PIPE):
+    """``pcapca ARGS`` with file descriptor ``fd`` (0, 1 or 2) closed, as by
+    ``<&-``, ``>&-``, ``2>&-``: (exit status, stdout, stderr)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-m", "pcapca", *map(str, args)],
+                          stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.PIPE,
+                          preexec_fn=lambda: os.close(fd), env=env, cwd=str(ROOT), timeout=120)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def device(tmp_path, name, minor):
+    """A character device node like /dev/null (minor 3) or /dev/full (7),
+    made in tmp_path when allowed (as root: then a regression would replace
+    that node, not the machine's), else the machine's (which an unprivileged
+    run cannot replace anyway)."""
+    node = tmp_path / name
+    try:
+        os.mknod(node, 0o666 | stat.S_IFCHR, os.makedev(1, minor))
+        with open(node, "wb"):       # (a nodev mount refuses to open it)
+            pass
+        return node
+    except OSError:
+        if node.exists():
+            node.unlink()
+        if os.geteuid() == 0:
+            pytest.skip("cannot make a device node where the tests run")
+        return Path("/dev") / name
+
+
 def needs_tshark() -> str:
     path = shutil.which("tshark")
     if path is None:
@@ -87,13 +118,22 @@ def frames(tshark, path):
     return out
 
 
-def expected_comments(path):
-    """What `pcapca print --format '{pv} {command}'` prints, per frame."""
-    out = run_cli("print", path, "-q", "--format", "{frame}\t{pv} {command}", check=0)
+def expected_comments(path, starts=(1,)):
+    """What `pcapca print --format '{pv} {command}'` prints, per frame, each
+    with its tag (docs/wireshark.md: the fixtures' PV names need no escape).
+    ``starts``: the first frame of each file of a set annotated into a
+    directory (req= is a frame of the message's own file)."""
+    out = run_cli("print", path, "-q", "--format",
+                  "{frame}\t{role}\t{name}\t{pv}\t{request_frame}\t{latency}\t{pv} {command}",
+                  check=0)
     per_frame = {}
     for line in out.stdout.decode().splitlines():
-        frame, text = line.split("\t", 1)
-        per_frame.setdefault(int(frame), []).append(text.lstrip(" "))
+        frame, role, name, pv, req, lat, text = line.split("\t", 6)
+        first = max(f for f in starts if f <= int(frame))
+        req = str(int(req) - first + 1) if req and int(req) >= first else ""
+        tag = (f" [pcapca/1 role={role} cmd={name}" + (f" pv={pv}" if pv else "")
+               + (f" req={req}" if req else "") + (f" lat={lat}" if lat else "") + "]")
+        per_frame.setdefault(int(frame), []).append(text.lstrip(" ") + tag)
     return per_frame
 
 

@@ -315,7 +315,7 @@ def test_relative_times_anchor_on_a_packet_that_is_not_ca():
     records = list(read(noise))
     f = Filter.build(since="+0")
     from pcapca.pipeline import decode
-    from pcapca.items import Decoded
+    from pcapca.ca.records import Decoded
     first = None
     for item in decode(noise, anchor=f.anchor):
         if isinstance(item, Decoded):

@@ -16,13 +16,14 @@ import tracemalloc
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from tests.builders import (blocks, build, data, isb_counts, offsets, poke_ca, records,
-                            replace_payload, tcp_offsets)
+from tests.builders import (BASIC, basic_recs, blocks, build, data, isb_counts, lying_count_recs,
+                            lying_reply, offsets, poke_ca, replace_payload, send_in_segments,
+                            tcp_offsets)
 from tests.conftest import FAST, ROOT, fixture, run_cli
 from pcapca.capture.reader import CaptureFormatError
 from pcapca.items import CircuitClosed, Passthrough, Problem
 from pcapca.pipeline import decode
-from pcapca.items import Decoded
+from pcapca.ca.records import Decoded
 
 # ------------------------------------------------------------ helpers: running
 
@@ -59,7 +60,6 @@ def frames_of(msgs, lo=None, hi=None):
     return [m for m in msgs if (lo is None or m[0] >= lo) and (hi is None or m[0] <= hi)]
 
 
-BASIC = "basic.pcap"
 INTACT = {}
 
 
@@ -141,6 +141,46 @@ def test_pcap_garbage_record_in_the_middle_resyncs(tmp_path):
     res, out, err = run_bytes(tmp_path, bad)
     assert res.returncode == 1 and len(out.splitlines()) == len(msgs)
     assert_clean_stderr(err)
+
+
+def test_pcap_resync_skips_a_record_running_past_the_end(tmp_path):
+    """Issue 21 point 10: after a corrupt record, a plausible header whose
+    packet would run 59 KB past the end of the file is not where reading
+    resumes (it is not followed by a record, nor does it end at the end):
+    the 9 valid records after it are all read."""
+    d = data(BASIC)
+    off = offsets(d)[45]                       # before frame 46
+    sec, frac = struct.unpack_from("<II", d, off)
+    huge = len(d) - off + 59 * 1024
+    bogus = (struct.pack("<IIII", sec, frac, 0x7FFFFFFF, 0x7FFFFFFF)
+             + struct.pack("<IIII", sec, frac, huge, huge))
+    bad = d[:off] + bogus + d[off:]
+    msgs, probs = run(bad)
+    assert msgs == intact(BASIC)[0]            # frames 46-54 included, numbered as before
+    assert len(frames_of(msgs, lo=46)) == 4
+    (p,) = probs
+    assert not p.fatal and p.frame == 46 and p.offset == off
+    res, out, err = run_bytes(tmp_path, bad)
+    assert res.returncode == 1
+    assert out == run_cli("print", fixture(BASIC)).stdout.decode()
+    assert err.splitlines()[0] == (
+        f"pcapca: frame 46, byte offset {off}: corrupt packet record (captured length "
+        f"2147483647, length 2147483647); skipped 32 bytes, reading resumed at byte offset "
+        f"{off + 32}")
+    assert_clean_stderr(err)
+
+
+def test_pcap_resync_on_the_last_record_ending_at_the_end():
+    """A plausible record with nothing after it is where reading resumes
+    when its packet ends exactly at the end of the file."""
+    d = data(BASIC)
+    off = offsets(d)[53]                       # before frame 54, the last
+    bad = d[:off] + struct.pack("<IIII", 1, 2, 0x7FFFFFFF, 0x7FFFFFFF) + d[off:]
+    msgs, probs = run(bad)
+    assert msgs == intact(BASIC)[0]
+    (p,) = probs
+    assert not p.fatal and p.frame == 54 and p.offset == off
+    assert p.message.endswith(f"skipped 16 bytes, reading resumed at byte offset {off + 16}")
 
 
 def test_pcap_caplen_over_snaplen_record(tmp_path):
@@ -283,9 +323,6 @@ def test_strict_annotate_stops_and_leaves_no_file(tmp_path):
 
 # ================================================================ traffic damage
 
-
-def basic_recs():
-    return records(data(BASIC))
 
 
 def test_tcp_hole_reported_and_decoding_resumes(tmp_path):
@@ -663,11 +700,14 @@ def _adversarial(tmp_path, flows):
 def test_many_flows_with_4GiB_claims_small(tmp_path):
     path = _adversarial(tmp_path, 20_000)
     assert _peak_rss_of_print(path) < 200 << 20
-    # each flow is reported once, and counted
+    # each flow is counted; the first 10 of the sender (127.0.0.2) are shown, then one count
     res = run_cli("print", path, timeout=300)
     err = res.stderr.decode().splitlines()
     assert res.returncode == 0 and res.stdout == b""
-    assert len(err) == 20_001 and "20000 decode problems" in err[-1]
+    assert len(err) == 12 and "20000 decode problems" in err[-1]
+    assert all("127.0.0.2:" in line and "only counted)" in line for line in err[:10])
+    assert err[10] == ("pcapca: 19990 more problems were only counted, not shown (the first "
+                       "10 of each kind and sender are): 19990 TCP stream problem")
 
 
 @pytest.mark.skipif(not os.environ.get("PCAPCA_SLOW"),
@@ -800,3 +840,124 @@ def test_a_bug_is_one_line_and_exit_3_and_debug_shows_its_traceback(
     with pytest.raises(RuntimeError, match="simulated bug"):
         cli.main(argv + ["--debug"])
     assert list(tmp_path.iterdir()) == []       # annotate: no file, half-written or temporary
+
+
+# ------------------------------------------------------------ issue 21: big and lying messages
+
+
+def _double_reply(n: int, count=None) -> bytes:
+    """A server's ReadNotifyResponse (ioid 0) of ``n`` doubles 0, 1, 2...
+    with an extended header saying ``count`` of them (default ``n``)."""
+    return (struct.pack(">HHHHIIII", 15, 0xFFFF, 6, 0, 1, 0, 8 * n, n if count is None else count)
+            + struct.pack(f">{n}d", *range(n)))
+
+
+def test_a_message_in_many_segments_is_buffered_in_place():
+    """A message arriving in 1448-byte segments was copied whole for each
+    of them (quadratic: 86 s at 32 MiB): its buffer must grow in place."""
+    from pcapca.ca._caproto import SERVER
+    from pcapca.ca.framing import StreamDecoder
+    msg = _double_reply(1 << 15)                           # 256 KiB in 182 segments
+    dec = StreamDecoder(SERVER)
+    assert dec.feed(msg[:1448]) == []
+    buf = dec.buf
+    for at in range(1448, len(msg) - 1448, 1448):
+        assert dec.feed(msg[at:at + 1448]) == [] and dec.buf is buf, at
+    assert len(buf) == len(msg) - len(msg) % 1448 - (0 if len(msg) % 1448 else 1448)
+    (out,) = dec.feed(msg[len(buf):] + msg[:16])           # its end and the next header
+    assert out[2] == msg and dec.buf == bytearray(msg[:16])
+
+
+def test_a_big_message_in_many_segments_decoded():
+    recs = basic_recs()
+    n = send_in_segments(recs, 16, _double_reply(1 << 17))   # 1 MiB instead of frame 17
+    msgs, probs = run(build(data(BASIC)[:24], recs))
+    assert probs == [] and n == 725
+    want = intact(BASIC)[0]
+    assert msgs == [(f + (n - 1) * (f >= 17), c, late) for f, c, late in want]
+    (rec,) = [r for i in decode(build(data(BASIC)[:24], recs)) if isinstance(i, Decoded)
+              for r in i.records if r.frame == 17 + n - 1]
+    assert rec.command.data.tolist() == list(range(1 << 17)) and rec.pv == "FIX:dbl"
+
+
+
+
+
+@pytest.mark.parametrize("count, dtype, extended, size, name", [
+    (2**32 - 1, 0, True, 8, "STRING"),          # caproto: a list of 2**32 strings
+    (65535, 0, False, 8, "STRING"),             # caproto: a 328 KB line
+    (3, 0, False, 72, "STRING"),                # the first two of three strings are not whole
+    (2, 6, False, 8, "DOUBLE"),
+    (2**31, 20, True, 24, "TIME_DOUBLE"),
+])
+def test_data_count_over_the_payload_is_a_decode_problem(count, dtype, extended, size, name):
+    msgs, probs = run(build(data(BASIC)[:24], lying_count_recs(
+        lying_reply(count, dtype, extended, bytes(size)))))
+    (p,) = probs
+    assert p.kind == "decode" and p.frame == 17 and p.message.endswith(
+        f"ReadNotifyResponse could not be decoded: data_count {count} is more {name} values "
+        f"than its {size}-byte payload holds (further problems in this stream are only counted)")
+    assert msgs == [m for m in intact(BASIC)[0] if m[0] != 17]
+
+
+@pytest.mark.parametrize("count, dtype, size", [
+    (1, 0, 8), (1, 0, 0),               # one string, cut at its NUL (or before: nothing)
+    (3, 0, 88), (3, 0, 81),             # the last of three strings cut short
+    (1, 28, 48),                        # rsrv's CTRL_STRING (caproto's metadata is 12 bytes)
+    (2, 6, 16), (0, 6, 8), (0, 0, 0)])
+def test_data_count_that_fits_is_decoded(count, dtype, size):
+    payload = bytes(range(65, 65 + size))
+    msgs, probs = run(build(data(BASIC)[:24], lying_count_recs(
+        lying_reply(count, dtype, False, payload))))
+    assert probs == [] and msgs == intact(BASIC)[0]
+
+
+def test_lying_count_cli(tmp_path):
+    """print, annotate and stats: one line for it, the rest decoded."""
+    bad = build(data(BASIC)[:24], lying_count_recs(lying_reply(2**32 - 1)))
+    src = tmp_path / "in.pcap"
+    src.write_bytes(bad)
+    line = ("pcapca: frame 17: 127.0.0.1:5064->127.0.0.1:46778: ReadNotifyResponse could not be "
+            "decoded: data_count 4294967295 is more STRING values than its 8-byte payload holds "
+            "(further problems in this stream are only counted)")
+    res = run_cli("print", src, "--json", timeout=60)
+    assert res.returncode == 0 and len(res.stdout.splitlines()) == len(intact(BASIC)[0]) - 1
+    assert res.stderr.decode().splitlines() == [
+        line, "pcapca: 54 packets; 38 CA messages; 1 decode problems; "
+              "1 packets skipped (1 TCP without CA data)"]
+    res = run_cli("annotate", src, tmp_path / "out.pcapng", timeout=60)
+    assert res.returncode == 0 and res.stderr.decode().splitlines()[0] == line
+
+
+@FAST
+@given(st.sampled_from([16, 19, 22, 25, 31, 34, 36, 27]),      # data messages, both roles
+       st.sampled_from([0, 6, 14, 20, 28, 34, 4]), st.integers(0, 2**32 - 1), st.booleans())
+def test_any_data_count_is_decoded_or_reported_and_bounded(index, dtype, count, extended):
+    """Any data type and count in the header of a data message of basic.pcap:
+    the message is decoded (its values fit) or one decode problem, and its
+    {command} and JSON lines stay short (these payloads are short)."""
+    from pcapca.ca.framing import count_base
+    from pcapca.output.formatting import record_json, record_repr
+    recs = basic_recs()
+    x = recs[index][3]
+    p = tcp_offsets(x)[1]
+    command, size, _t, _c, p1, p2 = struct.unpack_from(">HHHHII", x, p)
+    body = x[p + 16:p + 16 + size]
+    head = (struct.pack(">HHHHIIII", command, 0xFFFF, dtype, 0, p1, p2, size, count) if extended
+            else struct.pack(">HHHHII", command, size, dtype, count & 0xFFFF, p1, p2))
+    replace_payload(recs, index, head + body)
+    count = count if extended else count & 0xFFFF
+    elem, base = count_base(dtype)
+    found = []
+    for item in decode(build(data(BASIC)[:24], recs)):
+        if isinstance(item, Decoded):
+            found += [r for r in item.records if r.frame == index + 1]
+        elif isinstance(item, Problem):
+            assert item.frame == index + 1 and "could not be decoded" in item.message
+            found.append(item)
+    (got,) = found
+    if isinstance(got, Problem):
+        assert size < count * elem + base or "too small" in got.message
+    else:
+        assert size >= count * elem + base
+        assert len(record_repr(got)) < 3000 and len(record_json(got)) < 6000

@@ -14,15 +14,8 @@ import functools
 
 import caproto
 from caproto import CLIENT, SERVER
-from caproto._commands import (  # noqa: F401  (re-exported)
-    Beacon,
-    Commands,
-    Message,
-    EventAddResponse,
-    EventCancelResponse,
-    SearchResponse,
-    extract_data,
-)
+from caproto._commands import (Beacon, Commands, EventAddResponse,  # noqa: F401  (re-exported)
+                               EventCancelResponse, Message, SearchResponse, extract_data)
 from caproto._dbr import DbrTypeBase, TimeTypeBase, special_types  # noqa: F401
 from caproto._headers import ExtendedMessageHeader, MessageHeader
 from caproto._status import eca_value_to_status  # noqa: F401

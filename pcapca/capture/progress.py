@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import sys
 
+from tqdm import tqdm
+
+from ..escape import printable
 from .sources import ByteSource, open_source
 
 
@@ -42,7 +45,6 @@ def open_with_progress(path: str, *, enabled: bool = True) -> Progress:
         except OSError:
             size = None
         if size:
-            from tqdm import tqdm
             bar = tqdm(total=size, unit="B", unit_scale=True, leave=False,
-                       desc=os.path.basename(path), file=sys.stderr)
+                       desc=printable(os.path.basename(path)), file=sys.stderr)
     return Progress(src, bar)

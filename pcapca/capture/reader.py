@@ -9,9 +9,11 @@ import os
 import struct
 from typing import BinaryIO, Iterator, Union
 
+from ..errors import CaptureFormatError
 from ..items import Packet, Passthrough, Problem
 from .gunzip import GZIP_MAGIC, Gunzip, is_gzip
 from .pcap import MAGICS as PCAP_MAGICS, is_pcap, read_pcap
+from .pcapng import read_pcapng
 from .sources import ByteSource, open_source
 
 PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
@@ -35,10 +37,6 @@ _OTHER_CAPTURES = (
     (b"\x34\xcd\xb2\xa1", "modified (Kuznetzov) pcap"),
     (b"\xa1\xb2\xcd\x34", "modified (Kuznetzov) pcap"),
 )
-
-
-class CaptureFormatError(Exception):
-    """Not a capture file pcapca can read (bad magic, missing file...)."""
 
 
 class _SourceFile:
@@ -197,5 +195,4 @@ def _read(src: ByteSource, kind: str, *, strict: bool, skim, first_frame: int):
                              f"({n} of 4 bytes)", offset=0, fatal=True)])
     if kind == "pcap":
         return read_pcap(src, strict=strict, skim=skim, first_frame=first_frame)
-    from .pcapng import read_pcapng
     return read_pcapng(_SourceFile(src), strict=strict, skim=skim, first_frame=first_frame)

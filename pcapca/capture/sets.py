@@ -22,8 +22,10 @@ import os
 import stat
 from typing import Callable, Iterator, List, Sequence, Tuple
 
-from .reader import labelled, offsets_in, probe, read_capture
 from ..items import Packet, Problem
+from ..times import iso
+from .reader import labelled, offsets_in, probe, read_capture
+from .sources import ByteSource
 
 
 class Files:
@@ -67,7 +69,6 @@ def probe_all(paths: Sequence[str]) -> None:
     that cannot be read as a capture, before any is read: not at the 10th.
     A pipe (``-``, ``<(tcpdump ...)``, a FIFO) is not opened here: what a
     probe read from it would be lost to the reading that follows."""
-    from .sources import ByteSource
     for path in paths:
         if path == "-" or not stat.S_ISREG(os.stat(path).st_mode):
             continue                  # (a pipe: read once, when its turn comes)
@@ -116,7 +117,6 @@ def read_captures(files: Files, *, opener: Callable, strict: bool = False,
 def _out_of_order(packet: Packet, last: Tuple[int, str]) -> Problem:
     """The note that a file's first packet is older than the latest one of
     the files before it (``last``: its time stamp and file)."""
-    from ..stats.collector import iso
     return Problem(f"its first packet ({iso(packet.ts)}) is older than the last one of "
                    f"{last[1]} ({iso(last[0])}): the files are not in time order, or they "
                    f"overlap; they are read in the order given (a tcpdump -C set sorts right "

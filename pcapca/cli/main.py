@@ -3,30 +3,71 @@
 Errors are one line on stderr (``pcapca: ...``); a traceback only with
 ``--debug``. Exit status: 0 success, 1 the capture was damaged (everything
 readable was still processed), 2 usage error (bad arguments, unreadable or
-unknown input, bad format string or config), 130 interrupted.
+unknown input, bad format string or config, a closed standard stream that
+is needed), 3 a bug, 4 an output could not be written (a full disk: the
+message names the file), 128+N ended by signal N (130: Ctrl-C).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from typing import List, Optional
 
 from .. import __version__
-from ..capture.reader import CaptureFormatError
-from .config import ConfigError, apply_config
-from ..filters import FilterError
-from ..ca.framing import DEFAULT_MAX_MESSAGE
 from ..ca.circuits import Decoder
+from ..ca.framing import DEFAULT_MAX_MESSAGE
+from ..ca.records import Decoded
+from ..capture.progress import open_with_progress
+from ..capture.reader import CaptureFormatError
+from ..errors import OutputError, UsageError
+from ..escape import printable, printable_json
+from ..filters import FilterError
 from ..items import Problem
 from ..output.formatting import (DEFAULT_FORMAT, SHARK_TOKENS, TOKENS, FormatError, Template,
-                         record_json)
-from ..capture.progress import open_with_progress
-from ..items import Decoded
+                                 record_json)
+from .config import ConfigError, apply_config
+
+OUTPUT_BATCH = 1 << 20     # characters of print's lines written at once (or one longer line)
 
 
-class UsageError(Exception):
-    """Reported as one line, exit status 2."""
+@contextlib.contextmanager
+def _writing_stdout():
+    """A failed write to standard output is an OutputError (a reader that
+    went away stays a BrokenPipeError)."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise OutputError(f"cannot write standard output: {exc.strerror or exc}") from None
+
+
+def _reopen_closed_streams() -> None:
+    """Python starts with sys.stdin/stdout/stderr None when file descriptor
+    0/1/2 is closed (``>&-``).  Each is opened on /dev/null, so that no file
+    pcapca opens takes its number; a closed stderr makes messages go nowhere
+    (never into the output); a closed stdin or stdout that a command needs
+    is a usage error (``_check_streams``)."""
+    for fd, stream in enumerate((sys.stdin, sys.stdout, sys.stderr)):
+        if stream is None:
+            null = os.open(os.devnull, os.O_RDWR)      # (the lowest free number: fd)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")
+
+
+def _check_streams(args) -> None:
+    inputs = args.inputs if args.cmd == "annotate" else args.captures
+    if sys.stdin is None and "-" in inputs:
+        raise UsageError("standard input is closed: there is no capture to read from -")
+    if sys.stdout is None and (args.cmd != "annotate" or args.output == "-"):
+        what = "OUT -" if args.cmd == "annotate" else f"{args.cmd}'s output"
+        raise UsageError(f"standard output is closed: there is nowhere to write {what} "
+                         f"(redirect it to a file or /dev/null)")
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -114,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pcapng file to write, or - for stdout; with several IN, a directory")
     a.add_argument("--comment", default=None,
                    help="format of each comment, same tokens as print --format "
-                        "(default: '{pv} {command}', the PV name only when known)")
+                        "(default: '{pv} {command}', the PV name only when known, then a "
+                        "tag for the Wireshark plugin: docs/wireshark.md)")
     a.add_argument("--keep-all", action=argparse.BooleanOptionalAction, default=None,
                    help="with a filter: keep every packet, comment only matching messages")
     _add_common(a)
@@ -140,11 +182,33 @@ def build_parser() -> argparse.ArgumentParser:
                         "searches/s); needs matplotlib: pip install 'pcapca[plot]'")
     _add_common(s)
     _add_filter(s)
+    from ..wireshark.install import add_parser as add_wireshark_parser
+    add_wireshark_parser(sub)
     return parser
 
 
 def _report(problem: Problem) -> None:
-    print(f"pcapca: {problem}", file=sys.stderr, flush=True)
+    # (file names and texts from the capture: escaped, as every message)
+    print(f"pcapca: {printable(str(problem))}", file=sys.stderr, flush=True)
+
+
+def _check_numbers(args) -> None:
+    """argparse checks that a number is an integer; its range is checked here
+    (--top: by stats). A value out of range is a usage error, not a run that
+    skips every message."""
+    if args.max_message < 1:
+        raise UsageError(f"--max-message {args.max_message}: must be 1 or more (bytes of "
+                         f"a message's payload)")
+    for port in args.server_port or ():
+        if not 1 <= port <= 65535:
+            raise UsageError(f"--server-port {port}: expected a port 1..65535")
+
+
+def _report_unshown(decoder: Decoder) -> None:
+    """The one line that counts the problems not shown (``Decoder.shown``)."""
+    line = decoder.stats.unshown_line()
+    if line:
+        print(f"pcapca: {line}", file=sys.stderr)
 
 
 def _decoder(args) -> Decoder:
@@ -193,11 +257,17 @@ def cmd_print(args) -> int:
     else:
         render = record_json
     lines: list = []          # written in batches: one write per line costs as much as the line
+    size = 0                  # their characters: a batch is written beyond OUTPUT_BATCH
 
-    def write_lines() -> None:
+    def write_lines(flush: bool = False) -> None:
+        nonlocal size
         lines.append("")
-        write("\n".join(lines))
+        with _writing_stdout():
+            write("\n".join(lines))
+            if flush:
+                out.flush()
         lines.clear()
+        size = 0
 
     for item in stream:
         cls = item.__class__
@@ -212,11 +282,11 @@ def cmd_print(args) -> int:
                 if not records:
                     continue
             for record in records:
-                lines.append(render(record))
-            if live or len(lines) >= 512:
-                write_lines()
-                if live:
-                    out.flush()
+                line = render(record)
+                size += len(line)
+                lines.append(line)
+            if live or len(lines) >= 512 or size > OUTPUT_BATCH:
+                write_lines(flush=live)
         elif cls is Problem:
             if lines:                     # (keep the order of output and messages)
                 write_lines()
@@ -230,7 +300,9 @@ def cmd_print(args) -> int:
         write_lines()
     if close is not None:
         close()
-    out.flush()
+    with _writing_stdout():
+        out.flush()
+    _report_unshown(decoder)
     if not args.quiet:
         print(f"pcapca: {decoder.stats.summary()}", file=sys.stderr)
     return 1 if damaged else 0
@@ -270,25 +342,30 @@ def cmd_stats(args) -> int:
         return stop              # --strict: stop at the first problem, report what was read
 
     bars = args.progress and not args.quiet
-    collector.run(args.captures, _decoder(args), on_problem=problem,
+    decoder = _decoder(args)
+    collector.run(args.captures, decoder, on_problem=problem,
                   opener=lambda path: open_with_progress(path, enabled=bars),
                   anchor=anchor_of(args.filter))
+    _report_unshown(decoder)
     report = collector.report()
-    if args.json:
-        import json
-        sys.stdout.write(json.dumps(report, ensure_ascii=False, allow_nan=False, indent=1))
-        sys.stdout.write("\n")
-    else:
-        sys.stdout.write(render_text(report, top=args.top))
-    sys.stdout.flush()
+    with _writing_stdout():
+        if args.json:
+            import json
+            sys.stdout.write(printable_json(json.dumps(report, ensure_ascii=False,
+                                                       allow_nan=False, indent=1)))
+            sys.stdout.write("\n")
+        else:
+            sys.stdout.write(render_text(report, top=args.top))
+        sys.stdout.flush()
     if args.plot:
         plot(report, collector.timeline, args.plot)
         if not args.quiet:
-            print(f"pcapca: timeline written to {args.plot}", file=sys.stderr)
+            print(f"pcapca: timeline written to {printable(args.plot)}", file=sys.stderr)
     return 1 if damaged else 0
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    _reopen_closed_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
     # numpy wraps long arrays over several lines; one message is one line
@@ -304,10 +381,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         warnings.filterwarnings("ignore", category=UserWarning, message=".*[Dd]eprecated.*")
         logging.getLogger("caproto").setLevel(logging.CRITICAL)
     try:
+        if args.cmd != "wireshark":        # (the capture commands' inputs and options)
+            _check_streams(args)
+            _check_numbers(args)
         if args.cmd == "print":
             code = cmd_print(args)
         elif args.cmd == "stats":
             code = cmd_stats(args)
+        elif args.cmd == "wireshark":
+            from ..wireshark.install import run as cmd_wireshark
+            code = cmd_wireshark(args)
         else:
             code = cmd_annotate(args)
     except BrokenPipeError:
@@ -318,23 +401,35 @@ def main(argv: Optional[List[str]] = None) -> int:
         except OSError:
             pass
         return 0
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as exc:    # (annotate.Interrupted: SIGTERM, SIGHUP...)
+        return 128 + getattr(exc, "signum", 2)
     except (CaptureFormatError, FormatError, UsageError, ConfigError, FilterError) as exc:
         if args.debug:
             raise
-        print(f"pcapca: error: {exc}", file=sys.stderr)
+        print(f"pcapca: error: {printable(str(exc))}", file=sys.stderr)
         return 2
+    except OutputError as exc:
+        if args.debug:
+            raise
+        print(f"pcapca: error: {exc}", file=sys.stderr)
+        try:
+            if sys.stdout is not None:
+                sys.stdout.flush()
+        except OSError:      # (what stdout still holds cannot be written either: drop it)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        return 4
     except OSError as exc:
         if args.debug:
             raise
         where = f"cannot open {exc.filename!r}: " if exc.filename else ""
-        print(f"pcapca: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        print(f"pcapca: error: {printable(where + str(exc.strerror or exc))}", file=sys.stderr)
         return 2
     except Exception as exc:  # a bug: say so in one line
         if args.debug:
             raise
-        print(f"pcapca: internal error: {type(exc).__name__}: {exc} "
+        print(f"pcapca: internal error: {type(exc).__name__}: {printable(str(exc))} "
               f"(run with --debug for the traceback, and please report it)", file=sys.stderr)
         return 3
     return code

@@ -12,6 +12,8 @@ import socket
 import struct
 from typing import NamedTuple, Optional, Tuple, Union
 
+import dpkt
+
 # Link types (values as they appear in capture files)
 DLT_NULL = 0
 DLT_EN10MB = 1
@@ -214,7 +216,6 @@ def dpkt_layers(linktype: int, data: bytes, ip_off: int) -> Tuple[object, object
 
     ``ethernet`` is the dpkt object of the link layer (Ethernet, SLL, SLL2,
     Loopback) or None for raw IP."""
-    import dpkt
     link: Optional[object]
     if linktype == DLT_EN10MB:
         link = dpkt.ethernet.Ethernet(data)

@@ -9,27 +9,27 @@ name (when known) and caproto's repr of the message, so that
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import signal
+import stat
 import sys
 import tempfile
 from typing import Callable, List
 
-from ..capture.sets import Files, probe_all
-from .formatting import Template, record_repr
-from ..items import Passthrough, Problem
+from ..ca.records import Decoded
 from ..capture.pcapng import PcapngWriter
+from ..capture.sets import Files, probe_all
+from ..errors import OutputError, UsageError
+from ..items import Passthrough, Problem
 from ..pipeline import anchor_of, decode_captures
-from ..items import Decoded
+from .comments import default_comment, note_comment
+from .formatting import Template
 
 
 class _StrictStop(Exception):
     pass
-
-
-def default_comment(record) -> str:
-    """``{pv} {command}``, without the PV (and its space) when it is unknown."""
-    text = record_repr(record)
-    return f"{record.pv} {text}" if record.pv is not None else text
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -42,43 +42,144 @@ def _same_file(a: str, b: str) -> bool:
 
 
 class _Output:
-    """One pcapng output: written to a temporary file next to it and renamed
-    when complete (``finish``), so that a failed run leaves no half file;
-    ``-`` is standard output."""
+    """One pcapng output.  A regular file (or a new one) is written to a
+    temporary file next to it, next to its target when OUT is a symbolic
+    link, and renamed over it when complete (``finish``), so that a failed
+    run leaves no half file; a file replaced keeps its mode (and owner when
+    allowed).  Anything else is written directly, never replaced: ``-``
+    (standard output), a FIFO, ``>(cmd)`` (/dev/fd/N), a device."""
 
     def __init__(self, dst: str):
         self.dst = dst
+        self.tmp_path = None
+        self.name = "standard output" if dst == "-" else repr(dst)
+        self.existing = None
         if dst == "-":
             self.out = sys.stdout.buffer
-            self.tmp_path = None
+            live = True
         else:
-            directory = os.path.dirname(os.path.abspath(dst))
             try:
-                fd, self.tmp_path = tempfile.mkstemp(prefix=".pcapca-", suffix=".pcapng.part",
-                                                     dir=directory)
+                try:
+                    self.existing = os.stat(dst)
+                except FileNotFoundError:     # a new file (or a dangling link's target)
+                    pass
+                if self.existing is not None and not stat.S_ISREG(self.existing.st_mode):
+                    if stat.S_ISDIR(self.existing.st_mode):
+                        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+                    fd = os.open(dst, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
+                    live = stat.S_ISFIFO(self.existing.st_mode)   # (a reader is waiting)
+                else:
+                    self.target = os.path.realpath(dst)
+                    fd, self.tmp_path = tempfile.mkstemp(
+                        prefix=".pcapca-", suffix=".pcapng.part",
+                        dir=os.path.dirname(self.target))
+                    live = False
             except OSError as exc:   # (name OUT, not the temporary file next to it)
                 raise OSError(exc.errno, f"cannot write {dst!r}: {exc.strerror}") from None
             self.out = os.fdopen(fd, "wb", buffering=1 << 20)
-        self.writer = PcapngWriter(self.out, flush_each=(dst == "-"))
+        self.writer = PcapngWriter(self.out, flush_each=live)
+
+    def failed(self, exc: OSError) -> BaseException:
+        """What to raise for a failed write: ``OutputError`` naming OUT (a
+        full disk...); a reader that went away stays a BrokenPipeError."""
+        if isinstance(exc, BrokenPipeError):
+            return exc
+        return OutputError(f"cannot write {self.name}: {exc.strerror or exc}")
 
     def finish(self) -> None:
-        self.writer.close()
-        if self.tmp_path is not None:
-            self.out.close()
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(self.tmp_path, 0o666 & ~umask)    # as an ordinary new file
-            os.replace(self.tmp_path, self.dst)
-            self.tmp_path = None
+        with _signals_held():
+            try:
+                self.writer.close()
+                if self.dst != "-":
+                    self.out.close()
+                if self.tmp_path is not None:
+                    existing = self.existing
+                    if existing is None:
+                        umask = os.umask(0)
+                        os.umask(umask)
+                        mode = 0o666 & ~umask        # as an ordinary new file
+                    else:
+                        mode = stat.S_IMODE(existing.st_mode)
+                        if (existing.st_uid, existing.st_gid) != (os.getuid(), os.getgid()):
+                            try:
+                                os.chown(self.tmp_path, existing.st_uid, existing.st_gid)
+                            except OSError:       # (not allowed: the file becomes ours)
+                                pass
+                    os.chmod(self.tmp_path, mode)
+                    os.replace(self.tmp_path, self.target)
+                    self.tmp_path = None
+            except OSError as exc:
+                raise self.failed(exc) from None
 
     def abort(self) -> None:
-        if self.tmp_path is not None:
-            try:
-                self.out.close()
-            except OSError:
-                pass
-            os.unlink(self.tmp_path)
-            self.tmp_path = None
+        with _signals_held():
+            if self.dst != "-":
+                try:
+                    self.out.close()
+                except OSError:
+                    pass
+            if self.tmp_path is not None:
+                try:
+                    os.unlink(self.tmp_path)
+                except FileNotFoundError:
+                    pass
+                self.tmp_path = None
+
+
+class Interrupted(KeyboardInterrupt):
+    """A terminating signal (SIGTERM, SIGHUP...) while annotate writes: it
+    unwinds as Ctrl-C does, so that the temporary file is removed; the exit
+    status is 128 + its number."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+# the signals whose default action ends the process and that a handler can
+# catch, but the faults (SIGSEGV...: a handler returning would run the faulty
+# instruction again); SIGINT already raises KeyboardInterrupt; Python ignores
+# SIGPIPE and SIGXFSZ (a write then fails: BrokenPipeError, OutputError)
+_SIGNALS = [getattr(signal, name) for name in
+            ("SIGHUP", "SIGQUIT", "SIGABRT", "SIGTERM", "SIGALRM", "SIGUSR1", "SIGUSR2",
+             "SIGXCPU", "SIGVTALRM", "SIGPROF", "SIGIO", "SIGPWR", "SIGSTKFLT")
+            if hasattr(signal, name)]
+if hasattr(signal, "SIGRTMIN"):
+    _SIGNALS += range(signal.SIGRTMIN, signal.SIGRTMAX + 1)
+
+
+def _interrupted(signum, frame):
+    raise Interrupted(signum)
+
+
+def _unwind_on_signals() -> Callable[[], None]:
+    """Make each signal of ``_SIGNALS`` raise ``Interrupted`` (one that is
+    ignored, as under nohup, stays ignored); returns what restores them."""
+    old = {}
+    for sig in _SIGNALS:
+        try:
+            if signal.getsignal(sig) == signal.SIG_DFL:
+                old[sig] = signal.signal(sig, _interrupted)
+        except (OSError, ValueError):     # (ValueError: not the main thread)
+            pass
+
+    def restore() -> None:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    return restore
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """Signals wait until the output is renamed or removed (not half done)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS + [signal.SIGINT])
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 _CAPTURE_SUFFIXES = (".pcapng", ".pcap", ".cap", ".ntar", ".dmp")
@@ -97,10 +198,12 @@ def output_name(path: str) -> str:
 
 def _destinations(inputs: List[str], dst: str) -> List[str]:
     """The output file of each input, or UsageError."""
-    from ..cli.main import UsageError
     if len(inputs) == 1:
         if _same_file(inputs[0], dst):
             raise UsageError(f"output {dst!r} is the input file: refusing to overwrite it")
+        if dst != "-" and os.path.isdir(dst):
+            raise UsageError(f"output {dst!r} is a directory: with one capture OUT is the "
+                             f"pcapng file to write (a directory takes several captures)")
         return [dst]
     if "-" in inputs:
         raise UsageError("annotate reads stdin (-) only as its one input")
@@ -115,6 +218,8 @@ def _destinations(inputs: List[str], dst: str) -> List[str]:
         for path in inputs:
             if _same_file(path, out):
                 raise UsageError(f"output {out!r} is an input file: refusing to overwrite it")
+        if os.path.isdir(out):
+            raise UsageError(f"output {out!r} is a directory")
     return outputs
 
 
@@ -127,6 +232,9 @@ def annotate(args, *, decoder, report: Callable[[Problem], None]) -> int:
     files = Files(inputs)
     comment = (Template(args.comment, files) if getattr(args, "comment", None)
                else default_comment)
+    if comment is default_comment and files.several:
+        def comment(record, _starts=files.starts, _index=files.index):
+            return default_comment(record, _starts[_index(record.packet.frame)])
     flt = getattr(args, "filter", None)
     keep_all = getattr(args, "keep_all", False)
     bars = getattr(args, "progress", False) and not args.quiet
@@ -148,10 +256,12 @@ def annotate(args, *, decoder, report: Callable[[Problem], None]) -> int:
         while begun <= index:
             if output is not None:
                 output.finish()
-            output = _Output(destinations[begun])
+            with _signals_held():      # (its temporary file is known to abort())
+                output = _Output(destinations[begun])
             begun += 1
         return output.writer
 
+    restore_signals = _unwind_on_signals()
     try:
         if not several:
             writer = to(0)
@@ -173,12 +283,18 @@ def annotate(args, *, decoder, report: Callable[[Problem], None]) -> int:
                     records = matching
                 comments = [comment(r) for r in records]
                 if item.notes and flt is None:
-                    comments.extend(item.notes)
-                writer.write_packet(item.packet, comments)
+                    comments.extend(map(note_comment, item.notes))
+                try:
+                    writer.write_packet(item.packet, comments)
+                except OSError as exc:
+                    raise output.failed(exc) from None
             elif cls is Passthrough:
                 if several:             # (blocks of the file being read)
                     writer = to(len(files.starts) - 1)
-                writer.write_passthrough(item)
+                try:
+                    writer.write_passthrough(item)
+                except OSError as exc:
+                    raise output.failed(exc) from None
             elif cls is Problem:
                 if item.kind == "capture":
                     damaged = True
@@ -193,12 +309,17 @@ def annotate(args, *, decoder, report: Callable[[Problem], None]) -> int:
     except _StrictStop:
         damaged = True
     finally:
-        if output is not None:
-            output.abort()
+        with _signals_held():
+            if output is not None:
+                output.abort()
+            restore_signals()
     if late:
         report(Problem(f"{late} messages were completed only at the end of the capture "
                        f"(data waiting behind a hole) and could not be attached to their "
                        f"packets, which were already written", kind="decode"))
+    unshown = decoder.stats.unshown_line()        # (the problems not shown: Decoder.shown)
+    if unshown:
+        print(f"pcapca: {unshown}", file=sys.stderr)
     if not args.quiet:
         print(f"pcapca: {decoder.stats.summary()}", file=sys.stderr)
     return 1 if damaged else 0

@@ -1,6 +1,7 @@
 """Scenarios recorded in a private network namespace whose lo is set up as a
 real network would be: other traffic than CA, BIG TCP, Ethernet's MTU, IPv4
-fragments, a capture that loses packets."""
+fragments, a capture that loses packets; names with stale bytes after their
+NUL, sent from raw sockets."""
 from __future__ import annotations
 
 import contextlib
@@ -16,6 +17,7 @@ import urllib.request
 import caproto as ca
 
 import ca_client
+import ca_decode
 
 from .netns import big_tcp_on_lo, lo_like_ethernet
 from .procs import CA_PORTS_FILTER, PY, tcpdump
@@ -324,3 +326,73 @@ def sc_lossy(ctx):
                 note='packets were dropped by the kernel (tcpdump -B 32): some '
                      'segments of the FIX:wf replies are missing; the checker\'s '
                      'GAP and UNDECODABLE lines below are where')
+
+
+def recv_server_commands(sock, transcript, quiet=0.5):
+    """Read what the server sends on a circuit until it is silent for
+    ``quiet`` seconds (or closes), parsed by caproto, into ``transcript``."""
+    from caproto._commands import read_from_bytestream
+    data = bytearray()
+    while True:
+        sock.settimeout(quiet)
+        try:
+            more = sock.recv(65536)
+        except socket.timeout:
+            break
+        if not more:
+            break
+        data += more
+        while data:
+            data, command, _ = read_from_bytestream(data, ca.SERVER)
+            if command is ca.NEED_DATA:
+                break
+            transcript.append(('S>C', 'tcp', command))
+
+
+@scenario('stalenames.pcap', needs=('unshare', 'ip'), netns=True)
+def sc_stalenames(ctx):
+    """Names as EPICS 3.13 clients (CA minor version 8) send them: a C
+    string, NUL-terminated in its padded payload, with stale bytes of the
+    client's buffer after the NUL.  Sent from raw sockets (caproto builds
+    the messages; a name given with a NUL keeps what follows it)."""
+    env = ctx.env()
+    ctx.start_ioc(env)
+    transcript = []
+    cap = tcpdump(ctx.procs, ctx.tmpfile)
+    with cap:
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.bind(('127.0.0.1', 0))
+        search = [ca.VersionRequest(0, 8), ca.SearchRequest('FIX:dbl\x00:GUN', 1, 8)]
+        udp.sendto(b''.join(bytes(c) for c in search), ('127.0.0.1', 5064))
+        transcript += [('C>S', 'udp', c) for c in search]
+        time.sleep(0.3)
+        udp.close()
+        tcp = socket.create_connection(('127.0.0.1', 5064), 5)
+        tcp.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        hello = [ca.VersionRequest(0, 8), ca.HostNameRequest('fixture-host\x00old'),
+                 ca.ClientNameRequest('fixture\x00old')]
+        tcp.sendall(b''.join(bytes(c) for c in hello))
+        transcript += [('C>S', 'tcp', c) for c in hello]
+        recv_server_commands(tcp, transcript)
+        create = ca.CreateChanRequest('FIX:dbl\x00:GUN', 0, 8)
+        tcp.sendall(bytes(create))
+        transcript.append(('C>S', 'tcp', create))
+        recv_server_commands(tcp, transcript)
+        tcp.shutdown(socket.SHUT_WR)
+        recv_server_commands(tcp, transcript, quiet=5)
+        tcp.close()
+    ops = ['UDP: one datagram to 127.0.0.1:5064: VersionRequest (minor version 8) + '
+           'SearchRequest (cid 1, minor version 8) whose payload is "FIX:dbl\\0:GUN" '
+           'padded with NULs to 16 bytes; the caproto IOC looks up the name '
+           '"FIX:dbl\\x00:GUN" (caproto strips only the trailing NULs) and does not '
+           'answer (rsrv and libca take the name up to the first NUL: FIX:dbl)',
+           'TCP connect; VersionRequest (minor version 8) + HostNameRequest '
+           '"fixture-host\\0old" + ClientNameRequest "fixture\\0old" (NUL-padded) in '
+           'one segment; VersionResponse',
+           'CreateChanRequest "FIX:dbl\\0:GUN" (cid 0, minor version 8): the caproto IOC '
+           'answers CreateChFailResponse (cid 0)',
+           'close the TCP connection (client FIN first)']
+    return dict(command=shlex.join(cap.args), client='raw sockets in '
+                'scripts/record_fixtures.py (messages built by caproto)',
+                operations=ops,
+                expected=[(d, t, ca_decode.describe(c)) for d, t, c in transcript])

@@ -96,6 +96,11 @@ README_NOTES = """## Notes (true for every recording made by the script)
 """
 
 
+def printable(text):
+    """``text`` with NULs and other controls escaped (names from the wire)."""
+    return text if text.isprintable() else text.encode('unicode_escape').decode('ascii')
+
+
 def write_readme(out, manifest):
     lines = [README_HEAD]
     total = sum(m['size_bytes'] for m in manifest.values())
@@ -141,7 +146,7 @@ def write_readme(out, manifest):
         for x in m['messages']:
             lines.append(f"{x['frame']:5d} if{x['interface']} "
                          f"{x['transport']} {x['src']:>15} -> "
-                         f"{x['dst']:<15} {x['direction']} {x['message']}")
+                         f"{x['dst']:<15} {x['direction']} {printable(x['message'])}")
         lines.append('```\n')
     with open(os.path.join(out, 'README.md'), 'w') as f:
         f.write('\n'.join(lines))

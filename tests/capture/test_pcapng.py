@@ -440,6 +440,21 @@ def test_lying_length_inside_file_resynchronises():
     assert len(packets(items)) == 2
 
 
+def test_resync_skips_a_block_running_past_the_end():
+    """After a bad length, a block header whose length runs 59 KB past the
+    end of the file is not where reading resumes (its end is not there to
+    check): the valid blocks after it are read."""
+    data, off = simple_file(3)
+    rest = len(data) - off[3]
+    bogus = struct.pack("<II", 6, 13) + struct.pack("<II", 6, rest + 59 * 1024 + 8)
+    items = read_all(data[:off[3]] + bogus + data[off[3]:])
+    (prob,) = problems(items)
+    assert not prob.fatal and prob.offset == off[3]
+    assert prob.message.endswith(f"skipped 16 bytes, reading resumed at byte offset {off[3] + 16}")
+    assert [(p.frame, p.offset) for p in packets(items)] == [(1, off[2]), (2, off[3] + 16),
+                                                             (3, off[4] + 16)]
+
+
 @pytest.mark.parametrize("data, text", [
     (b"\xd4\xc3\xb2\xa1" + b"\0" * 20, "does not start with a section header"),
     (b"\x0a\x0d\x0d\x0a\x1c\0\0\0XXXX" + b"\0" * 16, "byte-order magic")])

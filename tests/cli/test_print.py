@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import pcapca
-from pcapca.output.formatting import command_repr, printable
+from pcapca.escape import printable
+from pcapca.output.formatting import command_repr
 
 from tests.conftest import ROOT, fixture, live_print, run_cli
 
@@ -109,6 +110,25 @@ def test_json_lines():
     assert read["latency"] > 0 and read["request_frame"] < read["frame"]
 
 
+def test_pv_is_the_name_up_to_its_nul_and_command_stays_caprotos():
+    """Issue 21 point 16: search and create payloads "FIX:dbl\\0:GUN" (stale
+    bytes after the NUL) are about FIX:dbl, as a server reads them; the
+    filter finds them, the file (filtered print's shortcut) and stdin alike."""
+    path = fixture("stalenames.pcap")
+    fmt = "{frame} {pv} {name} {latency} {command}"
+    want = ["1 FIX:dbl SearchRequest  SearchRequest(name='FIX:dbl\\x00:GUN', cid=1, version=8, "
+            "reply=5)",
+            "9 FIX:dbl CreateChanRequest  CreateChanRequest(name='FIX:dbl\\x00:GUN', cid=0, "
+            "version=8)",
+            "10 FIX:dbl CreateChFailResponse 0.000839 CreateChFailResponse(cid=0)"]
+    assert lines(run_cli("print", path, "-q", "--pv", "FIX:dbl", "--format", fmt, check=0)) == want
+    assert lines(run_cli("print", "-", "-q", "--pv", "FIX:dbl", "--format", fmt,
+                         input=path.read_bytes(), check=0)) == want
+    objs = [json.loads(l) for l in lines(run_cli("print", path, "--json", "-q", check=0))]
+    assert [(o["frame"], o["pv"], o["fields"].get("name")) for o in objs if o["pv"]] == [
+        (1, "FIX:dbl", "FIX:dbl\x00:GUN"), (9, "FIX:dbl", "FIX:dbl\x00:GUN"), (10, "FIX:dbl", None)]
+
+
 def test_stdin_and_file_give_the_same_output():
     path = fixture("session.pcapng")
     a = run_cli("print", path, "-q", check=0).stdout
@@ -142,6 +162,45 @@ def test_broken_pipe_ends_quietly():
     assert res.returncode == 0, res.stderr
     assert res.stdout.count(b"\n") == 2
     assert b"Traceback" not in res.stderr and b"Broken pipe" not in res.stderr
+
+
+@pytest.mark.parametrize("cmd", ["print", "stats"])
+def test_closed_stdout_is_a_usage_error(cmd):
+    from tests.conftest import run_closed
+    code, _, err = run_closed(1, cmd, fixture("basic.pcap"))
+    assert (code, err.decode()) == (2, f"pcapca: error: standard output is closed: there is "
+                                       f"nowhere to write {cmd}'s output (redirect it to a "
+                                       f"file or /dev/null)\n")
+
+
+@pytest.mark.parametrize("cmd", ["print", "stats"])
+def test_closed_stderr_makes_messages_go_nowhere(cmd):
+    """``2>&-``: the output is as usual (a progress bar is not asked for)."""
+    from tests.conftest import run_closed
+    code, out, _ = run_closed(2, cmd, fixture("noise.pcap"))
+    assert (code, out) == (0, run_cli(cmd, fixture("noise.pcap"), check=0).stdout)
+
+
+def test_closed_stdin_is_a_usage_error():
+    from tests.conftest import run_closed
+    code, out, err = run_closed(0, "print", "-")
+    assert (code, out, err) == (2, b"", b"pcapca: error: standard input is closed: there is no "
+                                        b"capture to read from -\n")
+
+
+@pytest.mark.parametrize("args", [("print", "fixtures/basic.pcap"), ("print", "-"),
+                                  ("stats", "fixtures/basic.pcap")])
+def test_a_full_stdout_is_exit_4_naming_it(tmp_path, args):
+    """/dev/full: a write fails with ENOSPC (print - writes message by message)."""
+    from tests.conftest import device
+    full = device(tmp_path, "full", 7)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    with open(full, "wb") as stdout:
+        res = subprocess.run([sys.executable, "-m", "pcapca", *args], stdout=stdout,
+                             stderr=subprocess.PIPE, input=fixture("basic.pcap").read_bytes(),
+                             env=env, cwd=str(ROOT), timeout=120)
+    assert (res.returncode, res.stderr) == (
+        4, b"pcapca: error: cannot write standard output: No space left on device\n")
 
 
 @pytest.mark.parametrize("kind,name", [("snoop", "Sun snoop"),
