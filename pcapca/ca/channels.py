@@ -231,7 +231,7 @@ class ChannelTracker:
         this message (of the circuit whose state is ``state``, with its
         ``skim_rules`` entry and its (parameter1, parameter2))? If so (and
         ``apply``), change the state as its handler (_sub_update, _by_sid,
-        _io_request, _io_response) would. tests/test_skim.py compares the
+        _io_request, _io_response) would. tests/fast/test_skim.py compares the
         output with and without skim."""
         kind, first, ioid = rule
         entry = None

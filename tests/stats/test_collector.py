@@ -27,7 +27,8 @@ from pcapca.stats.rows import Reservoir, percentile
 from pcapca.stats.timeline import Timeline
 from pcapca.stats.render import render_text, table
 
-from conftest import ROOT, fixture, run_cli
+from tests.builders import split_pcap
+from tests.conftest import ROOT, fixture, run_cli
 
 MISSING = ["FIX:missing_0", "FIX:missing_1", "FIX:missing_2"]
 NOPE = [f"NOPE:missing_{i}" for i in range(5)]
@@ -415,7 +416,7 @@ def test_unanswered_when_the_capture_lost_the_answers():
     (fixtures/README.md). Their reads count as unanswered, and the row says
     how many bytes of the server the capture lacks on that circuit: the
     answers may be there. The circuit says it too."""
-    from test_decode import tcp_holes
+    from tests.conftest import tcp_holes
     lost = sum(n for _, n in tcp_holes(fixture("lossy.pcap"), 5064))
     assert lost == 152080
     report = collect([str(fixture("lossy.pcap"))])
@@ -594,16 +595,6 @@ def test_text_report_unanswered_requests():
 
 
 # ------------------------------------------------------------------ several files
-def split_pcap(src, dst_a, dst_b, at_frame):
-    """Frames before ``at_frame`` of the (little-endian) pcap ``src`` to
-    ``dst_a``, the others to ``dst_b``."""
-    from test_robustness import build, records
-    data = open(src, "rb").read()
-    recs = records(data)
-    open(dst_a, "wb").write(build(data[:24], recs[:at_frame - 1]))
-    open(dst_b, "wb").write(build(data[:24], recs[at_frame - 1:]))
-
-
 def strip(report):
     r = json.loads(json.dumps(report))
     r.pop("capture")
@@ -864,18 +855,19 @@ def test_a_failed_put_reported_by_its_reply_status(tmp_path):
     error status (the IOCs send an ErrorResponse): a crafted circuit. The
     collector reads the status from the reply's header, unbuilt."""
     import caproto as ca
-    from test_skim import _ca, _capture
+    from tests.builders import ca_bytes, tcp_capture
     putfail = ca.CAStatus.ECA_PUTFAIL.value.code_with_severity
     path = tmp_path / "putfail.pcap"
-    path.write_bytes(_capture([
-        (True, _ca(ca.VersionRequest(priority=0, version=13),
-                   ca.CreateChanRequest(name="X:a", cid=1, version=13))),
-        (False, _ca(ca.CreateChanResponse(data_type=6, data_count=1, cid=1, sid=9))),
-        (True, _ca(ca.WriteNotifyRequest(data=[1.5], data_type=6, data_count=1, sid=9, ioid=3),
-                   ca.ReadNotifyRequest(data_type=6, data_count=1, sid=9, ioid=4))),
-        (False, _ca(ca.WriteNotifyResponse(data_type=6, data_count=1, status=putfail, ioid=3),
-                    ca.ReadNotifyResponse(data=[2.5], data_type=6, data_count=1, status=1,
-                                          ioid=4, metadata=None))),
+    path.write_bytes(tcp_capture([
+        (True, ca_bytes(ca.VersionRequest(priority=0, version=13),
+                        ca.CreateChanRequest(name="X:a", cid=1, version=13))),
+        (False, ca_bytes(ca.CreateChanResponse(data_type=6, data_count=1, cid=1, sid=9))),
+        (True, ca_bytes(ca.WriteNotifyRequest(data=[1.5], data_type=6, data_count=1, sid=9,
+                                              ioid=3),
+                        ca.ReadNotifyRequest(data_type=6, data_count=1, sid=9, ioid=4))),
+        (False, ca_bytes(ca.WriteNotifyResponse(data_type=6, data_count=1, status=putfail, ioid=3),
+                         ca.ReadNotifyResponse(data=[2.5], data_type=6, data_count=1, status=1,
+                                               ioid=4, metadata=None))),
     ]))
     report = collect([str(path)])
     assert [(e["frame"], e["command"], e["pv"], e["status"], e["request"], e["text"])
@@ -893,8 +885,7 @@ def test_time_stamps_past_year_9999(tmp_path):
     with the year as it is. Expected: the first packet's ticks, dated with
     datetime 140 Gregorian cycles (400 years each, 146097 days) earlier."""
     import datetime
-    from test_docs import DAMAGED
-    from test_robustness import blocks
+    from tests.builders import DAMAGED, blocks
     data = DAMAGED["tsresol.pcapng"]()
     path = tmp_path / "tsresol.pcapng"
     path.write_bytes(data)
@@ -1016,7 +1007,7 @@ def test_flow_control_of_a_client_that_cannot_keep_up():
 
 
 def edited_slowclient(tmp_path, edit):
-    from test_robustness import build, records
+    from tests.builders import build, records
     data = fixture("slowclient.pcap").read_bytes()
     recs = records(data)
     recs = edit(recs) or recs
@@ -1186,7 +1177,7 @@ def _many_names_capture(tmp_path):
     """UDP searches from one client: HOT three times, then N0..N9 once each,
     and beacons: server port 7000 three times, then ports 6000..6009 once."""
     import caproto as ca
-    from test_skim import _ca, _capture
+    from tests.builders import ca_bytes, tcp_capture
     search = [ca.SearchRequest(name="HOT", cid=1, version=13)] * 3 + [
         ca.SearchRequest(name=f"N{i}", cid=10 + i, version=13) for i in range(10)]
     beacon = [ca.Beacon(version=13, server_port=7000, beacon_id=i, address="10.0.0.1")
@@ -1194,8 +1185,8 @@ def _many_names_capture(tmp_path):
         ca.Beacon(version=13, server_port=6000 + i, beacon_id=5, address="10.0.0.1")
         for i in range(10)]
     path = tmp_path / "many.pcap"
-    path.write_bytes(_capture([("udp", _ca(c)) for c in search + beacon],
-                              handshake=False))
+    path.write_bytes(tcp_capture([("udp", ca_bytes(c)) for c in search + beacon],
+                                 handshake=False))
     return str(path)
 
 
@@ -1306,12 +1297,12 @@ def test_live_subscriptions_per_circuit_are_bounded(tmp_path, monkeypatch):
     """Past MAX_PENDING live subscriptions on a circuit, the oldest half ends."""
     import caproto as ca
     import pcapca.stats.bounds
-    from test_skim import _ca, _capture
+    from tests.builders import ca_bytes, tcp_capture
     monkeypatch.setattr(pcapca.stats.bounds, "MAX_PENDING", 2)
     path = tmp_path / "subs.pcap"
-    path.write_bytes(_capture([(True, _ca(ca.VersionRequest(priority=0, version=13)))] + [
-        (True, _ca(ca.EventAddRequest(data_type=6, data_count=1, sid=9, subscriptionid=i,
-                                      low=0.0, high=0.0, to=0.0, mask=5)))
+    path.write_bytes(tcp_capture([(True, ca_bytes(ca.VersionRequest(priority=0, version=13)))] + [
+        (True, ca_bytes(ca.EventAddRequest(data_type=6, data_count=1, sid=9, subscriptionid=i,
+                                           low=0.0, high=0.0, to=0.0, mask=5)))
         for i in range(1, 6)]))
     report = collect([str(path)])
     assert report["subscriptions_total"] == 5

@@ -12,7 +12,7 @@ import pcapca
 from pcapca.escape import printable
 from pcapca.output.formatting import command_repr
 
-from conftest import ROOT, fixture, live_print, run_cli
+from tests.conftest import ROOT, fixture, live_print, run_cli
 
 SHARK = shutil.which("caproto-shark") or os.path.join(os.path.dirname(sys.executable), "caproto-shark")
 AMBIGUOUS = ("EventAddRequestOrResponse", "ClearChannelRequestOrResponse", "EchoRequestOrResponse")
@@ -166,7 +166,7 @@ def test_broken_pipe_ends_quietly():
 
 @pytest.mark.parametrize("cmd", ["print", "stats"])
 def test_closed_stdout_is_a_usage_error(cmd):
-    from test_annotate import run_closed
+    from tests.conftest import run_closed
     code, _, err = run_closed(1, cmd, fixture("basic.pcap"))
     assert (code, err.decode()) == (2, f"pcapca: error: standard output is closed: there is "
                                        f"nowhere to write {cmd}'s output (redirect it to a "
@@ -176,13 +176,13 @@ def test_closed_stdout_is_a_usage_error(cmd):
 @pytest.mark.parametrize("cmd", ["print", "stats"])
 def test_closed_stderr_makes_messages_go_nowhere(cmd):
     """``2>&-``: the output is as usual (a progress bar is not asked for)."""
-    from test_annotate import run_closed
+    from tests.conftest import run_closed
     code, out, _ = run_closed(2, cmd, fixture("noise.pcap"))
     assert (code, out) == (0, run_cli(cmd, fixture("noise.pcap"), check=0).stdout)
 
 
 def test_closed_stdin_is_a_usage_error():
-    from test_annotate import run_closed
+    from tests.conftest import run_closed
     code, out, err = run_closed(0, "print", "-")
     assert (code, out, err) == (2, b"", b"pcapca: error: standard input is closed: there is no "
                                         b"capture to read from -\n")
@@ -192,7 +192,7 @@ def test_closed_stdin_is_a_usage_error():
                                   ("stats", "fixtures/basic.pcap")])
 def test_a_full_stdout_is_exit_4_naming_it(tmp_path, args):
     """/dev/full: a write fails with ENOSPC (print - writes message by message)."""
-    from test_annotate import device
+    from tests.conftest import device
     full = device(tmp_path, "full", 7)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     with open(full, "wb") as stdout:
@@ -209,7 +209,7 @@ def test_a_full_stdout_is_exit_4_naming_it(tmp_path, args):
 def test_another_capture_format_is_named_with_the_command_that_converts_it(tmp_path, kind, name):
     """basic.pcap written by editcap in another format: one line naming the
     format and the editcap command; the command's output prints as basic.pcap."""
-    from conftest import needs_tshark
+    from tests.conftest import needs_tshark
     needs_tshark()                                  # (editcap comes with tshark)
     other = tmp_path / f"basic.{kind}"
     subprocess.run(["editcap", "-F", kind, str(fixture("basic.pcap")), str(other)], check=True)
@@ -257,20 +257,20 @@ def test_a_field_caproto_cannot_read_says_so_and_the_run_goes_on(tmp_path):
     own (repr: ...) for the same fields."""
     import struct
     import caproto as ca
-    from test_skim import _ca, _capture
+    from tests.builders import ca_bytes, tcp_capture
 
     def reply(dtype, count, ioid, payload):
         return struct.pack(">HHHHII", 15, len(payload), dtype, count, 1, ioid) + payload
     enum_md = struct.pack(">hhh", 0, 0, 20) + bytes(16 * 26)
     path = tmp_path / "damaged.pcap"
-    path.write_bytes(_capture([
-        (True, _ca(ca.VersionRequest(priority=0, version=13),
-                   ca.ReadNotifyRequest(data_type=6, data_count=1, sid=1, ioid=1),
-                   ca.ReadNotifyRequest(data_type=31, data_count=1, sid=1, ioid=2))),
+    path.write_bytes(tcp_capture([
+        (True, ca_bytes(ca.VersionRequest(priority=0, version=13),
+                        ca.ReadNotifyRequest(data_type=6, data_count=1, sid=1, ioid=1),
+                        ca.ReadNotifyRequest(data_type=31, data_count=1, sid=1, ioid=2))),
         (False, reply(6, 1, 1, b"\0\0\0\1")
          + reply(31, 1, 2, enum_md + struct.pack(">H", 1))
-         + _ca(ca.ReadNotifyResponse(data=[2.5], data_type=6, data_count=1, status=1, ioid=3,
-                                     metadata=None))),
+         + ca_bytes(ca.ReadNotifyResponse(data=[2.5], data_type=6, data_count=1, status=1, ioid=3,
+                                          metadata=None))),
     ]))
     res = run_cli("print", "-q", path, "--format", "{frame} {command.data} {command.metadata}",
                   check=0)

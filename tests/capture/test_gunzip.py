@@ -8,10 +8,10 @@ import zlib
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from conftest import fixture, live_print, run_cli
+from tests.conftest import fixture, live_print, run_cli
 from pcapca.capture.gunzip import Gunzip
 from pcapca.capture.sources import ByteSource
-from test_robustness import build, data, offsets, records
+from tests.builders import build, data, offsets, records
 
 BASIC = "basic.pcap"
 

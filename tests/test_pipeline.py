@@ -5,8 +5,6 @@ import re
 import struct
 import subprocess
 
-import dpkt
-
 import numpy as np
 import pytest
 
@@ -15,7 +13,7 @@ from pcapca.output import formatting
 from pcapca.capture.reader import CaptureFormatError, read_capture
 from pcapca.items import Packet, Passthrough
 
-from conftest import FIXTURES, fixture, run_cli
+from tests.conftest import FIXTURES, fixture, run_cli, tcp_holes
 
 REFERENCE = json.loads((FIXTURES / "fixtures.json").read_text())
 AMBIGUOUS = {"EventAddRequestOrResponse", "ClearChannelRequestOrResponse",
@@ -350,7 +348,7 @@ def test_server_port_option_for_a_server_on_another_port(tmp_path):
     starting with a version request are recognised on any port, and TCP
     circuits by their SYN; but when the capture lacks the search, the reply
     from 5070 can only be told from a request by --server-port."""
-    from test_robustness import build, records
+    from tests.builders import build, records
     raw = _ports_moved(fixture("basic.pcap").read_bytes(), 5064, 5070)
     moved = tmp_path / "port5070.pcap"
     moved.write_bytes(raw)
@@ -399,25 +397,6 @@ def test_ethernet_sized_segments_and_a_header_across_two():
                 and r.command.data_count == 3000]
     assert len(first.msg) == 24016 and len(packets[first.frame].data) <= 1514
     np.testing.assert_array_equal(first.command.data, np.arange(3000) * 0.5)
-
-
-def tcp_holes(path, sport):
-    """[(frame, bytes)] of the holes in the sequence numbers of the TCP data
-    sent from ``sport`` (one connection, no reordering), read with dpkt."""
-    holes, expect = [], None
-    with open(path, "rb") as f:
-        for frame, (_, buf) in enumerate(dpkt.pcap.Reader(f), 1):
-            tcp = dpkt.ethernet.Ethernet(buf).data.data
-            if not isinstance(tcp, dpkt.tcp.TCP) or tcp.sport != sport:
-                continue
-            if tcp.flags & dpkt.tcp.TH_SYN:
-                expect = tcp.seq + 1
-                continue
-            if tcp.data and expect is not None:
-                if tcp.seq != expect:
-                    holes.append((frame, (tcp.seq - expect) % 2**32))
-                expect = tcp.seq + len(tcp.data)
-    return holes
 
 
 def test_a_capture_that_lost_packets():

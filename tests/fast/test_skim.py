@@ -14,7 +14,8 @@ import struct
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from conftest import FIXTURES, fixture
+from tests.builders import ca_bytes, tcp_capture
+from tests.conftest import FIXTURES, fixture
 from pcapca.cli import main as cli
 from pcapca.capture import pcap as pcap_reader
 from pcapca.fast import skim
@@ -295,54 +296,6 @@ def test_oversized_messages(limit, skims, capsys, monkeypatch):
 
 
 # ------------------------------------------------------------ crafted circuits
-def _capture(steps, gap_us: int = 1, handshake: bool = True, order=None,
-             port: int = 5064) -> bytes:
-    """A pcap of one TCP connection 127.0.0.1:40000 -> 127.0.0.1:``port`` (with
-    its handshake unless not ``handshake``), then ``steps``: (True: from the
-    client, False: from the server, "udp": a datagram from port 40001 to
-    5064, or "syn": a SYN from the client, payload), TCP data sent with
-    PSH|ACK; one packet every ``gap_us``
-    microseconds, in ``order`` (indices into the frames) if given."""
-    seq = {True: 1000, False: 5000}
-    frames = []
-    local = bytes([127, 0, 0, 1])
-
-    def ip(proto, body):
-        return struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(body), 0, 0x4000, 64, proto, 0,
-                           local, local) + body
-
-    def frame(from_client, flags, payload=b""):
-        sport, dport = (40000, port) if from_client else (port, 40000)
-        tcp = struct.pack("!HHIIBBHHH", sport, dport, seq[from_client],
-                          seq[not from_client] if flags & 0x10 else 0, 5 << 4, flags, 65535, 0, 0)
-        frames.append(ip(6, tcp + payload))
-        seq[from_client] = (seq[from_client] + len(payload) + (1 if flags & 0x02 else 0)) \
-            & 0xFFFFFFFF
-
-    if handshake:
-        frame(True, 0x02)
-        frame(False, 0x12)
-        frame(True, 0x10)
-    for who, payload in steps:
-        if who == "udp":
-            frames.append(ip(17, struct.pack("!HHHH", 40001, 5064, 8 + len(payload), 0) + payload))
-        elif who == "syn":
-            frame(True, 0x02)          # (the client's SYN again, its sequence number moved on)
-        else:
-            frame(who, 0x18, payload)
-    if order is not None:
-        frames = [frames[i] for i in order]
-    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1)]
-    for i, data in enumerate(frames):
-        data = b"\0" * 12 + b"\x08\x00" + data
-        out.append(struct.pack("<IIII", 1_800_000_000, i * gap_us, len(data), len(data)) + data)
-    return b"".join(out)
-
-
-def _ca(*commands) -> bytes:
-    return b"".join(bytes(c) for c in commands)
-
-
 def test_two_replies_to_one_ioid_in_a_packet(skims, capsys, monkeypatch, tmp_path):
     """The first reply takes the pending read; the second has no PV, so
     --not-pv keeps it: the packet must not be skipped whole."""
@@ -350,15 +303,15 @@ def test_two_replies_to_one_ioid_in_a_packet(skims, capsys, monkeypatch, tmp_pat
     reply = ca.ReadNotifyResponse(data=[1.5], data_type=ca.ChannelType.DOUBLE, data_count=1,
                                   status=1, ioid=7)
     path = tmp_path / "twice.pcap"
-    path.write_bytes(_capture([
-        (True, _ca(ca.VersionRequest(priority=0, version=13),
-                   ca.CreateChanRequest(name="X:a", cid=1, version=13))),
-        (False, _ca(ca.CreateChanResponse(data_type=6, data_count=1, cid=1, sid=9))),
-        (True, _ca(ca.ReadNotifyRequest(data_type=6, data_count=1, sid=9, ioid=7))),
-        (False, _ca(reply, reply)),
-        (True, _ca(ca.ReadNotifyRequest(data_type=6, data_count=1, sid=9, ioid=8))),
-        (False, _ca(ca.ReadNotifyResponse(data=[2.5], data_type=ca.ChannelType.DOUBLE,
-                                          data_count=1, status=1, ioid=8))),
+    path.write_bytes(tcp_capture([
+        (True, ca_bytes(ca.VersionRequest(priority=0, version=13),
+                        ca.CreateChanRequest(name="X:a", cid=1, version=13))),
+        (False, ca_bytes(ca.CreateChanResponse(data_type=6, data_count=1, cid=1, sid=9))),
+        (True, ca_bytes(ca.ReadNotifyRequest(data_type=6, data_count=1, sid=9, ioid=7))),
+        (False, ca_bytes(reply, reply)),
+        (True, ca_bytes(ca.ReadNotifyRequest(data_type=6, data_count=1, sid=9, ioid=8))),
+        (False, ca_bytes(ca.ReadNotifyResponse(data=[2.5], data_type=ca.ChannelType.DOUBLE,
+                                               data_count=1, status=1, ioid=8))),
     ]))
     fast, slow = both(capsys, monkeypatch, str(path), "--format", "{frame} {pv} {name}",
                       "--not-pv", "X:a")
@@ -409,11 +362,11 @@ def test_channel_state_skim_matches_the_handlers():
 
 
 def _two_channels(ca):
-    return [(True, _ca(ca.VersionRequest(priority=0, version=13),
-                       ca.CreateChanRequest(name="X:a", cid=1, version=13),
-                       ca.CreateChanRequest(name="Y:b", cid=2, version=13))),
-            (False, _ca(ca.CreateChanResponse(data_type=6, data_count=1, cid=1, sid=9),
-                        ca.CreateChanResponse(data_type=6, data_count=1, cid=2, sid=10)))]
+    return [(True, ca_bytes(ca.VersionRequest(priority=0, version=13),
+                            ca.CreateChanRequest(name="X:a", cid=1, version=13),
+                            ca.CreateChanRequest(name="Y:b", cid=2, version=13))),
+            (False, ca_bytes(ca.CreateChanResponse(data_type=6, data_count=1, cid=1, sid=9),
+                             ca.CreateChanResponse(data_type=6, data_count=1, cid=2, sid=10)))]
 
 
 def test_skipped_data_keeps_a_circuit_alive(skims, capsys, monkeypatch, tmp_path):
@@ -425,16 +378,16 @@ def test_skipped_data_keeps_a_circuit_alive(skims, capsys, monkeypatch, tmp_path
     monkeypatch.setattr(skim, "EVICT_EVERY", 3)
     monkeypatch.setattr(pcapca.ca.circuits, "EVICT_EVERY", 3)
     monkeypatch.setattr(pcapca.ca.circuits, "IDLE_NS", 2_500_000)
-    search = _ca(ca.VersionRequest(priority=0, version=13),
-                 ca.SearchRequest(name="Z:c", cid=7, version=13))
+    search = ca_bytes(ca.VersionRequest(priority=0, version=13),
+                      ca.SearchRequest(name="Z:c", cid=7, version=13))
     steps = _two_channels(ca)                     # frames 4 and 5
     for ioid in range(1, 11, 2):                  # frames 6 (search), 7, 8, 9 (search)...
         steps += [("udp", search)] + [
-            (True, _ca(ca.ReadNotifyRequest(data_type=6, data_count=1, sid=10, ioid=i)))
+            (True, ca_bytes(ca.ReadNotifyRequest(data_type=6, data_count=1, sid=10, ioid=i)))
             for i in (ioid, ioid + 1)]
-    steps.append((True, _ca(ca.ReadNotifyRequest(data_type=6, data_count=1, sid=9, ioid=99))))
+    steps.append((True, ca_bytes(ca.ReadNotifyRequest(data_type=6, data_count=1, sid=9, ioid=99))))
     path = tmp_path / "alive.pcap"
-    path.write_bytes(_capture(steps, gap_us=1000))
+    path.write_bytes(tcp_capture(steps, gap_us=1000))
     fast, slow = both(capsys, monkeypatch, str(path), "--format", "{frame} {pv} {name}",
                       "--pv", "X:a")
     assert fast == slow
@@ -448,12 +401,12 @@ def test_a_segment_that_fills_a_hole_is_not_skipped(skims, capsys, monkeypatch, 
     delivers X:a's read too, before the reply to it."""
     import caproto as ca
     steps = _two_channels(ca) + [
-        (True, _ca(ca.ReadNotifyRequest(data_type=6, data_count=1, sid=10, ioid=1))),
-        (True, _ca(ca.ReadNotifyRequest(data_type=6, data_count=1, sid=9, ioid=2))),
-        (False, _ca(ca.ReadNotifyResponse(data=[2.5], data_type=ca.ChannelType.DOUBLE,
-                                          data_count=1, status=1, ioid=2)))]
+        (True, ca_bytes(ca.ReadNotifyRequest(data_type=6, data_count=1, sid=10, ioid=1))),
+        (True, ca_bytes(ca.ReadNotifyRequest(data_type=6, data_count=1, sid=9, ioid=2))),
+        (False, ca_bytes(ca.ReadNotifyResponse(data=[2.5], data_type=ca.ChannelType.DOUBLE,
+                                               data_count=1, status=1, ioid=2)))]
     path = tmp_path / "hole.pcap"
-    path.write_bytes(_capture(steps, order=[0, 1, 2, 3, 4, 6, 5, 7]))
+    path.write_bytes(tcp_capture(steps, order=[0, 1, 2, 3, 4, 6, 5, 7]))
     fast, slow = both(capsys, monkeypatch, str(path),
                       "--format", "{frame} {pv} {name} {request_frame}", "--pv", "X:a")
     assert fast == slow
@@ -466,11 +419,11 @@ def test_a_direction_not_in_step_yet_is_not_skipped(skims, capsys, monkeypatch, 
     is a reply caproto would take, but a payload size that is not a multiple
     of 8 is not a place to start decoding at."""
     import caproto as ca
-    request = _ca(ca.ReadNotifyRequest(data_type=6, data_count=1, sid=10, ioid=1))
+    request = ca_bytes(ca.ReadNotifyRequest(data_type=6, data_count=1, sid=10, ioid=1))
     reply = _odd_reply(ca, 1)
     path = tmp_path / "midstream.pcap"
-    path.write_bytes(_capture([(True, request), (False, reply), (False, reply)],
-                              handshake=False))
+    path.write_bytes(tcp_capture([(True, request), (False, reply), (False, reply)],
+                                 handshake=False))
     fast, slow = both(capsys, monkeypatch, str(path), "--format", "{frame} {name}",
                       "--pv", "X:a")
     assert fast == slow
@@ -482,13 +435,13 @@ def test_the_rest_of_an_oversized_message_is_not_a_message(skims, capsys, monkey
     """--max-message 64: an 80-byte write is skipped; the segment with its
     last 16 bytes, which look like a read request, is not skipped."""
     import caproto as ca
-    read = _ca(ca.ReadNotifyRequest(data_type=6, data_count=1, sid=10, ioid=5))
-    write = _ca(ca.WriteNotifyRequest(data=[0.0] * 10, data_type=6, data_count=10, sid=10,
-                                      ioid=4))
+    read = ca_bytes(ca.ReadNotifyRequest(data_type=6, data_count=1, sid=10, ioid=5))
+    write = ca_bytes(ca.WriteNotifyRequest(data=[0.0] * 10, data_type=6, data_count=10, sid=10,
+                                           ioid=4))
     big = write[:-16] + read
     assert len(big) == 96
     path = tmp_path / "big.pcap"
-    path.write_bytes(_capture(_two_channels(ca) + [(True, big[:80]), (True, big[80:])]))
+    path.write_bytes(tcp_capture(_two_channels(ca) + [(True, big[:80]), (True, big[80:])]))
     fast, slow = both(capsys, monkeypatch, str(path), "--format", "{frame} {pv} {name}",
                       "--pv", "X:a", "--max-message", "64")
     assert fast == slow
@@ -499,8 +452,8 @@ def test_the_rest_of_an_oversized_message_is_not_a_message(skims, capsys, monkey
 def _odd_reply(ca, ioid):
     """A read reply caproto decodes but whose payload size (12) is not a
     multiple of 8: not a place where decoding may start."""
-    reply = bytearray(_ca(ca.ReadNotifyResponse(data=[2.5], data_type=ca.ChannelType.DOUBLE,
-                                                data_count=1, status=1, ioid=ioid)))
+    reply = bytearray(ca_bytes(ca.ReadNotifyResponse(data=[2.5], data_type=ca.ChannelType.DOUBLE,
+                                                     data_count=1, status=1, ioid=ioid)))
     reply[2:4] = struct.pack("!H", 12)
     return bytes(reply) + bytes(4)
 
@@ -512,15 +465,15 @@ def test_after_lost_bytes_decoding_starts_at_a_plausible_message(skims, capsys, 
     not; the shortcut leaves such a direction to the decoder."""
     import caproto as ca
     steps = _two_channels(ca) + [
-        (True, _ca(ca.ReadNotifyRequest(data_type=6, data_count=1, sid=10, ioid=1))),
-        (False, _ca(ca.ReadNotifyResponse(data=[1.5], data_type=ca.ChannelType.DOUBLE,
-                                          data_count=1, status=1, ioid=1))),
-        (True, _ca(ca.ReadNotifyRequest(data_type=6, data_count=1, sid=10, ioid=2))),
+        (True, ca_bytes(ca.ReadNotifyRequest(data_type=6, data_count=1, sid=10, ioid=1))),
+        (False, ca_bytes(ca.ReadNotifyResponse(data=[1.5], data_type=ca.ChannelType.DOUBLE,
+                                               data_count=1, status=1, ioid=1))),
+        (True, ca_bytes(ca.ReadNotifyRequest(data_type=6, data_count=1, sid=10, ioid=2))),
         (False, _odd_reply(ca, 2)),
-        (True, _ca(ca.ReadNotifyRequest(data_type=6, data_count=1, sid=10, ioid=3))),
+        (True, ca_bytes(ca.ReadNotifyRequest(data_type=6, data_count=1, sid=10, ioid=3))),
         (False, _odd_reply(ca, 3))]
     path = tmp_path / "lost.pcap"
-    path.write_bytes(_capture(steps, order=[0, 1, 2, 3, 4, 5, 7, 8, 9, 10]))
+    path.write_bytes(tcp_capture(steps, order=[0, 1, 2, 3, 4, 5, 7, 8, 9, 10]))
     fast, slow = both(capsys, monkeypatch, str(path), "--format", "{frame} {name}",
                       "--pv", "X:a")
     assert fast == slow
@@ -532,10 +485,10 @@ def test_a_circuit_that_is_not_ca_is_not_skipped(skims, capsys, monkeypatch, tmp
     """Port 6000 is not a CA port and its first bytes are not CA: what looks
     like CA messages later on that connection is not decoded."""
     import caproto as ca
-    read = _ca(ca.ReadNotifyRequest(data_type=6, data_count=1, sid=10, ioid=1))
+    read = ca_bytes(ca.ReadNotifyRequest(data_type=6, data_count=1, sid=10, ioid=1))
     path = tmp_path / "other.pcap"
-    path.write_bytes(_capture([(True, b"GET / HTTP/1.0\r\n\r\n"), (True, read), (True, read)],
-                              port=6000))
+    path.write_bytes(tcp_capture([(True, b"GET / HTTP/1.0\r\n\r\n"), (True, read), (True, read)],
+                                 port=6000))
     fast, slow = both(capsys, monkeypatch, str(path), "--format", "{frame} {name}",
                       "--pv", "X:a")
     assert fast == slow
@@ -661,14 +614,14 @@ def test_a_skipped_first_message_ends_the_start_of_its_stream(skims, capsys, mon
     lost later are followed by a search for the next other header."""
     import caproto as ca
     steps = [
-        (True, _ca(ca.ReadNotifyRequest(data_type=6, data_count=1, sid=10, ioid=1))),
-        (True, _ca(ca.ReadNotifyRequest(data_type=6, data_count=1, sid=10, ioid=2))),  # lost
-        (False, _ca(ca.ReadNotifyResponse(data=[1.5], data_type=ca.ChannelType.DOUBLE,
-                                          data_count=1, status=1, ioid=1))),
-        (True, _ca(ca.VersionRequest(priority=0, version=13),
-                   ca.CreateChanRequest(name="X:a", cid=1, version=13)))]
+        (True, ca_bytes(ca.ReadNotifyRequest(data_type=6, data_count=1, sid=10, ioid=1))),
+        (True, ca_bytes(ca.ReadNotifyRequest(data_type=6, data_count=1, sid=10, ioid=2))),  # lost
+        (False, ca_bytes(ca.ReadNotifyResponse(data=[1.5], data_type=ca.ChannelType.DOUBLE,
+                                               data_count=1, status=1, ioid=1))),
+        (True, ca_bytes(ca.VersionRequest(priority=0, version=13),
+                        ca.CreateChanRequest(name="X:a", cid=1, version=13)))]
     path = tmp_path / "start.pcap"
-    path.write_bytes(_capture(steps, order=[0, 1, 2, 3, 5, 6]))
+    path.write_bytes(tcp_capture(steps, order=[0, 1, 2, 3, 5, 6]))
     fast, slow = both(capsys, monkeypatch, str(path), "--format", "{frame} {pv} {name}",
                       "--pv", "X:a")
     assert fast == slow
@@ -681,13 +634,13 @@ def test_a_skipped_message_completes_its_stream(skims, capsys, monkeypatch, tmp_
     """A message cut by lost bytes, then the client's SYN again (the stream
     starts over) and a read the shortcut skips: nothing is left incomplete."""
     import caproto as ca
-    read = _ca(ca.ReadNotifyRequest(data_type=6, data_count=1, sid=10, ioid=1))
+    read = ca_bytes(ca.ReadNotifyRequest(data_type=6, data_count=1, sid=10, ioid=1))
     steps = [(True, read[:10]), (True, read[10:]),                     # the second is lost
-             (False, _ca(ca.ReadNotifyResponse(data=[1.5], data_type=ca.ChannelType.DOUBLE,
-                                               data_count=1, status=1, ioid=1))),
+             (False, ca_bytes(ca.ReadNotifyResponse(data=[1.5], data_type=ca.ChannelType.DOUBLE,
+                                                    data_count=1, status=1, ioid=1))),
              ("syn", b""), (True, read)]
     path = tmp_path / "again.pcap"
-    path.write_bytes(_capture(steps, order=[0, 1, 2, 3, 5, 6, 7]))
+    path.write_bytes(tcp_capture(steps, order=[0, 1, 2, 3, 5, 6, 7]))
     fast, slow = both(capsys, monkeypatch, str(path), "--format", "{frame} {pv} {name}",
                       "--pv", "X:a")
     assert fast == slow
@@ -726,8 +679,8 @@ def test_a_data_count_over_the_payload_is_reported_with_the_shortcut(alone, skim
     """A reply saying more values than its payload holds is a decode problem
     (pcapca.ca.framing.count_base), also when the filter drops its PV: the
     shortcut must not take it, alone in its packet or with another."""
-    from test_robustness import BASIC, _lying_reply, build, data, lying_count_recs
-    reply = _lying_reply(65535, extended=False)
+    from tests.builders import BASIC, build, data, lying_count_recs, lying_reply
+    reply = lying_reply(65535, extended=False)
     if not alone:
         reply += struct.pack(">HHHHII", 15, 8, 6, 1, 1, 99) + struct.pack(">d", 1.5)
     path = tmp_path / "lying.pcap"

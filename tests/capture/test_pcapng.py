@@ -24,8 +24,8 @@ from pcapca.capture.pcapng import (
     MAX_OPTION_LEN, PcapngWriter, _CountingReader, cut_comment, pack_epb, read_pcapng,
 )
 from pcapca.capture.sources import ByteSource
+from tests.conftest import FIXTURES
 
-FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures")
 
 # ------------------------------------------------------------ building input
 

@@ -10,14 +10,12 @@ import pytest
 
 import pcapca
 from pcapca.output import formatting
-from pcapca.ca._caproto import CLIENT, SERVER, header_fields
-from pcapca.ca.framing import build
+from pcapca.ca._caproto import header_fields
 from pcapca.ca.channels import ChannelTracker
 from pcapca.ca._caproto import Message
 from pcapca.output.formatting import command_fields, jsonable, record_fields, record_repr
-from pcapca.ca.records import CLIENT_ROLE
 
-from conftest import FIXTURES
+from tests.conftest import FIXTURES, built_now
 
 NAMES = sorted(p.name for p in FIXTURES.iterdir() if p.suffix in (".pcap", ".pcapng"))
 
@@ -26,14 +24,6 @@ NAMES = sorted(p.name for p in FIXTURES.iterdir() if p.suffix in (".pcap", ".pca
 def no_wrap():
     with np.printoptions(linewidth=sys.maxsize):
         yield
-
-
-def built_now(record):
-    """The caproto object made at once from the record's bytes, as the decoder
-    builds the messages it does not leave for later."""
-    role = CLIENT if record.role == CLIENT_ROLE else SERVER
-    msg, hsize = record.msg, record.hsize
-    return build(role, record.fields[0], bytearray(msg[:hsize]), bytearray(msg[hsize:]))
 
 
 def tcp_records(name):

@@ -7,14 +7,14 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
 import pcapca
 
-from conftest import FIXTURES, ROOT, fixture, run_cli
+from tests.conftest import (FIXTURES, ROOT, device, expected_comments, fixture, frames,
+                            run_cli, run_closed)
 
 pytestmark = pytest.mark.tshark
 
@@ -26,42 +26,6 @@ def tshark_json(tshark, path, *fields, stdin=None):
     res = subprocess.run(cmd, input=stdin, capture_output=True, timeout=120)
     assert res.returncode == 0, res.stderr.decode()
     return [rec["_source"]["layers"] for rec in json.loads(res.stdout or b"[]")]
-
-
-def frames(tshark, path):
-    """{frame number: (epoch string, raw bytes hex, comments, interface)} as tshark sees them."""
-    cmd = [tshark, "-r", str(path), "-T", "json", "-x",
-           "-e", "frame.number", "-e", "frame.time_epoch", "-e", "frame.comment",
-           "-e", "frame.interface_id", "-e", "frame.len"]
-    res = subprocess.run(cmd, capture_output=True, timeout=120)
-    assert res.returncode == 0, res.stderr.decode()
-    out = {}
-    for rec in json.loads(res.stdout):
-        layers = rec["_source"]["layers"]
-        number = int(layers["frame.number"][0])
-        out[number] = (layers["frame.time_epoch"][0], layers.get("frame_raw", [""])[0],
-                       layers.get("frame.comment", []), layers.get("frame.interface_id", ["0"])[0],
-                       layers["frame.len"][0])
-    return out
-
-
-def expected_comments(path, starts=(1,)):
-    """What `pcapca print --format '{pv} {command}'` prints, per frame, each
-    with its tag (docs/wireshark.md: the fixtures' PV names need no escape).
-    ``starts``: the first frame of each file of a set annotated into a
-    directory (req= is a frame of the message's own file)."""
-    out = run_cli("print", path, "-q", "--format",
-                  "{frame}\t{role}\t{name}\t{pv}\t{request_frame}\t{latency}\t{pv} {command}",
-                  check=0)
-    per_frame = {}
-    for line in out.stdout.decode().splitlines():
-        frame, role, name, pv, req, lat, text = line.split("\t", 6)
-        first = max(f for f in starts if f <= int(frame))
-        req = str(int(req) - first + 1) if req and int(req) >= first else ""
-        tag = (f" [pcapca/1 role={role} cmd={name}" + (f" pv={pv}" if pv else "")
-               + (f" req={req}" if req else "") + (f" lat={lat}" if lat else "") + "]")
-        per_frame.setdefault(int(frame), []).append(text.lstrip(" ") + tag)
-    return per_frame
 
 
 @pytest.mark.parametrize("name", ["basic.pcap", "nanosec.pcap", "bigarray.pcap",
@@ -221,25 +185,6 @@ def annotated(tmp_path) -> bytes:
     return ref.read_bytes()
 
 
-def device(tmp_path, name, minor):
-    """A character device node like /dev/null (minor 3) or /dev/full (7),
-    made in tmp_path when allowed (as root: then a regression would replace
-    that node, not the machine's), else the machine's (which an unprivileged
-    run cannot replace anyway)."""
-    node = tmp_path / name
-    try:
-        os.mknod(node, 0o666 | stat.S_IFCHR, os.makedev(1, minor))
-        with open(node, "wb"):       # (a nodev mount refuses to open it)
-            pass
-        return node
-    except OSError:
-        if node.exists():
-            node.unlink()
-        if os.geteuid() == 0:
-            pytest.skip("cannot make a device node where the tests run")
-        return Path("/dev") / name
-
-
 def read_all(path, into: list) -> threading.Thread:
     """A thread reading the FIFO or pipe end ``path`` into ``into``."""
     def run():
@@ -380,16 +325,6 @@ def test_an_ignored_signal_stays_ignored(tmp_path):
     proc.stdin.close()
     assert proc.wait(timeout=60) == 0
     assert out.read_bytes() == annotated(tmp_path)
-
-
-def run_closed(fd, *args, stdout=subprocess.PIPE):
-    """``pcapca ARGS`` with file descriptor ``fd`` (0, 1 or 2) closed, as by
-    ``<&-``, ``>&-``, ``2>&-``: (exit status, stdout, stderr)."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, "-m", "pcapca", *map(str, args)],
-                          stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.PIPE,
-                          preexec_fn=lambda: os.close(fd), env=env, cwd=str(ROOT), timeout=120)
-    return proc.returncode, proc.stdout, proc.stderr
 
 
 def test_closed_stderr_leaves_no_text_in_the_pcapng(tmp_path):

@@ -7,7 +7,7 @@ from pcapca.ca.channels import ChannelTracker
 from pcapca.ca.circuits import Decoder
 from pcapca.items import Packet
 
-from conftest import fixture
+from tests.conftest import fixture
 
 NO_PV = {"VersionRequest", "VersionResponse", "HostNameRequest", "ClientNameRequest",
          "Beacon", "RepeaterRegisterRequest", "RepeaterConfirmResponse",
@@ -131,20 +131,20 @@ def test_channel_tables_per_circuit_are_bounded(tmp_path, monkeypatch):
     half is forgotten: their messages then have no PV."""
     import caproto as ca
     import pcapca.ca.channels
-    from test_skim import _ca, _capture
+    from tests.builders import ca_bytes, tcp_capture
     monkeypatch.setattr(pcapca.ca.channels, "MAX_CHANNELS", 4)
-    steps = [(True, _ca(ca.VersionRequest(priority=0, version=13)))]
+    steps = [(True, ca_bytes(ca.VersionRequest(priority=0, version=13)))]
     for i in range(1, 11):
-        steps += [(True, _ca(ca.CreateChanRequest(name=f"C{i}", cid=i, version=13))),
-                  (False, _ca(ca.CreateChanResponse(data_type=6, data_count=1, cid=i,
-                                                    sid=100 + i))),
-                  (True, _ca(ca.EventAddRequest(data_type=6, data_count=1, sid=100 + i,
-                                                subscriptionid=i, low=0.0, high=0.0, to=0.0,
-                                                mask=5)))]
-    steps += [(True, _ca(ca.ReadNotifyRequest(data_type=6, data_count=1, sid=100 + i, ioid=i)))
+        steps += [(True, ca_bytes(ca.CreateChanRequest(name=f"C{i}", cid=i, version=13))),
+                  (False, ca_bytes(ca.CreateChanResponse(data_type=6, data_count=1, cid=i,
+                                                         sid=100 + i))),
+                  (True, ca_bytes(ca.EventAddRequest(data_type=6, data_count=1, sid=100 + i,
+                                                     subscriptionid=i, low=0.0, high=0.0, to=0.0,
+                                                     mask=5)))]
+    steps += [(True, ca_bytes(ca.ReadNotifyRequest(data_type=6, data_count=1, sid=100 + i, ioid=i)))
               for i in (1, 10)]
     path = tmp_path / "channels.pcap"
-    path.write_bytes(_capture(steps))
+    path.write_bytes(tcp_capture(steps))
     tracker = ChannelTracker()
     sizes, reads = set(), []
     for item in tracker.run(Decoder().run(read_capture(str(path)))):
@@ -184,7 +184,7 @@ def test_clearing_channels_visits_no_other_channel(monkeypatch):
     from pcapca.ca import channels
     from pcapca.pipeline import decode
     from pcapca.ca.records import Decoded
-    from test_robustness import BASIC, basic_recs, build, data, replace_payload
+    from tests.builders import BASIC, basic_recs, build, data, replace_payload
 
     states = []
 

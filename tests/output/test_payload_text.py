@@ -18,8 +18,7 @@ from pcapca.output import formatting
 from pcapca.ca._caproto import SERVER, CLIENT, Commands
 from pcapca.ca.framing import build
 
-from conftest import FIXTURES, run_cli
-from test_lazy import built_now
+from tests.conftest import FIXTURES, built_now, run_cli
 
 NAMES = sorted(p.name for p in FIXTURES.iterdir() if p.suffix in (".pcap", ".pcapng"))
 DATA_TYPES = sorted(formatting._layouts)
@@ -226,15 +225,15 @@ def test_json_keeps_an_alarm_value_caproto_has_no_name_for(tmp_path):
     leaves the status out (and logs a traceback), so its repr has none and
     print shows caproto's repr as it is; --json's fields keep the number."""
     import caproto as ca
-    from test_skim import _ca, _capture
+    from tests.builders import ca_bytes, tcp_capture
     metadata = ca.DBR_TYPES[ca.ChannelType.TIME_LONG]()
     metadata.status, metadata.severity = 98, 1
     metadata.secondsSinceEpoch, metadata.nanoSeconds = 1000, 5
     reply = ca.ReadNotifyResponse(data=[7], metadata=metadata, data_count=1, status=1, ioid=7,
                                   data_type=ca.ChannelType.TIME_LONG)
     path = tmp_path / "alarm98.pcap"
-    path.write_bytes(_capture([(True, _ca(ca.VersionRequest(priority=0, version=13))),
-                               (False, _ca(reply))]))
+    path.write_bytes(tcp_capture([(True, ca_bytes(ca.VersionRequest(priority=0, version=13))),
+                                  (False, ca_bytes(reply))]))
     res = run_cli("print", path, "--json", "-q", check=0)
     assert res.stderr == b""
     line = json.loads(res.stdout.splitlines()[-1])

@@ -15,7 +15,7 @@ from pcapca.ca._caproto import CLIENT, SERVER
 from pcapca.ca.framing import build
 from pcapca.output.formatting import command_repr
 
-from conftest import FIXTURES
+from tests.conftest import FIXTURES
 
 
 @pytest.fixture(autouse=True)

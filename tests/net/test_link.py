@@ -9,7 +9,7 @@ import pcapca
 from pcapca.capture.reader import read_capture
 from pcapca.items import Packet
 
-from conftest import fixture
+from tests.conftest import fixture
 
 BASIC = fixture("basic.pcap")
 

@@ -5,7 +5,7 @@ fixtures/ring/ holds the files ``dumpcap -b duration:1`` wrote while a
 caproto client created three channels, subscribed, read and put (one put
 answered 1.5 s later, in a later file); fixtures/ring.pcapng is the same
 files joined (one pcapng section each), which the independent decoder
-checked when it was recorded (tests/test_decode.py)."""
+checked when it was recorded (tests/test_pipeline.py)."""
 import json
 import re
 import shutil
@@ -17,10 +17,8 @@ from hypothesis import given, settings, strategies as st
 
 from pcapca.times import iso
 
-from conftest import FIXTURES, fixture, needs_tshark, run_cli
-from test_annotate import expected_comments, frames
-from test_robustness import blocks, build, records
-from test_stats import split_pcap
+from tests.builders import blocks, build, records, split_pcap
+from tests.conftest import FIXTURES, expected_comments, fixture, frames, needs_tshark, run_cli
 
 PARTS = sorted(str(p.relative_to(FIXTURES.parent)) for p in (FIXTURES / "ring").glob("*.pcapng"))
 FORMAT = "{frame} {request_frame} {pv} {latency} {name} {command}"

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, fixture, run_cli
+from tests.conftest import ROOT, fixture, run_cli
 
 pty = pytest.importorskip("pty")
 

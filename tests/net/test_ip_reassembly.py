@@ -15,12 +15,11 @@ import pytest
 from hypothesis import given, strategies as st
 
 import pcapca
-from conftest import fixture, run_cli
+from tests.conftest import FAST, expected_comments, fixture, frames, run_cli
 from pcapca.items import Packet, Interface
 from pcapca.net.ip_reassembly import FRAGMENT_COST, MAX_FRAGMENTS, Reassembler
 from pcapca.net.link import parse
-from test_annotate import expected_comments, frames
-from test_robustness import FAST, build, records
+from tests.builders import build, pieces, records, set_ip
 
 NAMES = ["FIX:dbl", "FIX:counter"] + [f"DOCKER:missing:pv{i:02d}" for i in range(34)]
 IP_ID = "0x2574"
@@ -35,11 +34,6 @@ def lost(frame, reason, captured, fragments, offset=None):
                                               "fragment" if fragments == 1 else "fragments")
 
 
-def pieces():
-    d = fixture("fragments.pcap").read_bytes()
-    return d[:24], records(d)
-
-
 def cli_lines(*args, path, check=0):
     res = run_cli("print", path, *args, check=check)
     return res.stdout.decode().splitlines(), res.stderr.decode().splitlines()
@@ -50,18 +44,6 @@ def write(tmp_path, recs, name="edited.pcap"):
     path = tmp_path / name
     path.write_bytes(build(head, recs))
     return path
-
-
-def set_ip(rec, **fields):
-    """Change fields of a record's IPv4 header (offset in bytes, mf)."""
-    frame = bytearray(rec[3])
-    word = struct.unpack_from("!H", frame, 20)[0]
-    if "offset" in fields:
-        word = (word & ~0x1FFF) | fields["offset"] // 8
-    if "mf" in fields:
-        word = (word | 0x2000) if fields["mf"] else (word & ~0x2000)
-    struct.pack_into("!H", frame, 20, word)
-    rec[3] = bytes(frame)
 
 
 # ------------------------------------------------------------- the real capture

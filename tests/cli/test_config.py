@@ -13,8 +13,8 @@ from pcapca.cli.main import build_parser
 from pcapca.cli.config import Config, ConfigError, apply_config, load_config
 from pcapca.filters import Filter, FilterError
 from pcapca.pipeline import read
+from tests.conftest import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "fixtures")
 LIBCA = os.path.join(FIXTURES, "corpus_libca.pcap")
 BASIC = os.path.join(FIXTURES, "basic.pcap")

@@ -15,7 +15,7 @@ from pcapca.capture.sets import Files
 from pcapca.pipeline import decode_captures
 from pcapca.stats.collector import StatsCollector, collect
 
-from conftest import fixture
+from tests.conftest import fixture
 
 RING = sorted(str(p) for p in fixture("ring").iterdir())
 
