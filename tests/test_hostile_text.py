@@ -9,7 +9,7 @@ from hypothesis import given, settings, strategies as st
 
 from pcapca.escape import printable
 
-from conftest import fixture, run_cli
+from tests.conftest import fixture, run_cli
 
 # as long as FIX:dbl (so every length in basic.pcap holds): an OSC sequence
 # setting the terminal's title (ESC ... BEL), then byte 0x9b (the 8-bit CSI),

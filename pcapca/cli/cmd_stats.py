@@ -11,7 +11,8 @@ from ..escape import printable, printable_json
 from ..items import Problem
 from ..pipeline import anchor_of
 from ..stats.collector import StatsCollector
-from ..stats.render import check_matplotlib, plot, render_text
+from ..stats.plot import check_matplotlib, plot
+from ..stats.render import render_text
 from .common import (DAMAGED, OK, add_captures, add_common, add_filter, check_numbers,
                      check_streams, decoder_of, probe_captures, report, report_unshown,
                      writing_stdout)
