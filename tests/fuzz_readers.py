@@ -64,7 +64,8 @@ if atheris is not None:
     # coverage feedback for libFuzzer: instrument pcapca's own modules
     with atheris.instrument_imports(include=["pcapca"]):
         import pcapca.pipeline  # noqa: F401
-        import pcapca.capture.pcapng  # noqa: F401
+        import pcapca.capture.pcapng_read  # noqa: F401
+        import pcapca.capture.pcapng_write  # noqa: F401
         import pcapca.stats.collector  # noqa: F401
         import pcapca.stats.render  # noqa: F401
 

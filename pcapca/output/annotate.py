@@ -19,7 +19,7 @@ import tempfile
 from typing import Callable, List
 
 from ..ca.records import Decoded
-from ..capture.pcapng import PcapngWriter
+from ..capture.pcapng_write import PcapngWriter
 from ..capture.sets import Files, probe_all
 from ..errors import OutputError, UsageError
 from ..items import Passthrough, Problem
