@@ -20,7 +20,7 @@ from typing import Callable, List
 
 from ..ca.records import Decoded
 from ..capture.pcapng_write import PcapngWriter
-from ..capture.sets import Files, probe_all
+from ..capture.sets import FileFrames as Files, probe_all
 from ..errors import OutputError, UsageError
 from ..items import Passthrough, Problem
 from ..pipeline import anchor_of, decode_captures
