@@ -124,3 +124,102 @@ def test_names_end_at_their_nul():
     # the messages themselves stay caproto's, padding included
     assert [x.command.name for x in r if x.name in ("SearchRequest", "CreateChanRequest")] == [
         "FIX:dbl\x00:GUN"] * 2
+
+
+def test_channel_tables_per_circuit_are_bounded(tmp_path, monkeypatch):
+    """Past MAX_CHANNELS cids (sids, subscription ids) on a circuit the oldest
+    half is forgotten: their messages then have no PV."""
+    import caproto as ca
+    import pcapca.ca.channels
+    from test_skim import _ca, _capture
+    monkeypatch.setattr(pcapca.ca.channels, "MAX_CHANNELS", 4)
+    steps = [(True, _ca(ca.VersionRequest(priority=0, version=13)))]
+    for i in range(1, 11):
+        steps += [(True, _ca(ca.CreateChanRequest(name=f"C{i}", cid=i, version=13))),
+                  (False, _ca(ca.CreateChanResponse(data_type=6, data_count=1, cid=i,
+                                                    sid=100 + i))),
+                  (True, _ca(ca.EventAddRequest(data_type=6, data_count=1, sid=100 + i,
+                                                subscriptionid=i, low=0.0, high=0.0, to=0.0,
+                                                mask=5)))]
+    steps += [(True, _ca(ca.ReadNotifyRequest(data_type=6, data_count=1, sid=100 + i, ioid=i)))
+              for i in (1, 10)]
+    path = tmp_path / "channels.pcap"
+    path.write_bytes(_capture(steps))
+    tracker = ChannelTracker()
+    sizes, reads = set(), []
+    for item in tracker.run(Decoder().run(read_capture(str(path)))):
+        for state in tracker.circuits.values():
+            sizes.add((len(state.cids), len(state.sids), len(state.subs)))
+            last = (list(state.cids), list(state.sids), list(state.subs))
+        reads += [r.pv for r in getattr(item, "records", ()) if r.name == "ReadNotifyRequest"]
+    assert max(sizes) == (4, 4, 4)
+    assert (3, 3, 3) in sizes                # (5 -> 3: the oldest 2 forgotten)
+    assert reads == [None, "C10"]
+    # the newest are kept: the channels and subscriptions of C7..C10
+    assert last == ([7, 8, 9, 10], [107, 108, 109, 110], [7, 8, 9, 10])
+
+
+class _Visits(dict):
+    """A table that counts the entries its loops visit."""
+    visited = 0
+
+    def __iter__(self):
+        _Visits.visited += len(self)
+        return super().__iter__()
+
+    def items(self):
+        _Visits.visited += len(self)
+        return super().items()
+
+    def values(self):
+        _Visits.visited += len(self)
+        return super().values()
+
+
+def test_clearing_channels_visits_no_other_channel(monkeypatch):
+    """N channels in one circuit, each with a monitor; half are cleared by the
+    client, half disconnected by the server. Each clear scanned every
+    subscription (and each disconnect every sid): quadratic, 22.6 s for 40k."""
+    import caproto as ca
+    from pcapca.ca import channels
+    from pcapca.pipeline import decode
+    from pcapca.ca.records import Decoded
+    from test_robustness import BASIC, basic_recs, build, data, replace_payload
+
+    states = []
+
+    class Counted(channels.CircuitState):
+        def __init__(self):
+            super().__init__()
+            self.sids, self.subs = _Visits(), _Visits()
+            states.append(self)
+
+    monkeypatch.setattr(channels, "CircuitState", Counted)
+    _Visits.visited = 0
+    n = 1000
+    chans = range(100, 100 + n)
+    half = n // 2
+    recs = basic_recs()
+    # (the FIX:counter channel of frames 13, 14, 34 and 49, 50 becomes the n channels)
+    for index, messages in (
+            (12, [ca.CreateChanRequest(f"CH:{c}", c, 13) for c in chans]),
+            (13, [ca.CreateChanResponse(ca.ChannelType.DOUBLE, 1, c, c + n) for c in chans]),
+            (33, [ca.EventAddRequest(ca.ChannelType.DOUBLE, 1, c + n, c, 0, 0, 0, 5)
+                  for c in chans]),
+            (48, [ca.ClearChannelRequest(c + n, c) for c in chans[:half]]),
+            (49, [ca.ClearChannelResponse(c + n, c) for c in chans[:half]]
+             + [ca.ServerDisconnResponse(c) for c in chans[half:]])):
+        replace_payload(recs, index, b"".join(map(bytes, messages)))
+    tracker = channels.ChannelTracker()
+    named = {}
+    for item in decode(build(data(BASIC)[:24], recs), tracker=tracker):
+        if isinstance(item, Decoded):
+            for r in item.records:
+                named.setdefault(r.name, []).append(r.pv)
+    want = [f"CH:{c}" for c in chans]
+    assert named["CreateChanResponse"][1:] == want and named["EventAddRequest"] == want
+    assert named["ClearChannelResponse"][1:] == want[:half]
+    assert named["ServerDisconnResponse"] == want[half:]
+    assert _Visits.visited == 0
+    (state,) = states                                      # (the circuit's, now closed)
+    assert (state.cids, state.sids, state.subs, state.sids_of, state.subs_of) == ({},) * 5

@@ -40,8 +40,8 @@ from pathlib import Path
 import pytest
 
 from conftest import fixture, needs_tshark
-from test_robustness import (blocks, build, isb_counts, offsets, poke_ca, records,
-                             replace_payload)
+from test_robustness import (_lying_reply, blocks, build, isb_counts, offsets, poke_ca,
+                             records, replace_payload)
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -125,6 +125,7 @@ DAMAGED = {
     "dbr99.pcap": lambda: _basic(lambda recs: poke_ca(recs, 16, ">H", 4, 99)),
     "short.pcap": lambda: _basic(lambda recs: poke_ca(recs, 16, ">H", 4, 20)),
     "cmd200.pcap": lambda: _basic(lambda recs: poke_ca(recs, 15, ">H", 0, 200)),
+    "count.pcap": lambda: _basic(lambda recs: replace_payload(recs, 16, _lying_reply(2**32 - 1))),
     "claim.pcap": lambda: _basic(lambda recs: replace_payload(recs, 15, _EXTENDED_4GIB)),
     "udp.pcap": lambda: _basic(lambda recs: recs[0].__setitem__(
         3, recs[0][3][:42 + 16] + struct.pack(">H", 200) + recs[0][3][42 + 18:])),

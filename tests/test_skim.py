@@ -715,3 +715,20 @@ def test_interfaces_of_one_section_do_not_stop_the_shortcut_in_the_next(skims, c
     assert "seen again on another interface" not in fast[2]
     assert fast[2].startswith("pcapca: 1614 packets; 1830 CA messages;")      # (915 each)
     assert sum(s.skipped for s in skims) > 0
+
+
+@pytest.mark.parametrize("alone", [True, False])
+def test_a_data_count_over_the_payload_is_reported_with_the_shortcut(alone, skims, capsys,
+                                                                    monkeypatch, tmp_path):
+    """A reply saying more values than its payload holds is a decode problem
+    (pcapca.ca.framing.count_base), also when the filter drops its PV: the
+    shortcut must not take it, alone in its packet or with another."""
+    from test_robustness import BASIC, _lying_reply, build, data, lying_count_recs
+    reply = _lying_reply(65535, extended=False)
+    if not alone:
+        reply += struct.pack(">HHHHII", 15, 8, 6, 1, 1, 99) + struct.pack(">d", 1.5)
+    path = tmp_path / "lying.pcap"
+    path.write_bytes(build(data(BASIC)[:24], lying_count_recs(reply)))
+    fast, slow = both(capsys, monkeypatch, str(path), "--format", FORMAT, "--pv", "FIX:counter")
+    assert fast == slow and sum(s.skipped for s in skims) > 0
+    assert "data_count 65535 is more STRING values than its 8-byte payload holds" in fast[2]

@@ -1,7 +1,7 @@
 """`pcapca stats` on the recorded fixtures.
 
 Expected figures come from fixtures/README.md and fixtures/CORPUS.md (what
-each recording contains), and are recomputed independently of pcapca.stats.collector:
+each recording contains), and are recomputed independently of pcapca.stats:
 search/first/last times and latencies from the `pcapca print --json` lines
 (pairing requests and responses here, by ioid / cid, from the message
 fields and the time stamps), circuit bytes and close times from the raw
@@ -911,7 +911,7 @@ def test_time_stamps_past_year_9999(tmp_path):
 @settings(max_examples=2000, deadline=None)
 def test_utc_is_datetimes_where_datetime_works(ts):
     import datetime
-    from pcapca.stats.collector import utc
+    from pcapca.times import utc
     sec, ns = divmod(ts, 10**9)
     d = datetime.datetime.fromtimestamp(sec, datetime.timezone.utc)
     assert utc(ts) == (f"{d.year:04d}-{d:%m-%d}", f"{d:%H:%M:%S}", ns)
@@ -1174,3 +1174,166 @@ def test_subscriptions_filtered_and_bounded(monkeypatch):
     report = collect([str(fixture("corpus_libca.pcap"))])
     assert (len(report["subscriptions"]), report["subscriptions_total"]) == (2, 5)
     assert "  (3 more not listed)" in render_text(report).splitlines()
+
+
+# ------------------------------------------------------------------ bounds (issue 21, point 8)
+def _many_names_capture(tmp_path):
+    """UDP searches from one client: HOT three times, then N0..N9 once each,
+    and beacons: server port 7000 three times, then ports 6000..6009 once."""
+    import caproto as ca
+    from test_skim import _ca, _capture
+    search = [ca.SearchRequest(name="HOT", cid=1, version=13)] * 3 + [
+        ca.SearchRequest(name=f"N{i}", cid=10 + i, version=13) for i in range(10)]
+    beacon = [ca.Beacon(version=13, server_port=7000, beacon_id=i, address="10.0.0.1")
+              for i in range(3)] + [
+        ca.Beacon(version=13, server_port=6000 + i, beacon_id=5, address="10.0.0.1")
+        for i in range(10)]
+    path = tmp_path / "many.pcap"
+    path.write_bytes(_capture([("udp", _ca(c)) for c in search + beacon],
+                              handshake=False))
+    return str(path)
+
+
+def test_rows_per_table_are_bounded_the_busiest_kept(tmp_path, monkeypatch, capsys):
+    """Past MAX_ROWS rows a table folds the half with the lowest counts into
+    a total: the rows kept, the fold line and the not_kept field."""
+    import pcapca.stats.collector
+    path = _many_names_capture(tmp_path)
+    full = collect([path])
+    assert "not_kept" not in full and len(full["unanswered_searches"]) == 11
+    monkeypatch.setattr(pcapca.stats.collector, "MAX_ROWS", 4)
+    report = collect([path])
+    # HOT: 3 searches, N0..N7 folded two at a time as the table fills
+    assert [(e["pv"], e["searches"]) for e in report["unanswered_searches"]] == [
+        ("HOT", 3), ("N8", 1), ("N9", 1)]
+    assert [(p["pv"], p["messages"]) for p in report["pvs"]] == [("HOT", 3), ("N8", 1), ("N9", 1)]
+    assert [(b["server"], b["beacons"]) for b in report["beacons"]] == [
+        ("10.0.0.1:6008", 1), ("10.0.0.1:6009", 1), ("10.0.0.1:7000", 3)]
+    # (the host's other ports: those of the rows kept)
+    assert report["beacons"][0]["other_ports_of_host"] == [6009, 7000]
+    assert report["not_kept"] == {"searched_names": {"rows": 8, "searches": 8},
+                                  "pvs": {"rows": 8, "messages": 8},
+                                  "beacons": {"rows": 8, "beacons": 8}}
+    # every search counted: the rows kept plus those folded
+    assert sum(p["searches"] for p in report["pvs"]) + 8 == full["capture"]["by_command"][
+        "SearchRequest"] == 13
+    text = render_text(report)
+    for section, line in (("Unanswered searches", "... and 8 more searched names not kept "
+                                                  "(8 searches not in the rows)"),
+                          ("PVs by messages", "... and 8 more PVs not kept "
+                                              "(8 messages not in the rows)"),
+                          ("Beacons", "... and 8 more beacon servers not kept "
+                                      "(8 beacons not in the rows)")):
+        block = text.split("\n" + section)[1].split("\n\n")[0].splitlines()
+        assert block[5] == "  " + line, block
+    # the CLI's JSON has the field (in-process, for the monkeypatch)
+    from pcapca.cli.main import main
+    assert main(["stats", "--json", "-q", path]) == 0
+    assert json.loads(capsys.readouterr().out)["not_kept"] == report["not_kept"]
+
+
+def test_rows_of_servers_clients_and_name_conflicts_are_bounded(monkeypatch):
+    """Search replies from many servers, to many clients; each table folds."""
+    import caproto as ca
+    import pcapca.stats.collector
+    monkeypatch.setattr(pcapca.stats.collector, "MAX_ROWS", 2)
+    monkeypatch.setattr(pcapca.stats.collector, "MAX_CLIENTS_LISTED", 2)
+    c = StatsCollector()
+
+    def record(command, pv, src, dst, **fields):
+        cls = getattr(ca, command)
+        cmd = cls(**fields)
+        return SimpleNamespace(name=command, proto="udp", role="server" if "Response" in command
+                               else "client", ts=1, msg=None, command=cmd, cls=cls, pv=pv,
+                               latency=None, src=src[0], sport=src[1], dst=dst[0],
+                               dport=dst[1], frame=1, circuit=None, fields=None)
+    for i in range(3):                   # clients .0 .1 .2 search X
+        c.add(record("SearchRequest", "X", (f"10.0.1.{i}", 5000), ("10.0.0.9", 5064),
+                     name="X", cid=1, version=13))
+    for i in range(3):                   # servers .0 .1 .2 answer X; .1 answers Y twice, Z
+        c.add(record("SearchResponse", "X", (f"10.0.0.{i}", 5064), ("10.0.1.0", 5000),
+                     port=5064, ip=f"10.0.0.{i}", cid=1, version=13))
+    for i in range(2):
+        c.add(record("SearchResponse", "Y", ("10.0.0.1", 5064), ("10.0.1.0", 5000),
+                     port=5064, ip="10.0.0.1", cid=1, version=13))
+    c.add(record("SearchResponse", "Z", ("10.0.0.1", 5064), ("10.0.1.0", 5000),
+                 port=5064, ip="10.0.0.1", cid=1, version=13))
+    r = c.report()
+    assert [s["server"] for s in r["servers"]] == ["10.0.0.1:5064", "10.0.0.2:5064"]
+    assert [x["client"] for x in r["clients"]] == ["10.0.1.1", "10.0.1.2"]
+    # X: two servers kept (the third's reply counted), then Y; Z folds X (as
+    # many replies as Y, and older); the PV Y (2 messages) gives way to Z
+    assert [e["pv"] for e in r["name_conflicts"]] == []
+    assert [p["pv"] for p in r["pvs"]] == ["X", "Z"]
+    assert r["not_kept"] == {"answers": {"rows": 1, "search_replies": 3},
+                             "servers": {"rows": 1, "messages_and_search_replies": 1},
+                             "clients": {"rows": 1, "messages": 1},
+                             "pvs": {"rows": 1, "messages": 2}}
+    text = render_text(r)
+    for line in ("... and 1 more answered name not kept (3 search replies not in the rows)",
+                 "... and 1 more server not kept (1 messages and search replies not in the rows)",
+                 "... and 1 more client not kept (1 messages not in the rows)"):
+        assert "\n  " + line + "\n" in text
+
+
+def test_timeline_names_are_bounded(monkeypatch):
+    """--plot's searches per name not answered and the names answered: at
+    most MAX_ROWS names each; the searches of names folded stay counted."""
+    import pcapca.stats.collector as stats
+    monkeypatch.setattr(stats, "MAX_ROWS", 4)
+    tl = Timeline()
+    for i in range(10):
+        tl.search(i * 10**7, f"N{i}")
+        tl.search(i * 10**7, f"N{i}")
+        assert len(tl.pending) <= 4
+    assert list(tl.pending) == ["N8", None, "N9"]
+    assert tl.pending[None] == {i: 2 for i in range(8)}
+    assert sum(tl.unanswered().values()) == 20        # (N0..N7 too: their bins were folded)
+    for i in range(6):
+        tl.answered(f"A{i}")
+        assert len(tl.answered_names) <= 4
+    assert list(tl.answered_names) == ["A2", "A3", "A4", "A5"]
+    tl.answered("N9")
+    assert sum(tl.unanswered().values()) == 18
+
+
+def test_live_subscriptions_per_circuit_are_bounded(tmp_path, monkeypatch):
+    """Past MAX_PENDING live subscriptions on a circuit, the oldest half ends."""
+    import caproto as ca
+    import pcapca.stats.collector
+    from test_skim import _ca, _capture
+    monkeypatch.setattr(pcapca.stats.collector, "MAX_PENDING", 2)
+    path = tmp_path / "subs.pcap"
+    path.write_bytes(_capture([(True, _ca(ca.VersionRequest(priority=0, version=13)))] + [
+        (True, _ca(ca.EventAddRequest(data_type=6, data_count=1, sid=9, subscriptionid=i,
+                                      low=0.0, high=0.0, to=0.0, mask=5)))
+        for i in range(1, 6)]))
+    report = collect([str(path)])
+    assert report["subscriptions_total"] == 5
+    assert sorted((e["start_frame"], e["ended"]) for e in report["subscriptions"]) == [
+        (5, "over 2 live"), (6, "over 2 live"), (7, "over 2 live"),
+        (8, "capture ended"), (9, "capture ended")]
+
+
+def test_closed_circuits_not_kept_are_reported(monkeypatch):
+    """Past MAX_CIRCUITS_KEPT closed circuits, the rest are counted: say so."""
+    import pcapca.stats.collector
+    full = collect([str(fixture("twoservers.pcap"))])
+    monkeypatch.setattr(pcapca.stats.collector, "MAX_CIRCUITS_KEPT", 1)
+    report = collect([str(fixture("twoservers.pcap"))])
+    assert len(report["circuits"]) == 1 and len(full["circuits"]) == 2
+    assert report["not_kept"] == {"circuits": {"rows": 1}}
+    block = render_text(report).split("\nCircuits")[1].split("\n\n")[0].splitlines()
+    assert block[-1] == "  ... and 1 more closed circuit not kept"
+
+
+def test_ports_per_beacon_host_are_bounded(tmp_path, monkeypatch):
+    """A host beaconing on many ports: at most MAX_HOST_PORTS of them are
+    kept (and listed as the other ports of the host)."""
+    import pcapca.stats.collector
+    monkeypatch.setattr(pcapca.stats.collector, "MAX_HOST_PORTS", 3)
+    report = collect([_many_names_capture(tmp_path)])
+    assert [(b["server"], b["other_ports_of_host"]) for b in report["beacons"]] == [
+        (f"10.0.0.1:{port}", others) for port, others in
+        [(6000, [6001, 7000])] + [(6001, [6000, 7000])]
+        + [(6000 + i, [6000, 6001, 7000]) for i in range(2, 10)] + [(7000, [6000, 6001])]]

@@ -14,8 +14,11 @@ server do, and names every message:
   request it quotes.
 
 ClearChannel and ServerDisconn end a channel's mappings (ids are reused) and
-a circuit's tables die with the circuit, so memory stays bounded. When the
-creation was not captured the PV is unknown: ``pv`` stays None.
+a circuit's tables die with the circuit. Every table has a bound (past it the
+oldest half is forgotten, and the PV of their messages is unknown):
+MAX_PENDING searches per client and ioids / creations waiting per circuit,
+MAX_CHANNELS cids, sids and subscription ids per circuit. When the creation
+was not captured the PV is unknown: ``pv`` stays None.
 
 Responses are paired with their requests: ``request_frame`` and ``latency``
 (seconds) for read/write notify, search -> reply and create -> create reply.
@@ -30,6 +33,7 @@ from .records import Decoded, Record
 
 _SUB, _SID, _REQUEST, _RESPONSE = range(4)    # kinds of skim_rules
 MAX_PENDING = 65536        # outstanding searches / ioids kept per client or circuit
+MAX_CHANNELS = 1 << 18     # cids, sids, subscription ids kept per circuit
 
 
 def c_name(name: str) -> str:
@@ -38,9 +42,10 @@ def c_name(name: str) -> str:
     return name.partition("\0")[0]
 
 
-def _trim(d: dict) -> None:
-    """Forget the oldest half of a table that grew past its bound."""
-    if len(d) > MAX_PENDING:
+def _trim(d: dict, limit: Optional[int] = None) -> None:
+    """Forget the oldest half of a table that grew past its bound
+    (``limit``, else MAX_PENDING)."""
+    if len(d) > (MAX_PENDING if limit is None else limit):
         for key in list(d)[:len(d) // 2]:
             del d[key]
 
@@ -84,7 +89,7 @@ def quoted_id(header) -> Optional[Tuple[str, int]]:
 
 
 class CircuitState:
-    __slots__ = ("cids", "sids", "ioids", "subs", "creates")
+    __slots__ = ("cids", "sids", "ioids", "subs", "creates", "sids_of", "subs_of")
 
     def __init__(self):
         self.cids: Dict[int, str] = {}                   # cid -> name
@@ -92,16 +97,64 @@ class CircuitState:
         self.ioids: Dict[int, Tuple[str, int, int]] = {}  # ioid -> (name, frame, ts)
         self.subs: Dict[int, str] = {}                   # subscription id -> name
         self.creates: Dict[int, Tuple[int, int]] = {}     # cid -> (frame, ts) of the request
+        # name -> its sids / subscription ids, in step with sids / subs (set_sid,
+        # subscribe...): clearing a channel must not scan every one (quadratic)
+        self.sids_of: Dict[str, Dict[int, None]] = {}
+        self.subs_of: Dict[str, Dict[int, None]] = {}
+
+    def set_sid(self, sid: int, name: str) -> None:
+        old = self.sids.get(sid)
+        if old != name:
+            _unindex(self.sids_of, old, sid)
+        self.sids[sid] = name
+        self.sids_of.setdefault(name, {})[sid] = None
+        if len(self.sids) > MAX_CHANNELS:
+            _trim_indexed(self.sids, self.sids_of)
+
+    def sid_of(self, name: Optional[str]) -> Optional[int]:
+        """The first sid that names ``name``, or None."""
+        return next(iter(self.sids_of.get(name, ())), None)
+
+    def subscribe(self, sub: int, name: str) -> None:
+        old = self.subs.get(sub)
+        if old != name:
+            _unindex(self.subs_of, old, sub)
+        self.subs[sub] = name
+        self.subs_of.setdefault(name, {})[sub] = None
+        if len(self.subs) > MAX_CHANNELS:
+            _trim_indexed(self.subs, self.subs_of)
+
+    def unsubscribe(self, sub: int) -> Optional[str]:
+        name = self.subs.pop(sub, None)
+        _unindex(self.subs_of, name, sub)
+        return name
 
     def forget(self, cid: Optional[int], sid: Optional[int]) -> None:
         name = None
         if cid is not None:
             name = self.cids.pop(cid, None)
         if sid is not None:
-            name = self.sids.pop(sid, None) or name
+            old = self.sids.pop(sid, None)
+            _unindex(self.sids_of, old, sid)
+            name = old or name
         if name is not None:
-            for sub in [s for s, n in self.subs.items() if n == name]:
+            for sub in self.subs_of.pop(name, ()):
                 del self.subs[sub]
+
+
+def _trim_indexed(d: Dict[int, str], index: Dict[str, Dict[int, None]]) -> None:
+    """Forget the oldest half of a name table past its bound, index entries too."""
+    for key in list(d)[:len(d) // 2]:
+        _unindex(index, d.pop(key), key)
+
+
+def _unindex(index: Dict[str, Dict[int, None]], name: Optional[str], key: int) -> None:
+    """Take ``key`` out of ``index[name]`` (a name -> ids table above)."""
+    keys = index.get(name)
+    if keys is not None:
+        keys.pop(key, None)
+        if not keys:
+            del index[name]
 
 
 class ChannelTracker:
@@ -264,6 +317,7 @@ class ChannelTracker:
         state = self._state(record)
         name = record.pv = c_name(cmd.name)
         state.cids[cmd.cid] = name
+        _trim(state.cids, MAX_CHANNELS)
         state.creates[cmd.cid] = (record.frame, record.ts)
         _trim(state.creates)
 
@@ -273,7 +327,7 @@ class ChannelTracker:
         name = state.cids.get(cid)
         if name is not None:
             record.pv = name
-            state.sids[self._id(record, "sid")] = name
+            state.set_sid(self._id(record, "sid"), name)
         created = state.creates.pop(cid, None)
         if created is not None:
             self._pair(record, *created)
@@ -288,8 +342,7 @@ class ChannelTracker:
         created = state.creates.pop(cid, None)
         if created is not None and record.cls.__name__ == "CreateChFailResponse":
             self._pair(record, *created)
-        sid = next((s for s, n in state.sids.items() if n == record.pv), None)
-        state.forget(cid, sid)
+        state.forget(cid, state.sid_of(record.pv))
 
     def _by_sid(self, record: Record) -> None:
         record.pv = self._state(record).sids.get(self._id(record, "sid"))
@@ -312,14 +365,14 @@ class ChannelTracker:
         name = state.sids.get(self._id(record, "sid"))
         record.pv = name
         if name is not None:
-            state.subs[self._id(record, "subscriptionid")] = name
+            state.subscribe(self._id(record, "subscriptionid"), name)
 
     def _sub_update(self, record: Record) -> None:
         record.pv = self._state(record).subs.get(self._id(record, "subscriptionid"))
 
     def _sub_cancel(self, record: Record) -> None:
         state = self._state(record)
-        record.pv = state.subs.pop(self._id(record, "subscriptionid"), None)
+        record.pv = state.unsubscribe(self._id(record, "subscriptionid"))
 
     def _clear_response(self, record: Record) -> None:
         cid, sid = self._id(record, "cid"), self._id(record, "sid")

@@ -32,6 +32,9 @@ IDLE_NS = 600 * 10**9            # a circuit silent this long (capture time) is 
 EVICT_EVERY = 8192               # packets between two looks for such circuits
 DUP_WINDOW_NS = 50 * 10**6       # the same packet on two interfaces within this
 DUP_MEMORY = 4096                # packets remembered to find such duplicates
+MAX_BUFFERED = 128 << 20         # bytes waiting in all circuits (or twice --max-message)
+SHOWN_PER_KIND = 10              # problem lines shown per kind of problem and sender
+KINDS_SHOWN = 100                # (kind, sender) pairs shown; further ones are only counted
 
 
 @dataclass
@@ -48,6 +51,7 @@ class Stats:
     capture_drops: dict = field(default_factory=dict)
     duplicates: int = 0        # packets seen again on another interface
     cut_messages: int = 0      # messages cut off by the end of the capture or a close
+    unshown: Counter = field(default_factory=Counter)   # problem kind -> problems not shown
 
     @property
     def dropped(self) -> int:
@@ -76,12 +80,20 @@ class Stats:
             parts.append(f"{skipped} packets skipped ({why})")
         return "; ".join(parts)
 
+    def unshown_line(self) -> Optional[str]:
+        """The one line that counts the problems not shown (``Decoder.shown``), or None."""
+        if not self.unshown:
+            return None
+        why = ", ".join(f"{n} {kind}" for kind, n in self.unshown.most_common())
+        return (f"{sum(self.unshown.values())} more problems were only counted, not shown "
+                f"(the first {SHOWN_PER_KIND} of each kind and sender are): {why}")
+
 
 class Circuit:
     """One TCP connection; ``client`` and ``server`` are (ip, port)."""
     __slots__ = ("client", "server", "halves", "decoders", "last_ts",
                  "closing", "reported", "number", "is_ca", "key", "lost", "zero", "stalls",
-                 "ended_by")
+                 "ended_by", "held")
 
     def __init__(self, client, server, max_message: int, synced: bool, number: int):
         self.client = client
@@ -100,6 +112,7 @@ class Circuit:
         self.is_ca: Optional[bool] = None    # None: not known yet (unknown server port)
         # identifies this connection (a new SYN on the same ports is another one)
         self.key = (number, client, server)
+        self.held = 0                        # bytes buffered, as last counted (Decoder._hold)
 
     def reopened(self, side: int, ts: int) -> None:
         """The end of a zero window of ``side`` (0: the client, 1: the server)."""
@@ -138,6 +151,8 @@ class Decoder:
                  server_ports: Iterable[int] = (CA_SERVER_PORT,),
                  repeater_port: int = CA_REPEATER_PORT):
         self.max_message = max_message
+        self.max_buffered = max(MAX_BUFFERED, 2 * max_message)
+        self.buffered = 0                            # the circuits' ``held``, summed
         self.server_ports = set(server_ports)        # TCP server / UDP search ports
         self.udp_ports = set(server_ports)
         self.repeater_port = repeater_port
@@ -150,6 +165,7 @@ class Decoder:
         self._closed: list = []                      # CircuitClosed and late items to pass on
         self._interfaces = 0                         # interfaces declared (pcapng IDBs)
         self.fragments = Reassembler()               # IPv4 datagrams sent in fragments
+        self._shown: Dict[tuple, int] = {}           # (kind, sender) -> problem lines shown
 
     @property
     def finds_duplicates(self) -> bool:
@@ -190,6 +206,8 @@ class Decoder:
                         stats.capture_drops[section, iid] = dropped
                     elif item.kind != "order":
                         stats.capture_problems += 1
+                    if not self.shown(item):
+                        continue
                 elif item.__class__ is Passthrough:
                     if item.block_type == _IDB:
                         self._interfaces += 1    # several: look for packets captured twice
@@ -202,16 +220,37 @@ class Decoder:
             stats.packets += 1
             decoded, problems = self.packet(item)
             if problems:
-                yield from problems
+                yield from self._shown_only(problems)
             yield decoded
             if stats.packets % EVICT_EVERY == 0:
-                yield from self._evict(item.ts)
+                yield from self._shown_only(self._evict(item.ts))
             if self._closed:
-                yield from self._closed
+                yield from self._shown_only(self._closed)
                 self._closed.clear()
-        yield from self.finish()
-        yield from self._closed
+        yield from self._shown_only(self.finish())
+        yield from self._shown_only(self._closed)
         self._closed.clear()
+
+    def shown(self, problem: Problem) -> bool:
+        """Is ``problem`` to be shown? The first SHOWN_PER_KIND of each kind
+        (``topic``, else the same text) and sender are, then they are only
+        counted (``stats.unshown``): hostile traffic or a damaged file cannot
+        flood the terminal. A problem that stops the reading is always shown."""
+        if problem.fatal:
+            return True
+        key = (problem.topic or problem.message, problem.sender)
+        n = self._shown.get(key, 0)
+        if n < SHOWN_PER_KIND and (n or len(self._shown) < KINDS_SHOWN):
+            self._shown[key] = n + 1
+            return True
+        self.stats.unshown[problem.topic or f"other {problem.kind} problem"] += 1
+        return False
+
+    def _shown_only(self, items) -> Iterator:
+        """``items`` without the problems not to be shown."""
+        for item in items:
+            if item.__class__ is not Problem or self.shown(item):
+                yield item
 
     def packet(self, packet: Packet):
         seg = parse(packet.interface.linktype, packet.data)
@@ -275,9 +314,11 @@ class Decoder:
             self.stats.problems += 1
             if item.cut:
                 problems.append(Problem(item.text(), frame=item.first_frame,
-                                        offset=item.first_offset, kind="capture"))
+                                        offset=item.first_offset, kind="capture",
+                                        topic="IPv4 datagram cut", sender=item.src))
             else:
-                problems.append(Problem(item.text(), frame=item.first_frame, kind="decode"))
+                problems.append(Problem(item.text(), frame=item.first_frame, kind="decode",
+                                        topic="IPv4 datagram lost", sender=item.src))
         return problems
 
     # ------------------------------------------------------------------ TCP
@@ -313,25 +354,35 @@ class Decoder:
                 if released:
                     self._chunks(circuit, not from_client, released, packet, seg, records,
                                  notes, problems, swapped=True)
+                    if circuit.is_ca:
+                        self._hold(circuit, packet, problems)
         wire_len = seg.wire_len
         if wire_len:
             payload = seg.payload
             if seg.seq == half.next_seq and not half.pending and len(payload) == wire_len:
                 # the common case: the next bytes, in order, complete
                 half.next_seq = (seg.seq + wire_len) & 0xFFFFFFFF
+                held = False
                 if circuit.is_ca:
                     # ...of a CA circuit (what _chunks does for one chunk without a gap)
-                    self._messages(circuit, from_client, circuit.decoders[side].feed(payload),
+                    decoder = circuit.decoders[side]
+                    self._messages(circuit, from_client, decoder.feed(payload),
                                    packet, seg, records, notes, problems)
                     chunks = None
+                    if decoder.partial or circuit.held:     # (a message not complete yet)
+                        self._hold(circuit, packet, problems)
                 else:
                     chunks = ((0, payload, None),)
             else:
                 before = half.retransmitted
                 chunks = half.segment(seg.seq, payload, wire_len, (packet, seg))
                 self.stats.retransmitted_bytes += half.retransmitted - before
+                held = True                                 # (it may wait behind a hole)
             if chunks:
                 self._chunks(circuit, from_client, chunks, packet, seg, records, notes, problems)
+                held = True
+            if held and circuit.is_ca:
+                self._hold(circuit, packet, problems)
         if seg.window == 0:
             if circuit.zero[side] is None and not flags & (TCP_SYN | TCP_RST):
                 circuit.zero[side] = packet.ts       # it stopped reading
@@ -437,12 +488,45 @@ class Decoder:
         """A problem in a stream: reported once per stream direction, counted always
         (capture damage is always reported, with its byte offset)."""
         self.stats.problems += 1
+        sender = (circuit.client if side == 0 else circuit.server)[0]
         if kind == "capture":
-            problems.append(Problem(text, frame=packet.frame, offset=packet.offset, kind=kind))
+            problems.append(Problem(text, frame=packet.frame, offset=packet.offset, kind=kind,
+                                    topic="TCP segment cut", sender=sender))
         elif not circuit.reported[side]:
             circuit.reported[side] = True
             problems.append(Problem(text + " (further problems in this stream are only counted)",
-                                    frame=packet.frame, kind="decode"))
+                                    frame=packet.frame, kind="decode", topic="TCP stream problem",
+                                    sender=sender))
+
+    def _hold(self, circuit: Circuit, packet: Packet, problems) -> None:
+        """Count the bytes ``circuit`` buffers (messages not complete yet,
+        segments waiting behind a hole); over ``max_buffered`` for all
+        circuits, those of the least recently active ones are given up (down
+        to three quarters of it: each look at the circuits frees that much)."""
+        d0, d1 = circuit.decoders
+        h0, h1 = circuit.halves
+        held = len(d0.buf) + len(d1.buf) + h0.pending_bytes + h1.pending_bytes
+        self.buffered += held - circuit.held
+        circuit.held = held
+        if self.buffered <= self.max_buffered:
+            return
+        for victim in sorted((c for c in self._unique_circuits() if c.held),
+                             key=lambda c: c.last_ts):
+            if self.buffered <= self.max_buffered * 3 // 4:
+                break
+            for side in (0, 1):
+                decoder, half = victim.decoders[side], victim.halves[side]
+                n = len(decoder.buf) + half.pending_bytes
+                if n:
+                    decoder.gap()
+                    half.pending.clear()
+                    half.pending_bytes = 0
+                    self._report(victim, side, f"{victim.label(side == 0)}: {n} bytes waiting "
+                                 f"to be decoded were given up: over the {self.max_buffered}-"
+                                 f"byte limit for all circuits; decoding resumes at the next "
+                                 f"CA header", packet, problems)
+            self.buffered -= victim.held
+            victim.held = 0
 
     def _close(self, circuit: Circuit) -> list:
         """Deliver what waits behind holes (as late ``Decoded`` items for the
@@ -474,6 +558,8 @@ class Decoder:
             # (both keys are the same for a connection from a port to itself)
             self.circuits.pop((c_ip, c_port, s_ip, s_port), None)
             self.circuits.pop((s_ip, s_port, c_ip, c_port), None)
+            self.buffered -= circuit.held
+            circuit.held = 0
             for side in (0, 1):                  # (closed while not reading)
                 if circuit.zero[side] is not None:
                     circuit.reopened(side, circuit.last_ts)
@@ -523,7 +609,8 @@ class Decoder:
             self.stats.problems += 1
             text = f"UDP datagram {label} is not CA: {junk}"
             notes.append("pcapca: " + text)
-            problems.append(Problem(text, frame=packet.frame, kind="decode"))
+            problems.append(Problem(text, frame=packet.frame, kind="decode",
+                                    topic="UDP datagram not CA", sender=seg.src))
             return Decoded(packet, (), tuple(notes)), problems
         role_name = CLIENT_ROLE if role is CLIENT else SERVER_ROLE
         records = []
@@ -532,7 +619,8 @@ class Decoder:
                 self.stats.problems += 1
                 notes.append("pcapca: " + cmd)
                 problems.append(Problem(f"UDP datagram {label}: {cmd}", frame=packet.frame,
-                                        kind="decode"))
+                                        kind="decode", topic="UDP message not decoded",
+                                        sender=seg.src))
                 continue
             # beacons are sent by servers, also when the repeater forwards them
             records.append(Record(packet, seg, cmd.__class__, header_fields(cmd.header), None, 0,

@@ -104,6 +104,20 @@ def dbr_sizes(data_type: int, _cache={}):
     return _cache[data_type]
 
 
+def count_base(data_type: int) -> Optional[Tuple[int, int]]:
+    """(element size, base): ``data_count`` values of ``data_type`` fit a
+    payload of ``size`` bytes (whose metadata fits) when ``size >= data_count
+    * element size + base``; None for a type caproto does not know. A
+    string's last value may be cut short (rsrv and libca send a single
+    DBR_STRING value only up to its NUL): all but the last must be whole."""
+    sizes = dbr_sizes(data_type)
+    if sizes is None:
+        return None
+    meta, elem = sizes
+    from caproto import ChannelType, native_type
+    return elem, meta - elem if native_type(data_type) == ChannelType.STRING else meta
+
+
 # Which messages never / always carry a payload, by role (resync checks only).
 _EMPTY = {CLIENT: {0, 2, 12, 15}, SERVER: {0, 12, 18, 19, 22}}
 _NONEMPTY = {CLIENT: {1, 4, 6, 18, 19, 20, 21}, SERVER: {6, 15}}
@@ -123,9 +137,23 @@ def build(role, command: int, header_bytes: bytearray, payload, commands=None) -
     if cls is None:
         return UnknownCommand(header, bytes(payload))
     try:
-        return cls.from_wire(header, payload if cls.HAS_PAYLOAD else None)
+        cmd = cls.from_wire(header, payload if cls.HAS_PAYLOAD else None)
     except Exception as exc:  # caproto raises many kinds on bad payloads
         raise DecodeError(f"{cls.__name__} could not be decoded: {exc}") from None
+    if _WHEN[role][command][1] == _LATER_DATA:
+        fit = count_base(header.data_type)
+        count, size = header.data_count, header.payload_size
+        if fit is not None and size < count * fit[0] + fit[1]:
+            # (caproto would make a value per count: 2**32 for a DBR_STRING)
+            raise DecodeError(f"{cls.__name__} could not be decoded: data_count {count} is "
+                              f"more {_type_name(header.data_type)} values than its "
+                              f"{size}-byte payload holds")
+    return cmd
+
+
+def _type_name(data_type: int) -> str:
+    from caproto import ChannelType
+    return ChannelType(data_type).name
 
 
 def build_later(cls, msg: bytes, hsize: int):
@@ -156,8 +184,8 @@ def _when(cls) -> int:
 
 _WHEN = {role: {command: (cls, _when(cls)) for command, cls in table.items()}
          for role, table in Commands.items()}
-# Per role, filled as messages come: (command << 16 | data type) -> (class,
-# smallest payload size) of the messages built later (StreamDecoder.later_rule)
+# Per role, filled as messages come: (command << 16 | data type) -> the rule
+# (class, sizes) of the messages built later (StreamDecoder.later_rule)
 _LATER = {role: {} for role in Commands}
 
 
@@ -203,15 +231,17 @@ class StreamDecoder:
         self.partial = False     # a message is incomplete (for end-of-capture reports)
 
     def later_rule(self, command: int, dtype: int):
-        """(class, smallest payload size) of the complete messages with this
-        command and data type whose caproto object is built later (``_when``:
-        decoding cannot fail), or None: built at once. The server's command 1
+        """(class, smallest payload size, element size, base) of the complete
+        messages with this command and data type whose caproto object is built
+        later (``_when``: decoding cannot fail) when their payload size is at
+        least the smallest and ``data_count * element size + base`` (see
+        ``count_base``), or None: built at once. The server's command 1
         without payload (an EventCancelResponse, see ``build``) is not one of
         them; ``feed`` takes it first. Kept in ``self.later``, where callers
         look first."""
         cls, when = self.when.get(command, _UNKNOWN)
         if when == _LATER_NO_PAYLOAD:
-            rule = (cls, 0)
+            rule = (cls, 0, 0, 0)
         elif when == _LATER_DATA:
             sizes = dbr_sizes(dtype)
             if sizes is None:
@@ -219,7 +249,7 @@ class StreamDecoder:
             smallest = sizes[0]            # the metadata must fit the payload
             if self.role is SERVER and command == 1:
                 smallest = max(1, smallest)
-            rule = (cls, smallest)
+            rule = (cls, smallest) + count_base(dtype)     # ...and data_count its values
         else:
             return None
         self.later[command << 16 | dtype] = rule
@@ -237,7 +267,7 @@ class StreamDecoder:
             command, size, dtype, count, p1, p2 = _header(data, 0)
             if size + HEADER_SIZE == len(data) and size != 0xFFFF and size <= self.max_message:
                 rule = self.later.get(command << 16 | dtype) or self.later_rule(command, dtype)
-                if rule is not None and size >= rule[1]:
+                if rule is not None and size >= rule[1] and size >= count * rule[2] + rule[3]:
                     self.fresh = False
                     self.partial = False
                     return [(rule[0], (command, size, dtype, count, p1, p2),
@@ -306,10 +336,10 @@ class StreamDecoder:
                 msg = bytes(msg)
             fields = (command, size, _dtype, count, _p1, _p2)
             if role is SERVER and command == 1 and not size:
-                rule = (EventCancelResponse, 0)                 # (see build)
+                rule = (EventCancelResponse, 0, 0, 0)           # (see build)
             else:
                 rule = later.get(command << 16 | _dtype) or self.later_rule(command, _dtype)
-            if rule is None or size < rule[1]:
+            if rule is None or size < rule[1] or size < count * rule[2] + rule[3]:
                 try:
                     cmd = build(role, command, bytearray(msg[:hsize]), bytearray(msg[hsize:]),
                                 commands)
@@ -322,7 +352,10 @@ class StreamDecoder:
                 out.append((rule[0], fields, msg, hsize, None))
             pos += total
         if pos < n:
-            self.buf = buf[pos:] if buf is self.buf else bytearray(buf[pos:])
+            if buf is not self.buf:
+                self.buf = bytearray(buf[pos:])
+            elif pos:
+                del buf[:pos]    # (in place: a big message arriving is never copied again)
         elif buf is self.buf:
             self.buf = bytearray()
         self.partial = pos < n or self.skip > 0

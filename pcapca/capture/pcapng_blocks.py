@@ -40,6 +40,9 @@ KNOWN_TYPES = frozenset(range(1, 0x0B)) | {SHB, CB_COPY, CB_NOCOPY}
 MAX_BLOCK_LEN = 256 * 1024 * 1024   # larger total lengths are reported as corrupt
 RESYNC_MAX_LEN = 16 * 1024 * 1024  # longest block accepted when resynchronising
 MAX_OPTION_LEN = 65535
+# interfaces kept per section (the obsolete Packet Block's 16-bit ids); the
+# packets of further ones are copied, not decoded
+MAX_INTERFACES = 65536
 
 SHB_MAGIC = struct.pack("<I", SHB)      # palindrome: same in both byte orders
 BOM_LE = b"\x4d\x3c\x2b\x1a"

@@ -11,6 +11,7 @@ import struct
 from typing import BinaryIO, Iterator, Optional, Union
 
 from ..items import Interface, Packet, Passthrough, Problem
+from . import pcapng_blocks
 from .bulk import Skim
 from .pcapng_blocks import (BOM_BE, BOM_LE, EPB, IDB, ISB, NS, PB, SHB, SHB_MAGIC, SPB,
                             bad_length, decode_idb, isb_loss)
@@ -45,6 +46,7 @@ def read_pcapng(stream: BinaryIO, *, first_frame: int = 1, strict: bool = False,
     u32 = u2 = None
     section = -1             # index of the current section in the file
     reported: dict = {}      # (section, interface id) -> packets dropped, as last reported
+    too_many = False         # the section declared over MAX_INTERFACES interfaces
 
     def damaged(offset: int, message: str, buf: bytes, truncated: bool = False):
         """Problem for a framing error, after trying to resynchronise
@@ -56,7 +58,8 @@ def read_pcapng(stream: BinaryIO, *, first_frame: int = 1, strict: bool = False,
             return Problem(message, frame=frame, offset=offset, fatal=True), False
         skipped = new - offset
         return Problem(f"{message}; skipped {skipped} bytes, reading resumed at "
-                       f"byte offset {new}", frame=frame, offset=offset), True
+                       f"byte offset {new}", frame=frame, offset=offset,
+                       topic="corrupt pcapng block"), True
 
     while True:
         if endian is not None and ifaces and skim is None:
@@ -153,6 +156,7 @@ def read_pcapng(stream: BinaryIO, *, first_frame: int = 1, strict: bool = False,
             u32 = struct.Struct(e + "IIIII").unpack_from
             u2 = struct.Struct(e + "II").unpack_from
             ifaces = []
+            too_many = False
             section += 1
             yield Passthrough(SHB, raw, offset, e)
             continue
@@ -160,7 +164,8 @@ def read_pcapng(stream: BinaryIO, *, first_frame: int = 1, strict: bool = False,
         if btype == EPB or btype == PB:
             if blen < 32:
                 yield Problem(f"packet block at byte offset {offset} is too short "
-                              f"({blen} bytes)", frame=frame, offset=offset)
+                              f"({blen} bytes)", frame=frame, offset=offset,
+                              topic="corrupt packet block")
                 yield Passthrough(btype, raw, offset, e)
                 continue
             iid, th, tl, caplen, orig_len = u32(raw, 8)
@@ -169,7 +174,7 @@ def read_pcapng(stream: BinaryIO, *, first_frame: int = 1, strict: bool = False,
             if caplen > blen - 32:
                 yield Problem(f"packet block at byte offset {offset} claims {caplen} "
                               f"captured bytes but has room for {blen - 32}",
-                              frame=frame, offset=offset)
+                              frame=frame, offset=offset, topic="corrupt packet block")
                 yield Passthrough(btype, raw, offset, e)
                 continue
             data = raw[28:28 + caplen]
@@ -177,32 +182,45 @@ def read_pcapng(stream: BinaryIO, *, first_frame: int = 1, strict: bool = False,
         elif btype == SPB:
             if blen < 16:
                 yield Problem(f"simple packet block at byte offset {offset} is too "
-                              f"short ({blen} bytes)", frame=frame, offset=offset)
+                              f"short ({blen} bytes)", frame=frame, offset=offset,
+                              topic="corrupt packet block")
                 yield Passthrough(btype, raw, offset, e)
                 continue
             iid = 0
             orig_len = u2(raw, 8)[0]
             ticks = None
         elif btype == IDB:
+            limit = pcapng_blocks.MAX_INTERFACES      # (read here: tests lower it)
+            if len(ifaces) >= limit:
+                yield Passthrough(btype, raw, offset, e)
+                if not too_many:
+                    too_many = True
+                    yield Problem(f"interface description block at byte offset {offset}: its "
+                                  f"section has over {limit} interfaces; the packets "
+                                  f"of this one and those after it are copied, not decoded",
+                                  frame=frame, offset=offset, topic="too many interfaces")
+                continue
             iface, tsoffset, problems = decode_idb(raw, e)
             ifaces.append((iface, iface.tsresol, tsoffset))
             yield Passthrough(btype, raw, offset, e)
             for msg in problems:
                 yield Problem(f"interface {len(ifaces) - 1}: {msg}", frame=frame,
-                              offset=offset)
+                              offset=offset, topic="damaged interface description")
             continue
         else:
             yield Passthrough(btype, raw, offset, e)
             if btype == ISB:
                 loss = isb_loss(raw, e, ifaces, section, reported)
                 if loss is not None:
-                    yield Problem(loss[0], offset=offset, kind="loss", detail=loss[1])
+                    yield Problem(loss[0], offset=offset, kind="loss", detail=loss[1],
+                                  topic="count of packets dropped")
             continue
 
         if iid >= len(ifaces):
             yield Problem(f"packet block at byte offset {offset} refers to interface "
                           f"{iid}, but its section has {len(ifaces)} interface(s); "
-                          "packet skipped", frame=frame, offset=offset)
+                          "packet skipped", frame=frame, offset=offset,
+                          topic="packet of an unknown interface")
             yield Passthrough(btype, raw, offset, e)
             continue
         iface, tps, tsoffset = ifaces[iid]
@@ -214,7 +232,7 @@ def read_pcapng(stream: BinaryIO, *, first_frame: int = 1, strict: bool = False,
             if caplen > blen - 16:
                 yield Problem(f"simple packet block at byte offset {offset} holds "
                               f"{blen - 16} bytes, less than the {caplen} it should",
-                              frame=frame, offset=offset)
+                              frame=frame, offset=offset, topic="corrupt packet block")
                 caplen = blen - 16
             data = raw[12:12 + caplen]
         else:

@@ -13,6 +13,7 @@ import struct
 from typing import BinaryIO, Iterable, Optional
 
 from ..items import Interface, Packet, Passthrough
+from . import pcapng_blocks
 from .pcapng_blocks import (EPB, EPB_STRUCTS, EPB_TYPE, HH, IDB, MARKER_PEN, MARKER_PREFIX,
                             MAX_OPTION_LEN, OPT_COMMENT, OPT_CUSTOM_STR, OPT_CUSTOM_STR_COPY,
                             PADDING, PB, SHB, TYPE_LEN, build_idb, build_shb, pack_epb,
@@ -85,6 +86,7 @@ class PcapngWriter:
         self._endian: Optional[str] = None      # byte order of the current section
         self._ifaces: list[bytes] = []          # IDB raw bytes of the current section
         self._ids: dict[bytes, int] = {}        # IDB raw bytes -> first interface id
+        self._idbs = 0                          # IDBs in the current section (see MAX_INTERFACES)
         self._idb_cache: dict[tuple, bytes] = {}
         # (endian, count) -> pcapca's marker option, and it packed with the end of options
         self._markers: dict[tuple, tuple] = {}
@@ -103,12 +105,21 @@ class PcapngWriter:
         self._endian = endian
         self._ifaces = []
         self._ids = {}
+        self._idbs = 0
         self._pcap_iface = self._pcap_iid = None
 
     def _add_idb(self, raw: bytes) -> int:
         self._write(raw)
+        return self._remember(raw)
+
+    def _remember(self, raw: bytes) -> int:
+        """The id of an IDB written to the section (remembered up to MAX_INTERFACES)."""
+        iid = self._idbs
+        self._idbs += 1
+        if iid >= pcapng_blocks.MAX_INTERFACES:
+            return iid
         self._ifaces.append(raw)
-        return self._ids.setdefault(raw, len(self._ifaces) - 1)
+        return self._ids.setdefault(raw, iid)
 
     def _own_section(self) -> None:
         self._write(build_shb("<", self.userappl))
@@ -142,8 +153,7 @@ class PcapngWriter:
         elif self._endian is None:
             self._own_section()
         if item.block_type == IDB:
-            self._ifaces.append(item.raw)
-            self._ids.setdefault(item.raw, len(self._ifaces) - 1)
+            self._remember(item.raw)
         self._write(item.raw)
         if self.flush_each:
             self.out.flush()

@@ -145,17 +145,23 @@ class Skimmer:
 
 def _plan(plans: dict, stream, kind: int, rules) -> tuple:
     """(class, smallest payload size, skim rule) of the messages of ``kind``
-    (command << 16 | data type) that the shortcut takes from ``stream`` (a
-    smallest size no message has when it takes none), kept in ``plans``."""
+    (data count << 32 | command << 16 | data type) that the shortcut takes
+    from ``stream`` (a smallest size no message has when it takes none), kept
+    in ``plans``. The smallest size is also the one that holds the count's
+    values (``StreamDecoder.later_rule``): one comparison per packet."""
     plan = plans.get(kind)
     if plan is None:
-        rule = stream.later_rule(kind >> 16, kind & 0xFFFF)
+        rule = stream.later_rule((kind >> 16) & 0xFFFF, kind & 0xFFFF)
         skim_rule = rules.get(rule[0]) if rule is not None else None
-        plan = plans[kind] = (rule[0], rule[1], skim_rule) if skim_rule else _NONE
+        if len(plans) >= MAX_PLANS:
+            plans.clear()                 # (counts from the wire: the table stays bounded)
+        plan = plans[kind] = ((rule[0], max(rule[1], (kind >> 32) * rule[2] + rule[3]),
+                               skim_rule) if skim_rule else _NONE)
     return plan
 
 
 _NONE = (None, 1 << 62, None)
+MAX_PLANS = 4096
 
 
 def _skim_messages(buf: bytes, pos: int, length: int, plans: dict, stream, state, frame: int,
@@ -170,7 +176,7 @@ def _skim_messages(buf: bytes, pos: int, length: int, plans: dict, stream, state
         command, size, dtype, count, p1, p2 = _header(buf, pos)
         if size == 0xFFFF or size > max_message or pos + 16 + size > end:
             return 0
-        cls, smallest, rule = _plan(plans, stream, command << 16 | dtype, rules)
+        cls, smallest, rule = _plan(plans, stream, count << 32 | command << 16 | dtype, rules)
         if size < smallest:
             return 0
         found.append((cls, (p1, p2), rule))
@@ -182,8 +188,8 @@ def _columns(buf: bytes, offsets: List[int], caplens: List[int], linktype: int,
              data_at: int):
     """(columns, flows, payload offsets). ``columns``, per record, as lists:
     ok, flow (an index in ``flows``), seq, ack (-1 without the ACK flag),
-    payload size, and the first CA header's (command << 16 | data type),
-    payload size, parameter1, parameter2. ``ok``: a TCP/IPv4 packet without
+    payload size, and the first CA header's (data count << 32 | command << 16
+    | data type), payload size, parameter1, parameter2. ``ok``: a TCP/IPv4 packet without
     options or SYN/FIN/RST, wholly captured, whose payload is empty or at
     least a CA header long; the other columns mean something only where
     ``ok`` (where not, they may have been read elsewhere). ``flows``: the
@@ -219,6 +225,7 @@ def _columns(buf: bytes, offsets: List[int], caplens: List[int], linktype: int,
     pay = ip + 20 + thl
     at = np.minimum(pay, last - 12)
     w = word(at)                              # command, payload size
+    w4 = word(at + 4)                         # data type, data count
     # the flows: ((source address << 16 | port), (destination address << 16 | port))
     src = (word(ip + 12) << 16) | (ports >> 16)
     dst = (word(ip + 16) << 16) | (ports & 0xFFFF)
@@ -230,7 +237,8 @@ def _columns(buf: bytes, offsets: List[int], caplens: List[int], linktype: int,
         _, first, flow = np.unique(_index_of(src) * (len(src) + 1) + _index_of(dst),
                                    return_index=True, return_inverse=True)
     return ((ok.tolist(), flow.tolist(), word(ip + 24).tolist(), ack.tolist(), plen.tolist(),
-             (((w >> 16) << 16) | (word(at + 4) >> 16)).tolist(), (w & 0xFFFF).tolist(),
+             (((w4 & 0xFFFF) << 32) | ((w >> 16) << 16) | (w4 >> 16)).tolist(),
+             (w & 0xFFFF).tolist(),
              word(at + 8).tolist(), word(at + 12).tolist()),
             list(zip(src[first].tolist(), dst[first].tolist())), pay)
 

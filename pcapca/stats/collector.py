@@ -15,6 +15,10 @@ errors, beacons and IOC restarts. Nothing is kept per message except
 * with ``--plot``, a binned timeline (at most ``MAX_BINS`` bins, coarsened
   as the capture grows).
 
+Every table per name, server, client or beacon server holds at most
+``MAX_ROWS`` rows: past that, the half with the lowest counts is folded into
+a total (``not_kept`` in the report; see docs/stats.md, "Bounds").
+
 Usage from Python::
 
     from pcapca.stats import collect
@@ -43,6 +47,8 @@ RESERVOIR_SIZE = 10_000      # latency samples kept per PV/server and kind
 MAX_CLIENTS_LISTED = 1_000   # clients kept per searched name / per conflicting server
 MAX_ERRORS = 10_000          # error entries kept (all are counted)
 MAX_CIRCUITS_KEPT = 100_000  # closed circuits kept for the report (the rest are summed)
+MAX_ROWS = 50_000            # rows per table of names/servers/clients/beacon servers (see _fold)
+MAX_HOST_PORTS = 256         # server ports kept per beacon host (other_ports_of_host)
 BEACON_COPY_NS = 250 * 10**6  # the same beacon id of a server again within this: a copy
 MAX_BINS = 20_000            # timeline bins kept (--plot); coarsened x10 beyond
 FIRST_BIN_NS = 10 * 10**6    # timeline resolution to start with (10 ms)
@@ -62,6 +68,16 @@ _ANSWER_ID = {"ReadNotifyResponse": "ioid", "ReadResponse": "ioid", "WriteNotify
               "EventAddResponse": "subscriptionid", "EventCancelResponse": "subscriptionid",
               "CreateChanResponse": "cid", "CreateChFailResponse": "cid", "ErrorResponse": None,
               "EchoResponse": "echo"}
+# The tables _fold bounds: report name -> (what their weight counts, the
+# weight of a row, by which the rows with the lowest are dropped first)
+_FOLDED = {
+    "searched_names": ("searches", lambda s: s.searches),
+    "answers": ("search_replies", lambda servers: sum(a.replies for a in servers.values())),
+    "servers": ("messages_and_search_replies", lambda s: s.messages + s.search_replies),
+    "clients": ("messages", lambda c: c.messages),
+    "pvs": ("messages", lambda p: p.messages),
+    "beacons": ("beacons", lambda b: b.count),
+}
 _TIMELINE_KIND = {
     "SearchRequest": "search", "SearchResponse": "search reply", "NotFoundResponse": "search reply",
     "ReadNotifyRequest": "read", "ReadNotifyResponse": "read", "ReadRequest": "read",
@@ -299,6 +315,17 @@ class BeaconServer:
         self.prev_ts = None
 
 
+def _fold(table: dict, weight: Callable, folded: list) -> None:
+    """Make room in a table of MAX_ROWS rows (a heavy-hitters bound): drop
+    the half with the lowest ``weight`` (the oldest first among equals) and
+    add to ``folded`` [rows dropped, their summed weight]. One sort per
+    MAX_ROWS / 2 new rows."""
+    order = sorted(table, key=lambda k: weight(table[k]))    # (stable: oldest first)
+    for k in order[:len(table) - MAX_ROWS // 2]:
+        folded[0] += 1
+        folded[1] += weight(table.pop(k))
+
+
 def _add_bounded(d: dict, key, limit: int) -> bool:
     """Add ``key`` to the ordered set ``d`` if there is room; True if new."""
     if key in d:
@@ -316,7 +343,7 @@ class Timeline:
         self.width = FIRST_BIN_NS
         self.bins: Dict[int, List[int]] = {}
         self.pending: Dict[str, Dict[int, int]] = {}   # name -> bin -> searches not answered (yet)
-        self.answered_names: set = set()
+        self.answered_names: Dict[str, None] = {}   # (ordered: the oldest are forgotten first)
 
     def add(self, ts: int, kind: int) -> None:
         idx = ts // self.width
@@ -335,13 +362,28 @@ class Timeline:
             return
         bins = self.pending.get(name)
         if bins is None:
+            if len(self.pending) >= MAX_ROWS:
+                self._fold_pending()
             bins = self.pending[name] = {}
         idx = ts // self.width
         bins[idx] = bins.get(idx, 0) + 1
 
     def answered(self, name: str) -> None:
-        self.answered_names.add(name)
+        if name not in self.answered_names:
+            if len(self.answered_names) >= MAX_ROWS:    # (a name forgotten counts again)
+                for old in list(self.answered_names)[:MAX_ROWS // 2]:
+                    del self.answered_names[old]
+            self.answered_names[name] = None
         self.pending.pop(name, None)
+
+    def _fold_pending(self) -> None:
+        """Past MAX_ROWS names: the searches of the oldest half are summed
+        under None, as never answered (even if the name is answered later)."""
+        other = self.pending.pop(None, {})
+        for name in list(self.pending)[:MAX_ROWS // 2]:
+            for idx, n in self.pending.pop(name).items():
+                other[idx] = other.get(idx, 0) + n
+        self.pending[None] = other
 
     def _coarsen(self) -> None:
         self.width *= 10
@@ -409,6 +451,8 @@ class StatsCollector:
         self.subscriptions_total = 0
         self.beacons: Dict[Tuple[str, int], BeaconServer] = {}
         self.beacon_hosts: Dict[str, Dict[int, int]] = {}  # ip -> server port -> first ts
+        # rows dropped by _fold, per table: [rows, their summed weight]
+        self.folded = {table: [0, 0] for table in _FOLDED}
         self.problems = 0
         self.offsets_in = ""           # what the current file's problem offsets count
         self.timeline = Timeline() if timeline else None
@@ -483,18 +527,24 @@ class StatsCollector:
     def _pv(self, name: str) -> PVStats:
         s = self.pvs.get(name)
         if s is None:
+            if len(self.pvs) >= MAX_ROWS:
+                _fold(self.pvs, _FOLDED["pvs"][1], self.folded["pvs"])
             s = self.pvs[name] = PVStats(self.rng)
         return s
 
     def _server(self, key) -> ServerStats:
         s = self.servers.get(key)
         if s is None:
+            if len(self.servers) >= MAX_ROWS:
+                _fold(self.servers, _FOLDED["servers"][1], self.folded["servers"])
             s = self.servers[key] = ServerStats(self.rng)
         return s
 
     def _client(self, ip: str) -> ClientStats:
         s = self.clients.get(ip)
         if s is None:
+            if len(self.clients) >= MAX_ROWS:
+                _fold(self.clients, _FOLDED["clients"][1], self.folded["clients"])
             s = self.clients[ip] = ClientStats()
         return s
 
@@ -693,6 +743,9 @@ class StatsCollector:
         if old is not None:
             self._subscription_ended(old, "its id was used again", record.ts)
         subs[sid] = SubStats(record, circuit, self.current_file)
+        if len(subs) > MAX_PENDING:         # (memory stays bounded)
+            for k in list(subs)[:len(subs) // 2]:
+                self._subscription_ended(subs.pop(k), f"over {MAX_PENDING} live", record.ts)
 
     def _subscription_ended(self, sub: SubStats, until: str, end: Optional[int]) -> None:
         self.subscriptions_total += 1
@@ -744,6 +797,9 @@ class StatsCollector:
     def _search(self, record, name: str, ts: int) -> None:
         s = self.searched.get(name)
         if s is None:
+            if len(self.searched) >= MAX_ROWS:
+                _fold(self.searched, _FOLDED["searched_names"][1],
+                      self.folded["searched_names"])
             s = self.searched[name] = SearchedName(ts)
         s.searches += 1
         if ts < s.first:
@@ -783,9 +839,14 @@ class StatsCollector:
             s.answered += 1
         servers = self.answers.get(pv_name)
         if servers is None:
+            if len(self.answers) >= MAX_ROWS:
+                _fold(self.answers, _FOLDED["answers"][1], self.folded["answers"])
             servers = self.answers[pv_name] = {}
         a = servers.get(server_key)
-        if a is None:
+        if a is None and len(servers) >= MAX_CLIENTS_LISTED:   # (servers kept per name)
+            self.folded["answers"][1] += 1
+            a = Answer(ts)                  # (counted, not kept)
+        elif a is None:
             a = servers[server_key] = Answer(ts)
         a.replies += 1
         a.first = min(a.first, ts)
@@ -858,9 +919,12 @@ class StatsCollector:
         key = (ip, cmd.server_port)
         b = self.beacons.get(key)
         if b is None:
+            if len(self.beacons) >= MAX_ROWS:
+                self._fold_beacons()
             b = self.beacons[key] = BeaconServer(ts, self.rng)
             ports = self.beacon_hosts.setdefault(ip, {})
-            ports.setdefault(cmd.server_port, ts)
+            if len(ports) < MAX_HOST_PORTS:
+                ports.setdefault(cmd.server_port, ts)
         bid = cmd.beacon_id
         for rid, rts in b.recent:
             if rid == bid and ts - rts <= BEACON_COPY_NS:
@@ -883,6 +947,16 @@ class StatsCollector:
         b.prev_ts = ts
         b.last_id = bid
         b.last = ts
+
+    def _fold_beacons(self) -> None:
+        """_fold for the beacon servers; the hosts' ports follow the rows kept."""
+        _fold(self.beacons, _FOLDED["beacons"][1], self.folded["beacons"])
+        hosts = self.beacon_hosts
+        self.beacon_hosts = {}
+        for ip, port in self.beacons:
+            first = hosts[ip].get(port)
+            if first is not None:
+                self.beacon_hosts.setdefault(ip, {})[port] = first
 
     # ---------------------------------------------------------------- circuits
     def _circuit_closed(self, key, lost=(0, 0), stalls=(None, None), ended_by=None) -> None:
@@ -955,7 +1029,7 @@ class StatsCollector:
             "search_replies_without_request": self.unnamed_replies,
             "by_command": dict(sorted(self.by_command.items(), key=lambda kv: (-kv[1], kv[0]))),
         }
-        return {
+        out = {
             "capture": capture,
             "unanswered_searches": self._unanswered(),
             "unanswered_requests": self._unanswered_requests(),
@@ -973,6 +1047,18 @@ class StatsCollector:
             "errors_total": self.errors_total,
             "beacons": self._beacons(),
         }
+        not_kept = self._not_kept()
+        if not_kept:                        # (a bound was reached: see _fold)
+            out["not_kept"] = not_kept
+        return out
+
+    def _not_kept(self) -> dict:
+        """Per table that reached its bound: the rows dropped and what they counted."""
+        out = {table: {"rows": rows, _FOLDED[table][0]: total}
+               for table, (rows, total) in self.folded.items() if rows or total}
+        if self.closed_dropped:
+            out["circuits"] = {"rows": self.closed_dropped}
+        return out
 
     def _unanswered(self) -> List[dict]:
         out = []

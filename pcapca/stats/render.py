@@ -6,7 +6,7 @@ import os
 from typing import Callable, List, Optional, Sequence
 
 from ..errors import PlotUnavailable
-from ..output.formatting import printable
+from ..escape import printable
 from ..times import utc
 from .collector import TIMELINE_KINDS, Timeline
 
@@ -97,6 +97,16 @@ def _section(out: List[str], title: str, items: list, top: int, headers: Sequenc
     _more(out, hidden)
 
 
+def _not_kept(out: List[str], report: dict, table: str, noun: str) -> None:
+    """The line under a section whose table reached its bound (stats._fold)."""
+    entry = report.get("not_kept", {}).get(table)
+    if entry:
+        what = "".join(f" ({v} {k.replace('_', ' ')} not in the rows)"
+                       for k, v in entry.items() if k != "rows")
+        plural = "" if entry["rows"] == 1 else "s"
+        out.append(f"  ... and {entry['rows']} more {noun}{plural} not kept{what}")
+
+
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
@@ -142,6 +152,7 @@ def render_text(report: dict, top: int = 20) -> str:
                          None if e["rate_per_s"] is None else f"{e['rate_per_s']:.3f}",
                          e["not_found"]]],
              right=[False, True, False, False, False, True, True])
+    _not_kept(out, report, "searched_names", "searched name")
 
     # -------------------------------------------------------------- unanswered requests
     ur = report["unanswered_requests"]
@@ -181,6 +192,7 @@ def render_text(report: dict, top: int = 20) -> str:
                          _clients(s["clients"], len(s["clients"]))]
                         for i, s in enumerate(e["servers"])],
              right=[False, False, True, False, False, False])
+    _not_kept(out, report, "answers", "answered name")
 
     # -------------------------------------------------------------- circuits
     circuits = report["circuits"]
@@ -198,6 +210,7 @@ def render_text(report: dict, top: int = 20) -> str:
                          c["bytes_to_server"], c["bytes_to_client"]]],
              right=[True, False, False, False, False, False, False, False,
                     True, True, True, True, True], notes=_not_captured)
+    _not_kept(out, report, "circuits", "closed circuit")
 
     # -------------------------------------------------------------- flow control
     fc = sorted(report.get("flow_control", []), key=lambda c: (
@@ -225,6 +238,7 @@ def render_text(report: dict, top: int = 20) -> str:
              lambda s: [[s["server"], s["circuits"], s["channels"], s["messages"], s["bytes"],
                          s["search_replies"], s["errors"]] + _latencies(s)],
              right=[False] + [True] * 10)
+    _not_kept(out, report, "servers", "server")
 
     # -------------------------------------------------------------- clients
     clients = report["clients"]
@@ -233,6 +247,7 @@ def render_text(report: dict, top: int = 20) -> str:
              lambda c: [[c["client"], ",".join(c["hosts"]) or None, ",".join(c["users"]) or None,
                          c["circuits"], c["searches"], c["messages"], c["bytes"]]],
              right=[False, False, False, True, True, True, True])
+    _not_kept(out, report, "clients", "client")
 
     # -------------------------------------------------------------- PVs
     pvs = report["pvs"]
@@ -243,6 +258,7 @@ def render_text(report: dict, top: int = 20) -> str:
                          p["writes"], p["puts_notify"], p["subscriptions"], p["updates"],
                          p["errors"]] + _latencies(p)],
              right=[False] + [True] * 13)
+    _not_kept(out, report, "pvs", "PV")
 
     # -------------------------------------------------------------- errors
     errors = report["errors"]
@@ -268,6 +284,7 @@ def render_text(report: dict, top: int = 20) -> str:
                              f"{b['interval'][k]:.3f}" for k in ("median", "min", "max")),
                          len(b["restarts"])]],
              right=[False, True, True, False, False, False, True, True])
+    _not_kept(out, report, "beacons", "beacon server")
     if beacons:
         for b in beacons:
             for r in b["restarts"]:
