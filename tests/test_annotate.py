@@ -89,15 +89,19 @@ def test_pv_prefix_is_the_name_up_to_its_nul(tshark, tmp_path):
     out = tmp_path / "stalenames.pcapng"
     run_cli("annotate", fixture("stalenames.pcap"), out, "-q", check=0)
     comments = {n: f[2] for n, f in frames(tshark, out).items() if f[2]}
+    tag = " [pcapca/1 role={} cmd={}{}]".format
     assert comments == {
-        1: ["VersionRequest(priority=0, version=8)",
-            "FIX:dbl SearchRequest(name='FIX:dbl\\x00:GUN', cid=1, version=8, reply=5)"],
-        5: ["VersionRequest(priority=0, version=8)",
-            "HostNameRequest(name='fixture-host\\x00old')",
-            "ClientNameRequest(name='fixture\\x00old')"],
-        7: ["VersionResponse(version=13)"],
-        9: ["FIX:dbl CreateChanRequest(name='FIX:dbl\\x00:GUN', cid=0, version=8)"],
-        10: ["FIX:dbl CreateChFailResponse(cid=0)"]}
+        1: ["VersionRequest(priority=0, version=8)" + tag("client", "VersionRequest", ""),
+            "FIX:dbl SearchRequest(name='FIX:dbl\\x00:GUN', cid=1, version=8, reply=5)"
+            + tag("client", "SearchRequest", " pv=FIX:dbl")],
+        5: ["VersionRequest(priority=0, version=8)" + tag("client", "VersionRequest", ""),
+            "HostNameRequest(name='fixture-host\\x00old')" + tag("client", "HostNameRequest", ""),
+            "ClientNameRequest(name='fixture\\x00old')" + tag("client", "ClientNameRequest", "")],
+        7: ["VersionResponse(version=13)" + tag("server", "VersionResponse", "")],
+        9: ["FIX:dbl CreateChanRequest(name='FIX:dbl\\x00:GUN', cid=0, version=8)"
+            + tag("client", "CreateChanRequest", " pv=FIX:dbl")],
+        10: ["FIX:dbl CreateChFailResponse(cid=0)"
+             + tag("server", "CreateChFailResponse", " pv=FIX:dbl req=9 lat=0.000839")]}
 
 
 def test_wireshark_filter_finds_every_packet_about_a_pv(tshark, tmp_path):
