@@ -56,7 +56,7 @@ def reference(path):
 
 def decoded(paths, problems):
     """pcapca's messages of a capture, or of a set read as one."""
-    from pcapca.capture.sets import Files
+    from pcapca.capture.sets import FileFrames as Files
     from pcapca.items import Problem
     from pcapca.pipeline import decode_files
     from pcapca.capture.progress import open_with_progress

@@ -226,7 +226,7 @@ def _probe_all(paths: List[str]) -> None:
 
 
 def cmd_print(args) -> int:
-    from ..capture.sets import Files
+    from ..capture.sets import FileFrames as Files
     from ..pipeline import anchor_of, decode_captures
     if args.json and args.format:
         raise UsageError("--json and --format cannot be used together")

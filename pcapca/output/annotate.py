@@ -19,8 +19,8 @@ import tempfile
 from typing import Callable, List
 
 from ..ca.records import Decoded
-from ..capture.pcapng import PcapngWriter
-from ..capture.sets import Files, probe_all
+from ..capture.pcapng_write import PcapngWriter
+from ..capture.sets import FileFrames as Files, probe_all
 from ..errors import OutputError, UsageError
 from ..items import Passthrough, Problem
 from ..pipeline import anchor_of, decode_captures
