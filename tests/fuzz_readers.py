@@ -181,11 +181,11 @@ def _as_set(data: bytes) -> None:
     """The bytes read twice as a set of two captures (pcapca.capture.sets):
     every item of an expected kind, every problem named by its file with a
     frame of that file, every record's frame in the numbering across both."""
-    from pcapca.capture.sets import FileFrames as Files
+    from pcapca.capture.sets import FileFrames
     from pcapca.pipeline import decode_files
     from pcapca.capture.progress import Progress
     from pcapca.capture.sources import ByteSource
-    files = Files(["one", "two"])
+    files = FileFrames(["one", "two"])
     where = Template("{file}:{file_frame}", files)
     frames = []
     for item in decode_files(files, opener=lambda p: Progress(ByteSource(io.BytesIO(data), p),

@@ -226,7 +226,7 @@ def _probe_all(paths: List[str]) -> None:
 
 
 def cmd_print(args) -> int:
-    from ..capture.sets import FileFrames as Files
+    from ..capture.sets import FileFrames
     from ..pipeline import anchor_of, decode_captures
     if args.json and args.format:
         raise UsageError("--json and --format cannot be used together")
@@ -234,7 +234,7 @@ def cmd_print(args) -> int:
     if several:
         _probe_all(args.captures)
     apply_config(args)
-    files = Files(args.captures)
+    files = FileFrames(args.captures)
     template = None if args.json else Template(args.format or DEFAULT_FORMAT, files)
     decoder = _decoder(args)
     bars = args.progress and not args.quiet

@@ -20,7 +20,7 @@ from typing import Callable, List
 
 from ..ca.records import Decoded
 from ..capture.pcapng_write import PcapngWriter
-from ..capture.sets import FileFrames as Files, probe_all
+from ..capture.sets import FileFrames, probe_all
 from ..errors import OutputError, UsageError
 from ..items import Passthrough, Problem
 from ..pipeline import anchor_of, decode_captures
@@ -229,7 +229,7 @@ def annotate(args, *, decoder, report: Callable[[Problem], None]) -> int:
     written, annotated, to its own file in the output directory."""
     inputs = list(args.inputs)
     destinations = _destinations(inputs, args.output)
-    files = Files(inputs)
+    files = FileFrames(inputs)
     comment = (Template(args.comment, files) if getattr(args, "comment", None)
                else default_comment)
     if comment is default_comment and files.several:
