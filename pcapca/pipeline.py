@@ -12,7 +12,7 @@ from .ca.circuits import Decoder
 from .ca.records import Decoded, Record
 from .capture.progress import open_with_progress
 from .capture.reader import label_offsets, offsets_in, read_capture
-from .capture.sets import Files, probe_all, read_captures
+from .capture.sets import FileFrames, probe_all, read_captures
 from .capture.sources import ByteSource, open_source
 from .fast.skim import Skimmer
 from .items import Packet, Problem
@@ -78,7 +78,7 @@ def decode(source, *, decoder: Optional[Decoder] = None,
     return label_offsets(stream, offsets) if offsets else stream
 
 
-def decode_files(files: Files, *, opener: Callable, decoder: Optional[Decoder] = None,
+def decode_files(files: FileFrames, *, opener: Callable, decoder: Optional[Decoder] = None,
                  tracker: Optional[ChannelTracker] = None, strict: bool = False,
                  drops: Optional[Callable] = None, anchor: Optional[Callable] = None,
                  tap: Optional[Callable] = None) -> Iterator:
@@ -89,11 +89,11 @@ def decode_files(files: Files, *, opener: Callable, decoder: Optional[Decoder] =
     for item in stream:
         if item.__class__ is Problem:
             # (the decoder's: it knows the frame, not the file)
-            item = files.label(item, len(files.starts) - 1)
+            item = files.label(item, files.current)
         yield item
 
 
-def decode_captures(files: Files, *, bars: bool, decoder: Optional[Decoder] = None,
+def decode_captures(files: FileFrames, *, bars: bool, decoder: Optional[Decoder] = None,
                     strict: bool = False, drops: Optional[Callable] = None,
                     anchor: Optional[Callable] = None, tracker: Optional[ChannelTracker] = None,
                     tap: Optional[Callable] = None, opener: Optional[Callable] = None):
@@ -129,7 +129,7 @@ def read(source, *, on_problem: Optional[Callable[[Problem], None]] = None,
     Problems (damaged file, junk on CA ports) go to ``on_problem``.
     """
     if isinstance(source, (list, tuple)):
-        files = Files(source)
+        files = FileFrames(source)
         probe_all(files.paths)          # (an unreadable file raises before any record)
         items = decode_captures(files, bars=False, decoder=decoder)[0]
     else:

@@ -56,12 +56,12 @@ def reference(path):
 
 def decoded(paths, problems):
     """pcapca's messages of a capture, or of a set read as one."""
-    from pcapca.capture.sets import Files
+    from pcapca.capture.sets import FileFrames
     from pcapca.items import Problem
     from pcapca.pipeline import decode_files
     from pcapca.capture.progress import open_with_progress
     from pcapca.ca.records import Decoded
-    items = decode_files(Files(paths), opener=lambda p: open_with_progress(p, enabled=False))
+    items = decode_files(FileFrames(paths), opener=lambda p: open_with_progress(p, enabled=False))
     out = []
     for item in items:
         if item.__class__ is Decoded:

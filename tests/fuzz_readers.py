@@ -67,7 +67,8 @@ if atheris is not None:
     # coverage feedback for libFuzzer: instrument pcapca's own modules
     with atheris.instrument_imports(include=["pcapca"]):
         import pcapca.pipeline  # noqa: F401
-        import pcapca.capture.pcapng  # noqa: F401
+        import pcapca.capture.pcapng_read  # noqa: F401
+        import pcapca.capture.pcapng_write  # noqa: F401
         import pcapca.stats.collector  # noqa: F401
         import pcapca.stats.render  # noqa: F401
 
@@ -75,7 +76,8 @@ import pcapca.output.formatting  # noqa: E402
 import pcapca.fast.skim  # noqa: E402
 from pcapca.capture.reader import CaptureFormatError  # noqa: E402
 from pcapca.ca.circuits import Decoder  # noqa: E402
-import pcapca.capture.pcapng  # noqa: E402
+import pcapca.capture.bulk  # noqa: E402
+import pcapca.capture.pcapng_blocks  # noqa: E402
 from pcapca.filters import Filter  # noqa: E402
 from pcapca.items import CircuitClosed, Passthrough, Problem  # noqa: E402
 from pcapca.output.comments import default_comment  # noqa: E402
@@ -90,12 +92,12 @@ from pcapca.stats.render import render_text  # noqa: E402
 _KINDS = (Decoded, Passthrough, Problem, CircuitClosed)
 # The filtered print's shortcut (pcapca.fast.skim) must not change what a filter
 # keeps: each input is also decoded with and without it.
-pcapca.fast.skim.MIN_RECORDS = 1          # (fuzz inputs are short)
+pcapca.capture.bulk.MIN_RECORDS = 1       # (fuzz inputs are short)
 # the bounds of docs/troubleshooting.md#bounds, lowered so that short inputs
 # reach them: bytes buffered over all circuits (with _filtered's --max-message),
 # interfaces per pcapng section (twoif.pcapng has 2), problem lines shown
 pcapca.ca.circuits.MAX_BUFFERED = 1024
-pcapca.capture.pcapng.MAX_INTERFACES = 2
+pcapca.capture.pcapng_blocks.MAX_INTERFACES = 2
 pcapca.ca.circuits.SHOWN_PER_KIND = 3
 FUZZ_MAX_MESSAGE = 2048
 _FILTER = Filter.build(pv=["FIX:dbl", "CORPUS:dbl"])
@@ -179,11 +181,11 @@ def _as_set(data: bytes) -> None:
     """The bytes read twice as a set of two captures (pcapca.capture.sets):
     every item of an expected kind, every problem named by its file with a
     frame of that file, every record's frame in the numbering across both."""
-    from pcapca.capture.sets import Files
+    from pcapca.capture.sets import FileFrames
     from pcapca.pipeline import decode_files
     from pcapca.capture.progress import Progress
     from pcapca.capture.sources import ByteSource
-    files = Files(["one", "two"])
+    files = FileFrames(["one", "two"])
     where = Template("{file}:{file_frame}", files)
     frames = []
     for item in decode_files(files, opener=lambda p: Progress(ByteSource(io.BytesIO(data), p),

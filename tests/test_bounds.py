@@ -12,7 +12,8 @@ import pytest
 
 from tests.conftest import ROOT, fixture
 from pcapca.ca import circuits as decoder_mod
-from pcapca.capture import pcapng as pcapng_io
+from pcapca.capture import pcapng_blocks as pcapng_io
+from pcapca.capture.pcapng_write import PcapngWriter
 from pcapca.cli import main as cli
 from pcapca.ca.circuits import Decoder
 from pcapca.items import Passthrough, Problem
@@ -261,7 +262,7 @@ def test_interfaces_kept_per_section_are_bounded(monkeypatch, tmp_path, capsys):
                    f"offset {at}: its section has over 3 interfaces; the packets of this one "
                    f"and those after it are copied, not decoded"]
     assert main(capsys, "annotate", "-q", path, tmp_path / "o.pcapng")[0] == 1
-    writer = pcapng_io.PcapngWriter(io.BytesIO())
+    writer = PcapngWriter(io.BytesIO())
     for item in decode(d):
         if item.__class__ is Passthrough:
             writer.write_passthrough(item)

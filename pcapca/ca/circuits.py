@@ -131,6 +131,20 @@ class Circuit:
         a, b = (self.client, self.server) if from_client else (self.server, self.client)
         return f"{a[0]}:{a[1]}->{b[0]}:{b[1]}"
 
+    # (fast.skim: one call per packet it accounts for, changing what
+    # Decoder._tcp and StreamDecoder.feed would have changed)
+    def skimmed_ack(self, ts: int) -> None:
+        """A packet without data."""
+        self.last_ts = ts
+
+    def skimmed_data(self, ts: int, half: HalfStream, stream: StreamDecoder, end: int) -> None:
+        """A packet of whole messages that the filter drops, in the direction
+        of ``half`` and ``stream`` (``halves[side]``, ``decoders[side]``);
+        ``end``: the sequence number after it."""
+        self.last_ts = ts
+        half.next_seq = end
+        stream.fresh = stream.partial = False
+
 
 class Decoder:
     def __init__(self, *, max_message: int = DEFAULT_MAX_MESSAGE,
@@ -157,6 +171,26 @@ class Decoder:
     def finds_duplicates(self) -> bool:
         """Is every packet compared with those before it (several interfaces)?"""
         return self._interfaces > 1
+
+    # ------------------------------------------------------------------ for fast.skim
+    def ca_direction(self, key: tuple) -> Optional[tuple]:
+        """(circuit, side: 0 from its client, 1 from its server) of the TCP
+        packets with this (src, sport, dst, dport), if the circuit is known to
+        carry CA; else None. Valid while ``generation`` stays the same."""
+        circuit = self.circuits.get(key)
+        if circuit is None or circuit.is_ca is not True:
+            return None            # (when it learns that it is CA, generation changes)
+        return circuit, 0 if (key[1] == circuit.client[1] and key[0] == circuit.client[0]) else 1
+
+    def skim_room(self) -> int:
+        """How many packets fast.skim may account for before the next one
+        ``run`` must get: the one after which it looks for idle circuits."""
+        return EVICT_EVERY - 1 - self.stats.packets % EVICT_EVERY
+
+    def skimmed(self, packets: int, messages: int) -> None:
+        """Count the packets and messages fast.skim accounted for."""
+        self.stats.packets += packets
+        self.stats.messages += messages
 
     # ------------------------------------------------------------------ API
     def run(self, items: Iterable[Union[Packet, Passthrough, Problem]]

@@ -213,8 +213,8 @@ class StreamDecoder:
     or None when it is to be built later (``build_later``). A message larger
     than ``max_message`` is skipped without buffering it.
     """
-    # (pcapca.skim reads synced/buf/skip and sets fresh/partial as feed does
-    # after whole messages: keep it in step with feed)
+    # (fast.skim reads synced/buf/skip, and Circuit.skimmed_data sets
+    # fresh/partial as feed does after whole messages: keep them in step)
     __slots__ = ("role", "buf", "synced", "skip", "max_message", "partial", "commands",
                  "when", "later", "fresh")
 

@@ -8,11 +8,14 @@ keeps integer nanoseconds and reports damage with its byte offset.
 from __future__ import annotations
 
 import struct
-from typing import Iterator, Union
+from typing import Iterator, Optional, Union
 
+import numpy as np
 from dpkt import pcap as dpkt_pcap
 
 from ..items import Interface, Packet, Problem
+from . import bulk
+from .bulk import Skim
 from .sources import ByteSource
 
 FILE_HEADER_SIZE = 24
@@ -38,11 +41,11 @@ def is_pcap(magic: bytes) -> bool:
 
 
 def read_pcap(src: ByteSource, *, first_frame: int = 1, strict: bool = False,
-              skim=None) -> Iterator[Union[Packet, Problem]]:
+              skim: Optional[Skim] = None) -> Iterator[Union[Packet, Problem]]:
     """Packets of a legacy pcap; after a corrupt record, reading resumes at
-    the next plausible one (``strict``: it stops there). ``skim``: a
-    ``pcapca.skim.Skimmer`` that may account for packets itself; they are
-    then not yielded."""
+    the next plausible one (``strict``: it stops there). ``skim``: the
+    filtered print's shortcut (``bulk.Skim``), which may account for packets
+    itself; they are then not yielded."""
     head = src.read(FILE_HEADER_SIZE)
     if len(head) < FILE_HEADER_SIZE:
         yield Problem(f"pcap file header is truncated: {len(head)} of {FILE_HEADER_SIZE} bytes",
@@ -81,7 +84,7 @@ def read_pcap(src: ByteSource, *, first_frame: int = 1, strict: bool = False,
 
     while True:
         if skim is not None and src.offset_of(pos) >= skim_after:
-            # the run of good records in the window, in bulk (see pcapca.skim)
+            # the run of good records in the window, in bulk (see bulk.Skim)
             run, stop = _good_run(buf, pos, end, record, limit, tsresol, prev_sec)
             if run is None:
                 skim_after = src.offset_of(stop)
@@ -154,14 +157,12 @@ def _good_run(buf, pos: int, end: int, record: struct.Struct, limit: int, tsreso
     secs, timestamps in ns) as lists, or None when there are too few to be
     worth it; ``stop`` is where the records stop being taken (with a run)
     or where to try again (without)."""
-    import numpy as np
-
-    from ..fast.skim import MAX_RUN, MIN_RECORDS
+    min_records, max_run = bulk.MIN_RECORDS, bulk.MAX_RUN
     offsets = []
     append = offsets.append
     count = 0
     unpack_from = record.unpack_from
-    while end - pos >= RECORD_SIZE and count < MAX_RUN:
+    while end - pos >= RECORD_SIZE and count < max_run:
         caplen = unpack_from(buf, pos)[2]
         stop = pos + RECORD_SIZE + caplen
         if not caplen or caplen > limit or stop > end:
@@ -169,7 +170,7 @@ def _good_run(buf, pos: int, end: int, record: struct.Struct, limit: int, tsreso
         append(pos)
         pos = stop
         count += 1
-    if count < MIN_RECORDS:
+    if count < min_records:
         return None, pos
     a = np.frombuffer(buf, dtype=np.uint8)
     heads = a[np.asarray(offsets, dtype=np.int64)[:, None] + np.arange(RECORD_SIZE)]
@@ -181,7 +182,7 @@ def _good_run(buf, pos: int, end: int, record: struct.Struct, limit: int, tsreso
            | (np.abs(sec - before) >= WEEK))
     if bad.any():
         count = int(bad.argmax())
-        if count < MIN_RECORDS:
+        if count < min_records:
             return None, pos             # (not again before what was looked at)
         pos = offsets[count]
         del offsets[count:]

@@ -13,7 +13,7 @@ from ..errors import CaptureFormatError
 from ..items import Packet, Passthrough, Problem
 from .gunzip import GZIP_MAGIC, Gunzip, is_gzip
 from .pcap import MAGICS as PCAP_MAGICS, is_pcap, read_pcap
-from .pcapng import read_pcapng
+from .pcapng_read import read_pcapng
 from .sources import ByteSource, open_source
 
 PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
@@ -112,9 +112,9 @@ def read_capture(source: Union[str, os.PathLike, BinaryIO, ByteSource], *, stric
     ``Passthrough``), with ``Problem`` items where the file is damaged.
 
     Raises CaptureFormatError (before yielding anything) if it is not a
-    capture file at all, and OSError if it cannot be opened. ``skim``: see
-    ``pcapca.skim``; ``first_frame``: the number of its first packet (see
-    ``pcapca.capture_set``)."""
+    capture file at all, and OSError if it cannot be opened. ``skim``: the
+    filtered print's shortcut (``bulk.Skim``) or None; ``first_frame``: the
+    number of its first packet (see ``capture.sets``)."""
     src = source if isinstance(source, ByteSource) else open_source(source)
     kind = detect(src)
     if kind == "gzip":

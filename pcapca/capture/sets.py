@@ -9,7 +9,7 @@ see one stream of packets.
 
 Frames are numbered across the files, as ``mergecap -a`` would number the
 packets of the files joined in this order (so ``{frame}`` and
-``{request_frame}`` name one packet each); ``Files`` says in which file a
+``{request_frame}`` name one packet each); ``FileFrames`` says in which file a
 frame is and what its number is there, which is what Wireshark shows when
 that file is opened (``{file}``, ``{file_frame}``). Problems name their file
 and count frames and byte offsets from its start, as ``pcapca stats`` does.
@@ -20,22 +20,40 @@ import bisect
 import dataclasses
 import os
 import stat
-from typing import Callable, Iterator, List, Sequence, Tuple
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 from ..items import Packet, Problem
 from ..times import iso
+from .bulk import Skim
 from .reader import labelled, offsets_in, probe, read_capture
 from .sources import ByteSource
 
 
-class Files:
-    """Where each file's frames start in the numbering across the files."""
+@dataclasses.dataclass
+class FileSummary:
+    """One file of a set as read: its packets (those the shortcut skipped
+    included) and the time stamps of its first and last packet yielded."""
+    path: str
+    packets: int = 0
+    first: Optional[int] = None
+    last: Optional[int] = None
+
+
+class FileFrames:
+    """Where each file's frames start in the numbering across the files, and
+    what was read of each (``read_captures`` fills it as it reads)."""
 
     def __init__(self, paths: Sequence[str]):
         self.paths = [str(p) for p in paths]
         self.starts: List[int] = [1]        # first frame of each file read so far
         self.offsets: List[str] = []        # what each file's byte offsets count
+        self.summaries: List[FileSummary] = []   # of each file read so far
         self.several = len(self.paths) > 1
+
+    @property
+    def current(self) -> int:
+        """The index of the file being read (the last one begun)."""
+        return len(self.starts) - 1
 
     def index(self, frame: int) -> int:
         return bisect.bisect_right(self.starts, frame) - 1 if self.several else 0
@@ -55,8 +73,11 @@ class Files:
     def label(self, problem: Problem, current: int) -> Problem:
         """``problem`` told in the terms of one file: its path, its frame
         number there. A problem with a frame is in that frame's file, one
-        without (a reader's count of lost packets) in file ``current``."""
-        if not self.several or problem.source:
+        without (a reader's count of lost packets) in file ``current``.
+        (Of a single file: only what its byte offsets count.)"""
+        if not self.several:
+            return labelled(problem, self.offsets[0]) if self.offsets else problem
+        if problem.source:
             return problem
         i = current if problem.frame is None else self.index(problem.frame)
         frame = None if problem.frame is None else problem.frame - self.starts[i] + 1
@@ -76,12 +97,13 @@ def probe_all(paths: Sequence[str]) -> None:
             probe(ByteSource(f, path))
 
 
-def read_captures(files: Files, *, opener: Callable, strict: bool = False,
-                  skim=None) -> Iterator:
+def read_captures(files: FileFrames, *, opener: Callable, strict: bool = False,
+                  skim: Optional[Skim] = None) -> Iterator:
     """The items of ``files``' captures in order, frames numbered across them
-    (``files.starts`` grows as each file begins), problems labelled with
-    their file (``Files.label``). ``opener(path)``: a
-    ``pcapca.progress.Progress`` for the file (its bar moves per packet)."""
+    (``files.starts`` grows as each file begins, ``files.summaries`` as each
+    ends), problems labelled with their file (``FileFrames.label``).
+    ``opener(path)``: a ``capture.progress.Progress`` for the file (its bar
+    moves per packet); ``skim``: the filtered print's shortcut, or None."""
     frame = 1
     last = None                 # (time stamp, path) of the latest packet of the files before
     for i, path in enumerate(files.paths):
@@ -94,24 +116,34 @@ def read_captures(files: Files, *, opener: Callable, strict: bool = False,
         skipped = skim.skipped if skim is not None else 0
         taken = 0
         latest = None
-        for item in read_capture(src, strict=strict, skim=skim, first_frame=frame):
-            cls = item.__class__
-            if cls is Packet:
-                if not taken and last is not None and item.ts < last[0]:
-                    yield files.label(_out_of_order(item, last), i)
-                taken += 1
-                if latest is None or item.ts > latest:
-                    latest = item.ts
-                if tick is not None:
-                    tick()
-            elif cls is Problem:
-                item = files.label(item, i)
-            yield item
+        summary = FileSummary(path)
+        files.summaries.append(summary)
+        ts = None
+        try:
+            for item in read_capture(src, strict=strict, skim=skim, first_frame=frame):
+                cls = item.__class__
+                if cls is Packet:
+                    ts = item.ts
+                    if not taken:
+                        summary.first = ts
+                        if last is not None and ts < last[0]:
+                            yield files.label(_out_of_order(item, last), i)
+                    taken += 1
+                    if latest is None or ts > latest:
+                        latest = ts
+                    if tick is not None:
+                        tick()
+                elif cls is Problem:
+                    item = files.label(item, i)
+                yield item
+        finally:
+            # (the packets the skimmer accounted for were not yielded)
+            summary.packets = taken + (skim.skipped - skipped if skim is not None else 0)
+            summary.last = ts
         progress.close()
         if latest is not None and (last is None or latest > last[0]):
             last = (latest, path)
-        # (the packets the skimmer accounted for were not yielded)
-        frame += taken + (skim.skipped - skipped if skim is not None else 0)
+        frame += summary.packets
 
 
 def _out_of_order(packet: Packet, last: Tuple[int, str]) -> Problem:

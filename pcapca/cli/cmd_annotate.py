@@ -5,7 +5,7 @@ import argparse
 import os
 from typing import List
 
-from ..capture.sets import Files, probe_all
+from ..capture.sets import FileFrames, probe_all
 from ..errors import UsageError
 from ..items import Problem
 from ..output.annotate import write_annotated
@@ -46,7 +46,7 @@ def run(args) -> int:
     decoder = decoder_of(args)
     inputs = list(args.inputs)
     destinations = _destinations(inputs, args.output)
-    files = Files(inputs)
+    files = FileFrames(inputs)
     comment = Template(args.comment, files) if args.comment else default_comment
     if comment is default_comment and files.several:
         def comment(record, _starts=files.starts, _index=files.index):

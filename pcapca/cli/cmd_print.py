@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from ..ca.records import Decoded
-from ..capture.sets import Files
+from ..capture.sets import FileFrames
 from ..errors import UsageError
 from ..items import Problem
 from ..output.formatting import DEFAULT_FORMAT, SHARK_TOKENS, TOKENS, Template, record_json
@@ -47,7 +47,7 @@ def run(args) -> int:
     if several:
         probe_captures(args.captures)
     apply_config(args)
-    files = Files(args.captures)
+    files = FileFrames(args.captures)
     template = None if args.json else Template(args.format or DEFAULT_FORMAT, files)
     decoder = decoder_of(args)
     bars = args.progress and not args.quiet

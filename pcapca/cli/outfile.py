@@ -10,7 +10,7 @@ import sys
 import tempfile
 from typing import Callable, List, Optional
 
-from ..capture.pcapng import PcapngWriter
+from ..capture.pcapng_write import PcapngWriter
 from ..errors import OutputError
 
 

@@ -1,34 +1,11 @@
-"""The filtered print's shortcut: packets a filter would drop, skipped in bulk.
+"""The filtered print's shortcut: packets whose records a filter would drop, accounted for in bulk.
 
-``pcapca print --pv X`` on a long capture spends most of its time on packets
-that in the end change nothing but counters: the monitor updates and read
-replies of other PVs, bare ACKs. Every stage would build its objects for
-them (Packet, Segment, Record) only for the filter to drop the records.
-
-The legacy pcap reader hands a ``Skimmer`` each run of complete, plausible
-packet records (up to ``MAX_RUN``; the pcapng reader, blocks). The skimmer parses the link,
-IPv4, TCP and first CA headers of all of them at once with numpy, then goes
-through them in order and skips the packets it can prove would leave only
-counters and dropped records, judging from the live state of the decoder
-(circuit, TCP sequence, CA framing) and of the channel tracker (which PV an
-id names). Every other packet goes back to the reader and through the whole
-pipeline, which has processed the packets before it by then (the stages are
-generators). A packet is skipped only if it is:
-
-- TCP over IPv4 without options, no SYN/FIN/RST, completely captured, in a
-  circuit known to carry CA, not acknowledging bytes the capture lacks,
-  and either without data or carrying exactly the next bytes of its
-  direction, which start and end on message boundaries;
-- made of messages the decoder keeps unbuilt (``StreamDecoder.later_rule``),
-  whose channel-state handling needs only header ids
-  (``ChannelTracker.skim_rules``) and which the filter drops by PV name or
-  command (``Filter.drops``);
-- not the packet after which the decoder looks for idle circuits.
-
-What the stages would have done with it is done here: the decoder's
-counters, the circuit's time, the direction's next sequence number and
-framing state, the channel state's table of pending ioids.
-tests/fast/test_skim.py compares the output with and without the shortcut.
+A reader hands ``Skimmer.run`` a run of complete packet records
+(``capture.bulk.Skim``); it parses their link, IPv4, TCP and first CA headers
+at once with numpy and skips, in order, each packet it can prove would leave
+only counters and dropped records (the rules: ``run``), judging from the live
+state of the decoder and the channel state, whose own methods then account
+for it. tests/fast/test_skim.py compares the output with and without it.
 """
 from __future__ import annotations
 
@@ -39,7 +16,7 @@ from typing import Callable, Iterator, List
 import numpy as np
 
 from ..ca.channels import ChannelTracker
-from ..ca.circuits import EVICT_EVERY, Decoder
+from ..ca.circuits import Decoder
 from ..net.link import (DLT_EN10MB, DLT_IPV4, DLT_LINUX_SLL, DLT_LINUX_SLL2, DLT_RAW, DLT_RAW_BSD,
                         DLT_RAW_OPENBSD, ETH_IPV4, PROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN)
 from ..net.tcp_reassembly import seq_diff
@@ -48,8 +25,6 @@ from ..net.tcp_reassembly import seq_diff
 LINKS = {DLT_EN10MB: (14, 12), DLT_LINUX_SLL: (16, 14), DLT_LINUX_SLL2: (20, 0),
          DLT_RAW: (0, None), DLT_RAW_BSD: (0, None), DLT_RAW_OPENBSD: (0, None),
          DLT_IPV4: (0, None)}
-MIN_RECORDS = 64          # fewer records in a window (a live pipe): not worth numpy's set-up
-MAX_RUN = 8192            # records per run at most (bounds what a damaged window costs)
 _header = struct.Struct(">HHHHII").unpack_from
 _pack_ip = struct.Struct("!I").pack
 _ntoa = socket.inet_ntoa
@@ -58,6 +33,9 @@ _MIX = 0x9E3779B1        # (see _columns: flows told apart by one sort)
 
 
 class Skimmer:
+    """The shortcut as the readers call it (``capture.bulk.Skim``), for one
+    decoder, channel state and filter."""
+
     def __init__(self, decoder: Decoder, tracker: ChannelTracker, drops: Callable):
         self.decoder = decoder
         self.tracker = tracker
@@ -80,25 +58,33 @@ class Skimmer:
             frame: int, linktype: int, data_at: int = 16) -> Iterator[int]:
         """Indices of the records at ``offsets`` in ``buf`` (the packet's bytes
         ``data_at`` bytes in, frame numbers from ``frame``) that must be read
-        as packets; the others are accounted for."""
+        as packets; the others are accounted for. A packet is skipped only if it is:
+
+        - TCP over IPv4 without options, no SYN/FIN/RST, completely captured,
+          in a circuit known to carry CA, not acknowledging bytes the capture
+          lacks, and either without data or carrying exactly the next bytes of
+          its direction, which start and end on message boundaries;
+        - made of messages the decoder keeps unbuilt (``StreamDecoder.later_rule``),
+          whose channel-state handling needs only header ids
+          (``ChannelTracker.skim_rules``) and which the filter drops (``Filter.drops``);
+        - not the packet after which the decoder looks for idle circuits.
+        """
         decoder = self.decoder
         cols, flow_ids, pays = _columns(buf, offsets, caplens, linktype, data_at)
         flows = [None] * len(flow_ids)       # what _flow says of each, while valid
-        stats = decoder.stats
         max_message = decoder.max_message
         rules = self.tracker.skim_rules
         skim = self.tracker.skim
         skim_all = self.tracker.skim_all
         drops = self.drops
-        # the decoder's counters and generation, kept here and handed over (and
-        # back) around each packet it gets: the decoder works only then
-        packets, messages, generation = stats.packets, stats.messages, decoder.generation
-        # (the decoder looks for idle circuits after the packet that makes
-        # stats.packets a multiple of EVICT_EVERY: that one it must get)
-        evict_before = packets - packets % EVICT_EVERY + EVICT_EVERY - 1
+        generation = decoder.generation
+        # packets that may be skipped before the next the decoder must get, and
+        # (room - left) of them skipped and messages, not counted by it yet
+        room = left = decoder.skim_room()
+        messages = 0
         given = 0
         for i, (ok, f, seq, ack, plen, kind, size, p1, p2, ts) in enumerate(zip(*cols, tss)):
-            if ok and packets != evict_before:
+            if ok and left:
                 flow = flows[f]
                 if flow is None or flow[0] != generation:
                     flow = flows[f] = self._flow(*flow_ids[f])
@@ -108,8 +94,8 @@ class Skimmer:
                     # (ack is -1 without the ACK flag) not acknowledging bytes the capture lacks:
                     if ack < 0 or nxt is None or ack == nxt or seq_diff(ack, nxt) <= 0:
                         if not plen:
-                            packets += 1
-                            circuit.last_ts = ts
+                            circuit.skimmed_ack(ts)
+                            left -= 1
                             continue
                         # at a message boundary, nothing buffered (see StreamDecoder.feed)
                         if (seq == half.next_seq and not half.pending and stream.synced
@@ -124,18 +110,19 @@ class Skimmer:
                                                    state, frame + i, ts, max_message, rules,
                                                    skim_all, drops)
                             if n:
-                                packets += 1
+                                circuit.skimmed_data(ts, half, stream, (seq + plen) & 0xFFFFFFFF)
                                 messages += n
-                                circuit.last_ts = ts
-                                half.next_seq = (seq + plen) & 0xFFFFFFFF
-                                stream.fresh = stream.partial = False    # (as feed does)
+                                left -= 1
                                 continue
-            stats.packets, stats.messages = packets, messages
+            if left != room:
+                decoder.skimmed(room - left, messages)
+                messages = 0
             yield i
             given += 1
-            packets, messages, generation = stats.packets, stats.messages, decoder.generation
-            evict_before = packets - packets % EVICT_EVERY + EVICT_EVERY - 1
-        stats.packets, stats.messages = packets, messages
+            generation = decoder.generation
+            room = left = decoder.skim_room()
+        if left != room:
+            decoder.skimmed(room - left, messages)
         self.skipped += len(offsets) - given
 
     def _flow(self, a: int, b: int) -> tuple:
@@ -143,19 +130,17 @@ class Skimmer:
         packets from ``a`` to ``b`` (address << 16 | port) belong to, valid
         while the decoder's circuits stay the same (``generation``):
         (generation, circuit, half stream, the other half, stream decoder,
-        channel state, plans), or with circuit None when it is not known to
-        carry CA."""
+        channel state, plans), or with circuit None when it is not
+        known to carry CA."""
         decoder = self.decoder
         key = (_ntoa(_pack_ip(a >> 16)), a & 0xFFFF, _ntoa(_pack_ip(b >> 16)), b & 0xFFFF)
-        circuit = decoder.circuits.get(key)
-        if circuit is None or circuit.is_ca is not True:
-            # (when the decoder learns that it is CA, its generation changes)
-            flow = (decoder.generation, None, None, None, None, None, None)
-        else:
-            side = 0 if (key[1] == circuit.client[1] and key[0] == circuit.client[0]) else 1
-            flow = (decoder.generation, circuit, circuit.halves[side], circuit.halves[1 - side],
-                    circuit.decoders[side], self.tracker.state_of(circuit.key), self._plans[side])
-        return flow
+        found = decoder.ca_direction(key)
+        if found is None:
+            return (decoder.generation, None, None, None, None, None, None)
+        circuit, side = found
+        return (decoder.generation, circuit, circuit.halves[side],
+                circuit.halves[1 - side], circuit.decoders[side],
+                self.tracker.state_of(circuit.key), self._plans[side])
 
 
 def _plan(plans: dict, stream, kind: int, rules) -> tuple:

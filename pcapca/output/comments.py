@@ -4,7 +4,7 @@ from __future__ import annotations
 import functools
 from urllib.parse import quote
 
-from ..capture.pcapng import MAX_OPTION_LEN
+from ..capture.pcapng_blocks import MAX_OPTION_LEN
 from ..escape import printable
 from .formatting import record_repr
 

@@ -1010,7 +1010,7 @@ class _NoFiles:
 class Template:
     """A compiled ``--format`` string. ``Template(fmt)`` raises FormatError
     for a bad one (unknown token, unknown attribute, syntax). ``files``: a
-    ``pcapca.capture_set.Files``, for ``{file}`` and ``{file_frame}``;
+    ``pcapca.capture.sets.FileFrames``, for ``{file}`` and ``{file_frame}``;
     ``start``: the ``filters.FirstPacket`` that ``{time_relative}`` counts
     from (see ``anchor``), shared with the templates made from this one."""
 

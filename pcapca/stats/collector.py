@@ -14,7 +14,7 @@ from ..ca.channels import ChannelTracker
 from ..ca.circuits import Decoder
 from ..ca.commands import CLASSES, KIND, KINDS, dispatch
 from ..ca.records import Decoded
-from ..capture.sets import Files
+from ..capture.sets import FileFrames
 from ..items import CircuitClosed, Problem
 from ..pipeline import decode_captures
 from . import flow
@@ -72,7 +72,7 @@ class StatsCollector:
         ``on_problem`` gets every Problem and may return True to stop reading
         (the report then covers what was read). ``opener(path)``: a
         ``Progress`` for each file (a bar); ``anchor``: ``pipeline.first_packet``'s."""
-        self.capture.start(Files(paths))
+        self.capture.start(FileFrames(paths))
         items, tick, close = decode_captures(self.capture.frames, bars=False, decoder=decoder,
                                              tracker=tracker, anchor=anchor, tap=self._tap,
                                              opener=opener)

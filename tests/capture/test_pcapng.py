@@ -20,9 +20,10 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from pcapca.capture.reader import _SourceFile
 from pcapca.items import Interface, Packet, Passthrough, Problem
-from pcapca.capture.pcapng import (
-    MAX_OPTION_LEN, PcapngWriter, _CountingReader, cut_comment, pack_epb, read_pcapng,
-)
+from pcapca.capture.pcapng_blocks import MAX_OPTION_LEN, pack_epb
+from pcapca.capture.pcapng_input import CountingReader as _CountingReader
+from pcapca.capture.pcapng_read import read_pcapng
+from pcapca.capture.pcapng_write import PcapngWriter, cut_comment
 from pcapca.capture.sources import ByteSource
 from tests.conftest import FIXTURES
 

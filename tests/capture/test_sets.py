@@ -219,11 +219,11 @@ def test_interfaces_are_counted_per_section(names, several):
     interfaces, dropped once) only within a pcapng section that declares
     several interfaces: each file of a ring buffer (or each section of the
     files joined) declares its own one, which is not a second interface."""
-    from pcapca.capture.sets import Files, read_captures
+    from pcapca.capture.sets import FileFrames, read_captures
     from pcapca.ca.circuits import Decoder
     from pcapca.capture.progress import open_with_progress
     decoder = Decoder()
-    files = Files([str(FIXTURES.parent / n) for n in names])
+    files = FileFrames([str(FIXTURES.parent / n) for n in names])
     for item in decoder.run(read_captures(files, opener=lambda p: open_with_progress(p, enabled=False))):
         pass
     assert decoder.finds_duplicates is several
@@ -405,7 +405,7 @@ def test_any_cut_of_a_capture_reads_as_the_whole(name, cuts, filtered):
     decodes, read as a set, to the same records as the whole (frames, PV
     names, pairs, latencies, texts), with or without the --pv shortcut."""
     import tempfile
-    from pcapca.capture.sets import Files
+    from pcapca.capture.sets import FileFrames
     from pcapca.filters import Filter
     from pcapca.pipeline import decode, decode_files
     from pcapca.capture.progress import open_with_progress
@@ -422,7 +422,7 @@ def test_any_cut_of_a_capture_reads_as_the_whole(name, cuts, filtered):
             with open(path, "wb") as f:
                 f.write(build(head, recs[a:b]))
             paths.append(path)
-        files = Files(paths)
+        files = FileFrames(paths)
         parts = _records(decode_files(files, drops=drops,
                                       opener=lambda p: open_with_progress(p, enabled=False)))
         if flt is not None:

@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from tests.builders import ca_bytes, tcp_capture
 from tests.conftest import FIXTURES, fixture
 from pcapca.cli import main as cli
+from pcapca.capture import bulk
 from pcapca.capture import pcap as pcap_reader
-from pcapca.fast import skim
 from pcapca.fast.skim import Skimmer
 
 FORMAT = ("{frame} {pv} {request_frame} {latency} {role} {name} {src}:{sport}->{dst}:{dport} "
@@ -40,7 +40,7 @@ FILTERS = [
 @pytest.fixture
 def skims(monkeypatch):
     """Skim windows of any size; collect the Skimmers made."""
-    monkeypatch.setattr(skim, "MIN_RECORDS", 1)
+    monkeypatch.setattr(bulk, "MIN_RECORDS", 1)
     made = []
     init = Skimmer.__init__
 
@@ -99,7 +99,7 @@ def test_corpus_capture_is_mostly_skipped(skims, capsys, monkeypatch):
     (searches, beacons), channel set-up and tear-down (create, access
     rights, subscribe, clear), SYN/FIN/RST, and the waveform replies that
     span several segments."""
-    monkeypatch.setattr(skim, "MIN_RECORDS", 64)          # the real threshold
+    monkeypatch.setattr(bulk, "MIN_RECORDS", 64)          # the real threshold
     fast, slow = both(capsys, monkeypatch, str(fixture("corpus_libca.pcap")),
                       "--format", FORMAT, "--pv", "CORPUS:dbl")
     assert fast == slow
@@ -127,7 +127,7 @@ def test_no_shortcut_without_pv_or_command_filter(skims, capsys):
 def test_pcapng(endian, skims, capsys, monkeypatch, tmp_path):
     """A pcapng file of the same packets as corpus_libca.pcap (written by
     _pcapng): the same output, the same packets skipped."""
-    monkeypatch.setattr(skim, "MIN_RECORDS", 64)
+    monkeypatch.setattr(bulk, "MIN_RECORDS", 64)
     args = ("--format", FORMAT, "--pv", "CORPUS:dbl")
     expected = run(capsys, str(fixture("corpus_libca.pcap")), *args)
     path = tmp_path / "libca.pcapng"
@@ -192,7 +192,7 @@ def _pcapng(pcap: bytes, endian: str, nrb_every: int = 0) -> bytes:
 @pytest.mark.parametrize("run_size", [1, 2, 7])
 def test_short_runs(run_size, skims, capsys, monkeypatch):
     """Windows cut into runs of a few records (MAX_RUN): the same."""
-    monkeypatch.setattr(skim, "MAX_RUN", run_size)
+    monkeypatch.setattr(bulk, "MAX_RUN", run_size)
     fast, slow = both(capsys, monkeypatch, str(fixture("corpus_libca.pcap")),
                       "--format", FORMAT, "--pv", "CORPUS:str")
     assert fast == slow
@@ -205,7 +205,6 @@ def test_eviction_packets_are_decoded(skims, capsys, monkeypatch):
     args = (str(fixture("corpus_libca.pcap")), "--format", FORMAT, "--pv", "CORPUS:dbl")
     usual = run(capsys, *args)
     import pcapca.ca.circuits
-    monkeypatch.setattr(skim, "EVICT_EVERY", 5)
     monkeypatch.setattr(pcapca.ca.circuits, "EVICT_EVERY", 5)
     monkeypatch.setattr(pcapca.ca.circuits, "IDLE_NS", 10**6)    # 1 ms: circuits do go idle
     skims.clear()
@@ -252,7 +251,7 @@ def _record(caplen: int, sec: int = 1_800_000_000, frac: int = 5, length=None) -
 
 
 def test_good_run_stops_at_the_first_record_the_loop_would_not_take(monkeypatch):
-    monkeypatch.setattr(skim, "MIN_RECORDS", 2)
+    monkeypatch.setattr(bulk, "MIN_RECORDS", 2)
     rec = struct.Struct("<IIII")
     good = [_record(60), _record(70), _record(54)]
     for bad in (_record(0), _record(60, frac=10**6), _record(60, length=59),
@@ -276,7 +275,6 @@ def test_good_run_stops_at_the_first_record_the_loop_would_not_take(monkeypatch)
 def test_idle_circuits_use_the_time_of_skipped_packets(idle_ms, skims, capsys, monkeypatch):
     """A circuit's last packet time counts skipped packets too (idle eviction)."""
     import pcapca.ca.circuits
-    monkeypatch.setattr(skim, "EVICT_EVERY", 3)
     monkeypatch.setattr(pcapca.ca.circuits, "EVICT_EVERY", 3)
     monkeypatch.setattr(pcapca.ca.circuits, "IDLE_NS", int(idle_ms * 10**6))
     for pv in ("CORPUS:dbl", "CORPUS:str", "NOPE"):
@@ -375,7 +373,6 @@ def test_skipped_data_keeps_a_circuit_alive(skims, capsys, monkeypatch, tmp_path
     (and so the name of X:a) alive."""
     import caproto as ca
     import pcapca.ca.circuits
-    monkeypatch.setattr(skim, "EVICT_EVERY", 3)
     monkeypatch.setattr(pcapca.ca.circuits, "EVICT_EVERY", 3)
     monkeypatch.setattr(pcapca.ca.circuits, "IDLE_NS", 2_500_000)
     search = ca_bytes(ca.VersionRequest(priority=0, version=13),
@@ -573,7 +570,7 @@ def test_pcapng_runs_are_what_the_reader_reads(monkeypatch):
     skips nothing gives the same items as without, and every run it handed
     over had one link type."""
     from pcapca.capture.reader import read_capture
-    monkeypatch.setattr(skim, "MIN_RECORDS", 2)
+    monkeypatch.setattr(bulk, "MIN_RECORDS", 2)
     e = "<"
     eth = b"\0" * 12 + b"\x08\x00"
     ip = bytes([0x45]) + bytes(19)

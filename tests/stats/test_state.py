@@ -11,7 +11,7 @@ import pytest
 from pcapca.ca.channels import ChannelTracker
 from pcapca.ca.circuits import Decoder
 from pcapca.ca.commands import ANSWER_ID, CLASSES, KIND, REQUEST_ID, dispatch
-from pcapca.capture.sets import Files
+from pcapca.capture.sets import FileFrames
 from pcapca.pipeline import decode_captures
 from pcapca.stats.collector import StatsCollector, collect
 
@@ -24,7 +24,7 @@ def _report(paths, copy_at=(), how=pickle):
     """The report of ``paths``, the collector replaced by a copy of itself
     (``how``: pickle or copy) after each item number in ``copy_at``."""
     current = [StatsCollector(timeline=True)]
-    files = Files(paths)
+    files = FileFrames(paths)
     current[0].capture.start(files)
 
     def tap(items):                   # (CaptureFiles.tap, for whichever collector is current)

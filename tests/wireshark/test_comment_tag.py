@@ -1,6 +1,6 @@
 """The tag at the end of annotate's comments (pcapca.output.comments.comment_tag)."""
 from pcapca.output.comments import _fit, tag_pv
-from pcapca.capture.pcapng import cut_comment
+from pcapca.capture.pcapng_write import cut_comment
 
 
 def test_pv_escape_leaves_no_space_bracket_or_percent():
