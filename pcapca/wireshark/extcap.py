@@ -13,12 +13,15 @@ of every extcap at start-up.)
 from __future__ import annotations
 
 import argparse
+import ctypes
+import errno
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import threading
+import time
 from typing import List, Optional
 
 INTERFACE = "pcapca"
@@ -109,7 +112,6 @@ def capture_command(iface: str, bpf: str) -> List[str]:
 def _die_with_parent() -> None:
     """(Linux, in the child) SIGTERM when the extcap dies, even by SIGKILL."""
     try:
-        import ctypes
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
@@ -259,8 +261,6 @@ def main(argv: Optional[List[str]] = None) -> int:
 def _release(fifo: str) -> None:
     """Open and close the fifo: dumpcap waits for its writer to open it, and
     would wait forever for an extcap that failed before."""
-    import errno
-    import time
     for _ in range(50):             # (5 s for the reader to be there)
         try:
             os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
