@@ -196,7 +196,7 @@ def _filtered(data: bytes, drops):
         elif item.__class__ is Decoded:
             out.extend((r.frame, r.pv, r.request_frame, r.latency, r.cls, r.fields)
                        for r in item.records if _FILTER.matches(r))
-    return out, decoder.stats.summary()
+    return out, decoder.counts.summary()
 
 
 def _seeds(dirs):

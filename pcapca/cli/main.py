@@ -272,7 +272,7 @@ def cmd_print(args) -> int:
     with _writing_stdout():
         out.flush()
     if not args.quiet:
-        print(f"pcapca: {decoder.stats.summary()}", file=sys.stderr)
+        print(f"pcapca: {decoder.counts.summary()}", file=sys.stderr)
     return 1 if damaged else 0
 
 

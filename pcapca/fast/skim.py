@@ -84,7 +84,7 @@ class Skimmer:
         decoder = self.decoder
         cols, flow_ids, pays = _columns(buf, offsets, caplens, linktype, data_at)
         flows = [None] * len(flow_ids)       # what _flow says of each, while valid
-        stats = decoder.stats
+        stats = decoder.counts
         max_message = decoder.max_message
         rules = self.tracker.skim_rules
         skim = self.tracker.skim

@@ -320,5 +320,5 @@ def annotate(args, *, decoder, report: Callable[[Problem], None]) -> int:
                        f"(data waiting behind a hole) and could not be attached to their "
                        f"packets, which were already written", kind="decode"))
     if not args.quiet:
-        print(f"pcapca: {decoder.stats.summary()}", file=sys.stderr)
+        print(f"pcapca: {decoder.counts.summary()}", file=sys.stderr)
     return 1 if damaged else 0

@@ -36,8 +36,9 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence,
 
 from ..ca._caproto import CLIENT, command_class, eca_value_to_status, reads_status_from_header
 from ..ca.channels import MAX_PENDING, ChannelTracker, c_name, message_id, quoted_id
-from ..ca.circuits import IDLE_NS, Decoder
+from ..ca.circuits import Decoder
 from ..ca.records import Decoded
+from ..ca.tcp_circuits import IDLE_NS
 from ..capture.reader import labelled, offsets_in, read_capture
 from ..items import CircuitClosed, Packet, Problem
 from ..output.formatting import ts_string, type_name
@@ -521,7 +522,7 @@ class StatsCollector:
                     item = dataclasses.replace(item, source=self.files[self.current_file]["path"])
                 if on_problem is not None and on_problem(item):
                     break                       # the caller wants to stop (--strict)
-        self.decoder_stats = decoder.stats
+        self.decoder_stats = decoder.counts
 
     # ---------------------------------------------------------------- per message
     def _pv(self, name: str) -> PVStats:
