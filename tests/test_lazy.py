@@ -11,7 +11,7 @@ import pytest
 import pcapca
 from pcapca.output import formatting
 from pcapca.ca._caproto import CLIENT, SERVER, header_fields
-from pcapca.ca.framing import build
+from pcapca.ca.messages import build
 from pcapca.ca.channels import ChannelTracker
 from pcapca.ca._caproto import Message
 from pcapca.output.formatting import command_fields, jsonable, record_fields, record_repr

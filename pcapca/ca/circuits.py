@@ -15,7 +15,7 @@ from ..net.link import PROTO_TCP, Fragment, Segment, parse
 from .counts import Counts
 from .datagrams import decode_udp
 from .duplicates import Duplicates
-from .framing import DEFAULT_MAX_MESSAGE
+from .headers import DEFAULT_MAX_MESSAGE
 from .records import Decoded
 from .roles import CA_REPEATER_PORT, CA_SERVER_PORT, Roles
 from .tcp_circuits import CircuitTable

@@ -7,7 +7,8 @@ from ..items import CircuitClosed, Packet, Problem, Stall
 from ..net.link import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Segment
 from ..net.tcp_reassembly import HalfStream, seq_diff
 from ._caproto import CLIENT, SERVER, Beacon, SearchResponse
-from .framing import StreamDecoder, looks_like_ca
+from .framing import StreamDecoder
+from .headers import looks_like_ca
 from .records import CLIENT_ROLE, SERVER_ROLE, Decoded, Record
 
 _LEARN_FROM = frozenset((SearchResponse, Beacon))   # messages that announce servers

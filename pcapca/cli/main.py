@@ -17,7 +17,7 @@ from typing import List, Optional
 
 from .. import __version__
 from ..ca.circuits import Decoder
-from ..ca.framing import DEFAULT_MAX_MESSAGE
+from ..ca.headers import DEFAULT_MAX_MESSAGE
 from ..ca.records import Decoded
 from ..capture.progress import open_with_progress
 from ..capture.reader import CaptureFormatError

@@ -26,6 +26,8 @@ def seq_diff(a: int, b: int) -> int:
 
 
 class HalfStream:
+    """One direction's next expected sequence number and the segments waiting
+    behind a hole (at most MAX_PENDING_BYTES / MAX_PENDING_SEGMENTS)."""
     __slots__ = ("next_seq", "pending", "pending_bytes", "fin_seq", "retransmitted")
 
     def __init__(self) -> None:
