@@ -11,7 +11,7 @@ from typing import List, Optional, Tuple, Union
 
 from ._caproto import (CLIENT, EXTENDED_HEADER_SIZE, HEADER_SIZE, SERVER, Commands,
                        EventCancelResponse)
-from .command_ids import EVENT_ADD, READ_SYNC
+from .command_ids import EVENT_ADD, READ_SYNC, VERSION
 from .headers import (DEFAULT_MAX_MESSAGE, count_base, dbr_sizes, known, plausible,
                       split_header, unpack_extension, unpack_header)
 from .messages import LATER, LATER_DATA, LATER_NO_PAYLOAD, UNKNOWN, WHEN, DecodeError, build
@@ -254,7 +254,8 @@ class StreamDecoder:
             hsize = EXTENDED_HEADER_SIZE
         # (a version message starts a circuit: never where decoding resumes,
         # except at the very start of a stream seen without its SYN)
-        if (command or (self.fresh and pos == 0)) and plausible(self.role, command, size, dtype, count, self.max_message):
+        if ((command != VERSION or (self.fresh and pos == 0))
+                and plausible(self.role, command, size, dtype, count, self.max_message)):
             return hsize + size
         return 0
 
