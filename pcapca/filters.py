@@ -48,6 +48,11 @@ FILTER_KEYS = ("pv", "not_pv", "command", "not_command", "host", "port", "since"
 REGEX_PREFIX = "re:"
 _GLOB_CHARS = frozenset("*?[")
 _CACHE_MAX = 1 << 16
+MAX_VALUES = 10_000       # per key: 10k globs compile to one regex in about a second
+# Python's re backtracks: a re: pattern is searched only in names of at most
+# this many characters (a longer one never matches it; CA names are far
+# shorter), and nested repetition is refused (docs/filters.md, design.md)
+MAX_REGEX_NAME = 256
 
 
 # ------------------------------------------------------------------ patterns
@@ -75,9 +80,10 @@ class _Matcher:
             return True
         if self.glob is not None and self.glob(name):
             return True
-        for search in self.regexes:
-            if search(name):
-                return True
+        if len(name) <= MAX_REGEX_NAME:
+            for search in self.regexes:
+                if search(name):
+                    return True
         return False
 
     def __call__(self, name: str) -> bool:
@@ -95,7 +101,10 @@ def _as_list(key: str, values) -> List:
         return []
     if isinstance(values, (str, int)):
         return [values]
-    return list(values)
+    values = list(values)
+    if len(values) > MAX_VALUES:
+        raise FilterError(key, f"{len(values)} values: at most {MAX_VALUES} per key")
+    return values
 
 
 def check_pattern(key: str, pattern) -> str:
@@ -109,6 +118,11 @@ def check_pattern(key: str, pattern) -> str:
             re.compile(pattern[len(REGEX_PREFIX):])
         except re.error as exc:
             raise FilterError(key, f"bad regular expression {pattern!r}: {exc}") from None
+        if _nested_repeat(_sre_parse.parse(pattern[len(REGEX_PREFIX):]), False):
+            raise FilterError(key, f"regular expression {pattern!r} repeats a group that "
+                                   f"itself repeats or alternates, as (a+)+ does: Python's re "
+                                   f"can take hours on one name with it; write it without the "
+                                   f"nesting, or as a glob")
     elif key in ("command", "not_command"):
         names = command_names()
         if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
@@ -117,6 +131,46 @@ def check_pattern(key: str, pattern) -> str:
             raise FilterError(key, f"{pattern!r} matches no CA command name{hint}; names are "
                                    f"caproto class names like ReadNotifyResponse")
     return pattern
+
+
+try:                                          # (re's own parser: Python 3.11+, then 3.10)
+    from re import _constants as _sre, _parser as _sre_parse
+except ImportError:                           # pragma: no cover
+    import sre_constants as _sre
+    import sre_parse as _sre_parse
+_REPEATS = (_sre.MAX_REPEAT, _sre.MIN_REPEAT)
+_NO_BACKTRACK = tuple(getattr(_sre, name) for name in ("ATOMIC_GROUP", "POSSESSIVE_REPEAT")
+                      if hasattr(_sre, name))
+
+
+def _nested_repeat(items, inside: bool) -> bool:
+    """Does a repeated part of a parsed pattern hold another repeat or an
+    alternation (the shapes on which backtracking is exponential)? Atomic
+    groups and possessive repeats do not backtrack."""
+    for op, av in items:
+        if op in _REPEATS:
+            low, high, sub = av
+            if high > 1 and inside and low != high:      # (a{2})+ is one way only
+                return True
+            if _nested_repeat(sub, inside or high > 1):
+                return True
+        elif op is _sre.BRANCH:
+            if inside:
+                return True
+            if any(_nested_repeat(branch, inside) for branch in av[1]):
+                return True
+        elif op is _sre.SUBPATTERN:
+            if _nested_repeat(av[-1], inside):
+                return True
+        elif op in (_sre.ASSERT, _sre.ASSERT_NOT):
+            if _nested_repeat(av[1], inside):
+                return True
+        elif op is _sre.GROUPREF_EXISTS:
+            if any(_nested_repeat(b, inside) for b in av[1:] if b is not None):
+                return True
+        elif op in _NO_BACKTRACK:
+            continue
+    return False
 
 
 def check_patterns(key: str, patterns) -> Tuple[str, ...]:

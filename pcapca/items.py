@@ -77,6 +77,10 @@ class Problem:
     detail: Any = None
     offsets_in: str = ""           # what ``offset`` counts when not the file's bytes
     source: str = ""               # the capture file, when several are read as one
+    # what kind of problem it is and who sent the traffic concerned: the first
+    # lines of each are shown, the rest only counted (decoder.SHOWN_PER_KIND)
+    topic: str = ""
+    sender: str = ""
 
     @property
     def stops_strict(self) -> bool:

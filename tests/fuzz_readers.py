@@ -12,7 +12,10 @@ message whose ``{command}`` or ``--json`` fields differ from caproto's repr
 and fields of the object built from its bytes, or a PV filter keeping other
 records, problems or counts with the filtered print's shortcut
 (``pcapca.fast.skim``) than without it, or an exception from (or a character that
-is not printable in) a ``--format`` line of every token or from ``pcapca stats``'s report of the input (text or JSON).
+is not printable in) a ``--format`` line of every token, a ``--json`` line,
+annotate's default comment, or ``pcapca stats``'s report of the input (text
+or JSON). The fallback's mutations also write terminal controls (ESC, BEL,
+DEL, the 8-bit CSI 0x9b) into the input.
 
 Directory arguments are *seed* directories: the capture files in them (by
 magic, not by name) of at most ``MAX_SEED`` bytes, and a gzip-compressed copy
@@ -72,10 +75,15 @@ import pcapca.output.formatting  # noqa: E402
 import pcapca.fast.skim  # noqa: E402
 from pcapca.capture.reader import CaptureFormatError  # noqa: E402
 from pcapca.ca.circuits import Decoder  # noqa: E402
+import pcapca.ca.shown  # noqa: E402
+import pcapca.ca.tcp_circuits  # noqa: E402
+import pcapca.capture.pcapng  # noqa: E402
 from pcapca.filters import Filter  # noqa: E402
 from pcapca.items import CircuitClosed, Passthrough, Problem  # noqa: E402
-from pcapca.output.formatting import (Template, command_fields, record_fields,  # noqa: E402
-                               record_repr)
+from pcapca.output.annotate import default_comment  # noqa: E402
+from pcapca.escape import printable_json  # noqa: E402
+from pcapca.output.formatting import (Template, command_fields,  # noqa: E402
+                                      record_fields, record_json, record_repr)
 from pcapca.pipeline import decode  # noqa: E402
 from pcapca.ca.records import Decoded
 from pcapca.stats.collector import collect  # noqa: E402
@@ -85,6 +93,13 @@ _KINDS = (Decoded, Passthrough, Problem, CircuitClosed)
 # The filtered print's shortcut (pcapca.fast.skim) must not change what a filter
 # keeps: each input is also decoded with and without it.
 pcapca.fast.skim.MIN_RECORDS = 1          # (fuzz inputs are short)
+# the bounds of docs/troubleshooting.md#bounds, lowered so that short inputs
+# reach them: bytes buffered over all circuits (with _filtered's --max-message),
+# interfaces per pcapng section (twoif.pcapng has 2), problem lines shown
+pcapca.ca.tcp_circuits.MAX_BUFFERED = 1024
+pcapca.capture.pcapng.MAX_INTERFACES = 2
+pcapca.ca.shown.SHOWN_PER_KIND = 3
+FUZZ_MAX_MESSAGE = 2048
 _FILTER = Filter.build(pv=["FIX:dbl", "CORPUS:dbl"])
 # every --format token, and fields of caproto's and dpkt's objects
 _EVERY_TOKEN = Template("{timestamp} {ethernet} {ip} {transport} {src} {dst} {frame} {sport} "
@@ -145,6 +160,9 @@ def _target(data: bytes) -> None:
                 line = _EVERY_TOKEN(record)
                 if not line.isprintable():      # one message, one line, no terminal control
                     raise AssertionError(f"--format line not printable: {line!r}")
+                for out in (record_json(record), default_comment(record)):
+                    if not out.isprintable():
+                        raise AssertionError(f"output not printable: {out!r}")
     if fatal > 1:
         raise AssertionError("more than one fatal problem")
     if data[:4] in MAGICS and _filtered(data, _FILTER.drops) != _filtered(data, None):
@@ -153,8 +171,10 @@ def _target(data: bytes) -> None:
         _as_set(data)
     # pcapca stats: its report of the same bytes, as text and JSON
     report = collect([io.BytesIO(data)])
-    render_text(report)
-    json.dumps(report)
+    for text in (render_text(report),
+                 printable_json(json.dumps(report, ensure_ascii=False, indent=1))):
+        if not all(line.isprintable() for line in text.split("\n")):
+            raise AssertionError(f"stats report not printable: {text!r}")
 
 
 def _as_set(data: bytes) -> None:
@@ -188,7 +208,7 @@ def _as_set(data: bytes) -> None:
 def _filtered(data: bytes, drops):
     """What a filtered print shows (records, problems, summary), with the
     shortcut (``drops``) or without it."""
-    decoder = Decoder()
+    decoder = Decoder(max_message=FUZZ_MAX_MESSAGE)
     out = []
     for item in decode(data, decoder=decoder, drops=drops):
         if item.__class__ is Problem:
@@ -196,7 +216,9 @@ def _filtered(data: bytes, drops):
         elif item.__class__ is Decoded:
             out.extend((r.frame, r.pv, r.request_frame, r.latency, r.cls, r.fields)
                        for r in item.records if _FILTER.matches(r))
-    return out, decoder.counts.summary()
+    if decoder.buffered > decoder.max_buffered:
+        raise AssertionError(f"{decoder.buffered} bytes buffered, over the bound")
+    return out, decoder.counts.summary(), decoder.counts.unshown_line()
 
 
 def _seeds(dirs):
@@ -214,7 +236,9 @@ def _seed_inputs(seed_dirs):
     seeds = [(p.name, p.read_bytes()) for p in _seeds(seed_dirs)]
     small = sorted(seeds, key=lambda s: len(s[1]))[:4]
     return (seeds + [(f"{name}.gz", gzip.compress(raw, mtime=0)) for name, raw in small]
-            + _hostile_seeds())
+            + _hostile_seeds() + [
+                ("hostile-zeros.pcap", _PCAP_HEAD + bytes(4096)),   # an empty record every 16 bytes
+                ("hostile-idbs.pcapng", _many_idbs(seeds))])
 
 
 def _hostile_seeds():
@@ -228,6 +252,23 @@ def _hostile_seeds():
                "strings-1001": _lying_reply(1001, 0, False, strings)}
     return [(f"basic-{name}.pcap", build(data(BASIC)[:24], lying_count_recs(reply)))
             for name, reply in replies.items()]
+
+
+_PCAP_HEAD = b"\xd4\xc3\xb2\xa1\x02\x00\x04\x00" + bytes(8) + b"\xff\xff\x00\x00\x01\x00\x00\x00"
+
+
+def _many_idbs(seeds) -> bytes:
+    """The smallest pcapng seed with its first interface block repeated 4 times."""
+    import struct
+    pcapngs = sorted((raw for _, raw in seeds if raw[:4] == MAGICS[-1]), key=len)
+    if not pcapngs:
+        return b""
+    raw = pcapngs[0]
+    at = struct.unpack_from("<I", raw, 4)[0]                 # (after the section header)
+    if raw[at:at + 4] != b"\x01\x00\x00\x00":
+        return raw
+    idb = raw[at:at + struct.unpack_from("<I", raw, at + 4)[0]]
+    return raw[:at] + idb * 4 + raw[at + len(idb):]
 
 
 def _corpus(seed_dirs) -> Path:
@@ -265,6 +306,12 @@ def _fallback(args, seed_dirs) -> None:
             elif op == 2 and data:
                 a = rng.randrange(len(data))
                 del data[a:a + rng.randint(1, 256)]
+            elif op == 3 and data and rng.random() < 0.5:
+                # a terminal control on a printable byte (often a name's)
+                a = rng.randrange(len(data))
+                while a < len(data) - 1 and not 0x21 <= data[a] < 0x7f:
+                    a += 1
+                data[a] = rng.choice(b"\x1b\x07\x7f\x9b\n")
             else:
                 a = rng.randrange(len(data) + 1)
                 data[a:a] = os.urandom(rng.randint(1, 64))

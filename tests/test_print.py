@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import pcapca
-from pcapca.output.formatting import command_repr, printable
+from pcapca.escape import printable
+from pcapca.output.formatting import command_repr
 
 from conftest import ROOT, fixture, live_print, run_cli
 

@@ -18,6 +18,7 @@ from .duplicates import Duplicates
 from .headers import DEFAULT_MAX_MESSAGE
 from .records import Decoded
 from .roles import CA_REPEATER_PORT, CA_SERVER_PORT, Roles
+from .shown import ShownProblems
 from .tcp_circuits import CircuitTable
 
 _SHB = 0x0A0D0D0A            # pcapng block types (pcapng_io.SHB, IDB; not imported:
@@ -33,11 +34,11 @@ class Decoder(CircuitTable):
     def __init__(self, *, max_message: int = DEFAULT_MAX_MESSAGE,
                  server_ports: Iterable[int] = (CA_SERVER_PORT,),
                  repeater_port: int = CA_REPEATER_PORT):
-        super().__init__()
-        self.max_message = max_message
+        super().__init__(max_message)
         self.roles = Roles(server_ports, repeater_port, max_message)
         self.counts = Counts()
         self.duplicates = Duplicates()
+        self.problem_lines = ShownProblems(self.counts)   # the problems shown so far
         self._interfaces = 0                         # interfaces declared (pcapng IDBs)
         self.fragments = Reassembler()               # IPv4 datagrams sent in fragments
 
@@ -61,6 +62,8 @@ class Decoder(CircuitTable):
                         counts.capture_drops[section, iid] = dropped
                     elif item.kind != "order":
                         counts.capture_problems += 1
+                    if not self.shown(item):
+                        continue
                 elif item.__class__ is Passthrough:
                     if item.block_type == _IDB:
                         self._interfaces += 1    # several: look for packets captured twice
@@ -73,17 +76,21 @@ class Decoder(CircuitTable):
             counts.packets += 1
             decoded, problems = self.packet(item)
             if problems:
-                yield from problems
+                yield from self.problem_lines.only_shown(problems)
             yield decoded
             if counts.packets % EVICT_EVERY == 0:
-                yield from self._evict(item.ts)
+                yield from self.problem_lines.only_shown(self._evict(item.ts))
             if self._closed:
-                yield from self._closed
+                yield from self.problem_lines.only_shown(self._closed)
                 self._closed.clear()
         if end:
-            yield from self.finish()
-        yield from self._closed
+            yield from self.problem_lines.only_shown(self.finish())
+        yield from self.problem_lines.only_shown(self._closed)
         self._closed.clear()
+
+    def shown(self, problem: Problem) -> bool:
+        """Is ``problem`` to be shown (see ``ShownProblems.shown``)?"""
+        return self.problem_lines.shown(problem)
 
     def packet(self, packet: Packet):
         seg = parse(packet.interface.linktype, packet.data)
@@ -146,9 +153,11 @@ class Decoder(CircuitTable):
             self.counts.problems += 1
             if item.cut:
                 problems.append(Problem(item.text(), frame=item.first_frame,
-                                        offset=item.first_offset, kind="capture"))
+                                        offset=item.first_offset, kind="capture",
+                                        topic="IPv4 datagram cut", sender=item.src))
             else:
-                problems.append(Problem(item.text(), frame=item.first_frame, kind="decode"))
+                problems.append(Problem(item.text(), frame=item.first_frame, kind="decode",
+                                        topic="IPv4 datagram lost", sender=item.src))
         return problems
 
     def _evict(self, now: int) -> list:

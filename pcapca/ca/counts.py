@@ -3,11 +3,14 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Optional
+
+from . import shown
 
 
 @dataclass
 class Counts:
-    """Running totals of one decoder (a few ints and two small tables: picklable)."""
+    """Running totals of one decoder (a few ints and three small tables: picklable)."""
     packets: int = 0
     messages: int = 0
     skipped: Counter = field(default_factory=Counter)   # reason -> packets
@@ -20,6 +23,7 @@ class Counts:
     capture_drops: dict = field(default_factory=dict)
     duplicates: int = 0        # packets seen again on another interface
     cut_messages: int = 0      # messages cut off by the end of the capture or a close
+    unshown: Counter = field(default_factory=Counter)   # problem kind -> problems not shown
 
     @property
     def dropped(self) -> int:
@@ -47,3 +51,11 @@ class Counts:
             why = ", ".join(f"{n} {reason}" for reason, n in self.skipped.most_common())
             parts.append(f"{skipped} packets skipped ({why})")
         return "; ".join(parts)
+
+    def unshown_line(self) -> Optional[str]:
+        """The one line that counts the problems not shown (``ShownProblems``), or None."""
+        if not self.unshown:
+            return None
+        why = ", ".join(f"{n} {kind}" for kind, n in self.unshown.most_common())
+        return (f"{sum(self.unshown.values())} more problems were only counted, not shown "
+                f"(the first {shown.SHOWN_PER_KIND} of each kind and sender are): {why}")

@@ -29,7 +29,8 @@ def decode_udp(roles: Roles, counts: Counts, packet: Packet, seg: Segment):
         counts.problems += 1
         text = f"UDP datagram {label} is not CA: {junk}"
         notes.append("pcapca: " + text)
-        problems.append(Problem(text, frame=packet.frame, kind="decode"))
+        problems.append(Problem(text, frame=packet.frame, kind="decode",
+                                topic="UDP datagram not CA", sender=seg.src))
         return Decoded(packet, (), tuple(notes)), problems
     role_name = CLIENT_ROLE if role is CLIENT else SERVER_ROLE
     records = []
@@ -38,7 +39,8 @@ def decode_udp(roles: Roles, counts: Counts, packet: Packet, seg: Segment):
             counts.problems += 1
             notes.append("pcapca: " + cmd)
             problems.append(Problem(f"UDP datagram {label}: {cmd}", frame=packet.frame,
-                                    kind="decode"))
+                                    kind="decode", topic="UDP message not decoded",
+                                    sender=seg.src))
             continue
         # beacons are sent by servers, also when the repeater forwards them
         records.append(Record(packet, seg, cmd.__class__, header_fields(cmd.header), None, 0,

@@ -15,6 +15,7 @@ _LEARN_FROM = frozenset((SearchResponse, Beacon))   # messages that announce ser
 _new = tuple.__new__       # a NamedTuple without its Python-level __new__ (one per packet)
 MAX_CIRCUITS = 50_000            # live TCP circuits kept; the least recent go first
 IDLE_NS = 600 * 10**9            # a circuit silent this long (capture time) is dropped
+MAX_BUFFERED = 128 << 20         # bytes waiting in all circuits (or twice --max-message)
 
 
 class Circuit:
@@ -22,7 +23,7 @@ class Circuit:
     close and zero-window history; ``client`` and ``server`` are (ip, port)."""
     __slots__ = ("client", "server", "halves", "decoders", "last_ts",
                  "closing", "reported", "number", "is_ca", "key", "lost", "zero", "stalls",
-                 "ended_by")
+                 "ended_by", "held")
 
     def __init__(self, client, server, max_message: int, synced: bool, number: int):
         self.client = client
@@ -41,6 +42,7 @@ class Circuit:
         self.is_ca: Optional[bool] = None    # None: not known yet (unknown server port)
         # identifies this connection (a new SYN on the same ports is another one)
         self.key = (number, client, server)
+        self.held = 0                        # bytes buffered, as last counted (CircuitTable._hold)
 
     def reopened(self, side: int, ts: int) -> None:
         """The end of a zero window of ``side`` (0: the client, 1: the server)."""
@@ -54,6 +56,22 @@ class Circuit:
             s[0] += 1
             s[1] += length
             s[2] = max(s[2], length)
+
+    def buffered(self) -> int:
+        """Bytes this circuit holds: messages not complete yet, segments behind a hole."""
+        d0, d1 = self.decoders
+        h0, h1 = self.halves
+        return len(d0.buf) + len(d1.buf) + h0.pending_bytes + h1.pending_bytes
+
+    def give_up(self, side: int) -> int:
+        """Forget what ``side`` buffers (decoding resumes at the next CA
+        header); returns how many bytes that was."""
+        decoder, half = self.decoders[side], self.halves[side]
+        n = len(decoder.buf) + half.pending_bytes
+        if n:
+            decoder.gap()
+            half.give_up()
+        return n
 
     def closed(self) -> CircuitClosed:
         """The item that says this circuit is gone (zero windows end with it)."""
@@ -70,10 +88,14 @@ class Circuit:
 
 class CircuitTable:
     """The live TCP circuits, each under both of its 4-tuples (src, sport,
-    dst, dport): at most MAX_CIRCUITS, the least recent closed first. The
-    ``Decoder`` is one; it sets ``counts``, ``roles`` and ``max_message``."""
+    dst, dport): at most MAX_CIRCUITS, the least recent closed first, and
+    ``max_buffered`` bytes buffered over all. The ``Decoder`` is one; it
+    sets ``counts`` and ``roles``."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_message: int) -> None:
+        self.max_message = max_message
+        self.max_buffered = max(MAX_BUFFERED, 2 * max_message)
+        self.buffered = 0                            # the circuits' ``held``, summed
         self.circuits: Dict[tuple, Circuit] = {}     # (src, sport, dst, dport) -> Circuit
         self.generation = 0                          # changes of ``circuits`` (for pcapca.skim)
         self._circuit_count = 0
@@ -111,25 +133,35 @@ class CircuitTable:
                 if released:
                     self._chunks(circuit, not from_client, released, packet, seg, records,
                                  notes, problems, swapped=True)
+                    if circuit.is_ca:
+                        self._hold(circuit, packet, problems)
         wire_len = seg.wire_len
         if wire_len:
             payload = seg.payload
             if seg.seq == half.next_seq and not half.pending and len(payload) == wire_len:
                 # the common case: the next bytes, in order, complete
                 half.next_seq = (seg.seq + wire_len) & 0xFFFFFFFF
+                held = False
                 if circuit.is_ca:
                     # ...of a CA circuit (what _chunks does for one chunk without a gap)
-                    self._messages(circuit, from_client, circuit.decoders[side].feed(payload),
+                    decoder = circuit.decoders[side]
+                    self._messages(circuit, from_client, decoder.feed(payload),
                                    packet, seg, records, notes, problems)
                     chunks = None
+                    if decoder.partial or circuit.held:     # (a message not complete yet)
+                        self._hold(circuit, packet, problems)
                 else:
                     chunks = ((0, payload, None),)
             else:
                 before = half.retransmitted
                 chunks = half.segment(seg.seq, payload, wire_len, (packet, seg))
                 self.counts.retransmitted_bytes += half.retransmitted - before
+                held = True                                 # (it may wait behind a hole)
             if chunks:
                 self._chunks(circuit, from_client, chunks, packet, seg, records, notes, problems)
+                held = True
+            if held and circuit.is_ca:
+                self._hold(circuit, packet, problems)
         if seg.window == 0:
             if circuit.zero[side] is None and not flags & (TCP_SYN | TCP_RST):
                 circuit.zero[side] = packet.ts       # it stopped reading
@@ -223,12 +255,37 @@ class CircuitTable:
         """A problem in a stream: reported once per stream direction, counted always
         (capture damage is always reported, with its byte offset)."""
         self.counts.problems += 1
+        sender = (circuit.client if side == 0 else circuit.server)[0]
         if kind == "capture":
-            problems.append(Problem(text, frame=packet.frame, offset=packet.offset, kind=kind))
+            problems.append(Problem(text, frame=packet.frame, offset=packet.offset, kind=kind,
+                                    topic="TCP segment cut", sender=sender))
         elif not circuit.reported[side]:
             circuit.reported[side] = True
             problems.append(Problem(text + " (further problems in this stream are only counted)",
-                                    frame=packet.frame, kind="decode"))
+                                    frame=packet.frame, kind="decode", topic="TCP stream problem",
+                                    sender=sender))
+
+    def _hold(self, circuit: Circuit, packet: Packet, problems) -> None:
+        """Count the bytes ``circuit`` buffers; over ``max_buffered`` for all
+        circuits, those of the least recently active ones are given up (down
+        to three quarters of it: each look at the circuits frees that much)."""
+        held = circuit.buffered()
+        self.buffered += held - circuit.held
+        circuit.held = held
+        if self.buffered <= self.max_buffered:
+            return
+        for victim in sorted((c for c in self._unique_circuits() if c.held), key=_last_ts):
+            if self.buffered <= self.max_buffered * 3 // 4:
+                break
+            for side in (0, 1):
+                n = victim.give_up(side)
+                if n:
+                    self._report(victim, side, f"{victim.label(side == 0)}: {n} bytes waiting "
+                                 f"to be decoded were given up: over the {self.max_buffered}-"
+                                 f"byte limit for all circuits; decoding resumes at the next "
+                                 f"CA header", packet, problems)
+            self.buffered -= victim.held
+            victim.held = 0
 
     def _close(self, circuit: Circuit) -> list:
         """Deliver what waits behind holes (as late ``Decoded`` items for the
@@ -260,6 +317,8 @@ class CircuitTable:
             # (both keys are the same for a connection from a port to itself)
             self.circuits.pop((c_ip, c_port, s_ip, s_port), None)
             self.circuits.pop((s_ip, s_port, c_ip, c_port), None)
+            self.buffered -= circuit.held
+            circuit.held = 0
             self._closed.append(circuit.closed())    # (closed while not reading: see closed)
             self.generation += 1
 

@@ -120,7 +120,7 @@ def read_pcap(src: ByteSource, *, first_frame: int = 1, strict: bool = False,
                 return
             yield Problem(f"corrupt packet record (captured length {caplen}, length {length}); "
                           f"skipped {found - offset} bytes, reading resumed at byte offset {found}",
-                          frame=frame, offset=offset)
+                          frame=frame, offset=offset, topic="corrupt packet record")
             buf, pos = src.window()
             end = len(buf)
             continue
@@ -137,7 +137,7 @@ def read_pcap(src: ByteSource, *, first_frame: int = 1, strict: bool = False,
         if not caplen:
             # libpcap never writes an empty record: the file was edited or damaged
             yield Problem(f"empty packet record (0 captured bytes, length {length})",
-                          frame=frame, offset=src.offset_of(pos))
+                          frame=frame, offset=src.offset_of(pos), topic="empty packet record")
         # (tuple.__new__: a Packet without NamedTuple's Python-level __new__)
         yield new(Packet, (frame, sec * 1_000_000_000 + frac * frac_scale,
                            buf[pos + RECORD_SIZE:stop], length, interface, 0,

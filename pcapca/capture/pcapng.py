@@ -93,6 +93,9 @@ _KNOWN_TYPES = frozenset(range(1, 0x0B)) | {SHB, CB_COPY, CB_NOCOPY}
 MAX_BLOCK_LEN = 256 * 1024 * 1024   # larger total lengths are reported as corrupt
 _RESYNC_MAX_LEN = 16 * 1024 * 1024  # longest block accepted when resynchronising
 MAX_OPTION_LEN = 65535
+# interfaces kept per section (the obsolete Packet Block's 16-bit ids); the
+# packets of further ones are copied, not decoded
+MAX_INTERFACES = 65536
 
 _SHB_MAGIC = struct.pack("<I", SHB)      # palindrome: same in both byte orders
 _BOM_LE = b"\x4d\x3c\x2b\x1a"
@@ -435,6 +438,7 @@ def read_pcapng(stream: BinaryIO, *, first_frame: int = 1, strict: bool = False,
     u32 = u2 = None
     section = -1             # index of the current section in the file
     reported: dict = {}      # (section, interface id) -> packets dropped, as last reported
+    too_many = False         # the section declared over MAX_INTERFACES interfaces
 
     def damaged(offset: int, message: str, buf: bytes, truncated: bool = False):
         """Problem for a framing error, after trying to resynchronise
@@ -446,7 +450,8 @@ def read_pcapng(stream: BinaryIO, *, first_frame: int = 1, strict: bool = False,
             return Problem(message, frame=frame, offset=offset, fatal=True), False
         skipped = new - offset
         return Problem(f"{message}; skipped {skipped} bytes, reading resumed at "
-                       f"byte offset {new}", frame=frame, offset=offset), True
+                       f"byte offset {new}", frame=frame, offset=offset,
+                       topic="corrupt pcapng block"), True
 
     while True:
         if endian is not None and ifaces and skim is None:
@@ -543,6 +548,7 @@ def read_pcapng(stream: BinaryIO, *, first_frame: int = 1, strict: bool = False,
             u32 = struct.Struct(e + "IIIII").unpack_from
             u2 = struct.Struct(e + "II").unpack_from
             ifaces = []
+            too_many = False
             section += 1
             yield Passthrough(SHB, raw, offset, e)
             continue
@@ -550,7 +556,8 @@ def read_pcapng(stream: BinaryIO, *, first_frame: int = 1, strict: bool = False,
         if btype == EPB or btype == PB:
             if blen < 32:
                 yield Problem(f"packet block at byte offset {offset} is too short "
-                              f"({blen} bytes)", frame=frame, offset=offset)
+                              f"({blen} bytes)", frame=frame, offset=offset,
+                              topic="corrupt packet block")
                 yield Passthrough(btype, raw, offset, e)
                 continue
             iid, th, tl, caplen, orig_len = u32(raw, 8)
@@ -559,7 +566,7 @@ def read_pcapng(stream: BinaryIO, *, first_frame: int = 1, strict: bool = False,
             if caplen > blen - 32:
                 yield Problem(f"packet block at byte offset {offset} claims {caplen} "
                               f"captured bytes but has room for {blen - 32}",
-                              frame=frame, offset=offset)
+                              frame=frame, offset=offset, topic="corrupt packet block")
                 yield Passthrough(btype, raw, offset, e)
                 continue
             data = raw[28:28 + caplen]
@@ -567,32 +574,44 @@ def read_pcapng(stream: BinaryIO, *, first_frame: int = 1, strict: bool = False,
         elif btype == SPB:
             if blen < 16:
                 yield Problem(f"simple packet block at byte offset {offset} is too "
-                              f"short ({blen} bytes)", frame=frame, offset=offset)
+                              f"short ({blen} bytes)", frame=frame, offset=offset,
+                              topic="corrupt packet block")
                 yield Passthrough(btype, raw, offset, e)
                 continue
             iid = 0
             orig_len = u2(raw, 8)[0]
             ticks = None
         elif btype == IDB:
+            if len(ifaces) >= MAX_INTERFACES:
+                yield Passthrough(btype, raw, offset, e)
+                if not too_many:
+                    too_many = True
+                    yield Problem(f"interface description block at byte offset {offset}: its "
+                                  f"section has over {MAX_INTERFACES} interfaces; the packets "
+                                  f"of this one and those after it are copied, not decoded",
+                                  frame=frame, offset=offset, topic="too many interfaces")
+                continue
             iface, tsoffset, problems = _decode_idb(raw, e)
             ifaces.append((iface, iface.tsresol, tsoffset))
             yield Passthrough(btype, raw, offset, e)
             for msg in problems:
                 yield Problem(f"interface {len(ifaces) - 1}: {msg}", frame=frame,
-                              offset=offset)
+                              offset=offset, topic="damaged interface description")
             continue
         else:
             yield Passthrough(btype, raw, offset, e)
             if btype == ISB:
                 loss = _isb_loss(raw, e, ifaces, section, reported)
                 if loss is not None:
-                    yield Problem(loss[0], offset=offset, kind="loss", detail=loss[1])
+                    yield Problem(loss[0], offset=offset, kind="loss", detail=loss[1],
+                                  topic="count of packets dropped")
             continue
 
         if iid >= len(ifaces):
             yield Problem(f"packet block at byte offset {offset} refers to interface "
                           f"{iid}, but its section has {len(ifaces)} interface(s); "
-                          "packet skipped", frame=frame, offset=offset)
+                          "packet skipped", frame=frame, offset=offset,
+                          topic="packet of an unknown interface")
             yield Passthrough(btype, raw, offset, e)
             continue
         iface, tps, tsoffset = ifaces[iid]
@@ -604,7 +623,7 @@ def read_pcapng(stream: BinaryIO, *, first_frame: int = 1, strict: bool = False,
             if caplen > blen - 16:
                 yield Problem(f"simple packet block at byte offset {offset} holds "
                               f"{blen - 16} bytes, less than the {caplen} it should",
-                              frame=frame, offset=offset)
+                              frame=frame, offset=offset, topic="corrupt packet block")
                 caplen = blen - 16
             data = raw[12:12 + caplen]
         else:
@@ -776,6 +795,7 @@ class PcapngWriter:
         self._endian: Optional[str] = None      # byte order of the current section
         self._ifaces: list[bytes] = []          # IDB raw bytes of the current section
         self._ids: dict[bytes, int] = {}        # IDB raw bytes -> first interface id
+        self._idbs = 0                          # IDBs in the current section (see MAX_INTERFACES)
         self._idb_cache: dict[tuple, bytes] = {}
         # (endian, count) -> pcapca's marker option, and it packed with the end of options
         self._markers: dict[tuple, tuple] = {}
@@ -794,12 +814,21 @@ class PcapngWriter:
         self._endian = endian
         self._ifaces = []
         self._ids = {}
+        self._idbs = 0
         self._pcap_iface = self._pcap_iid = None
 
     def _add_idb(self, raw: bytes) -> int:
         self._write(raw)
+        return self._remember(raw)
+
+    def _remember(self, raw: bytes) -> int:
+        """The id of an IDB written to the section (remembered up to MAX_INTERFACES)."""
+        iid = self._idbs
+        self._idbs += 1
+        if iid >= MAX_INTERFACES:
+            return iid
         self._ifaces.append(raw)
-        return self._ids.setdefault(raw, len(self._ifaces) - 1)
+        return self._ids.setdefault(raw, iid)
 
     def _own_section(self) -> None:
         self._write(build_shb("<", self.userappl))
@@ -833,8 +862,7 @@ class PcapngWriter:
         elif self._endian is None:
             self._own_section()
         if item.block_type == IDB:
-            self._ifaces.append(item.raw)
-            self._ids.setdefault(item.raw, len(self._ifaces) - 1)
+            self._remember(item.raw)
         self._write(item.raw)
         if self.flush_each:
             self.out.flush()

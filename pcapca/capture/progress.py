@@ -7,6 +7,7 @@ import sys
 
 from tqdm import tqdm
 
+from ..escape import printable
 from .sources import ByteSource, open_source
 
 
@@ -45,5 +46,5 @@ def open_with_progress(path: str, *, enabled: bool = True) -> Progress:
             size = None
         if size:
             bar = tqdm(total=size, unit="B", unit_scale=True, leave=False,
-                       desc=os.path.basename(path), file=sys.stderr)
+                       desc=printable(os.path.basename(path)), file=sys.stderr)
     return Progress(src, bar)

@@ -18,9 +18,12 @@
       comment: "{pv} {command}"
       keep_all: false
 
-The file is read with PyYAML's safe loader only. Every problem (YAML syntax,
-unknown key, wrong type, bad pattern/address/port/time, bad format string) is
-a ``ConfigError`` with one line: ``FILE:LINE: key 'filter.pv': ...``.
+The file is read with PyYAML's safe loader only, without anchors and aliases
+(``&x``/``*x``: a few lines of them expand to billions of nodes, or to a loop),
+at most ``MAX_CONFIG_BYTES`` long and ``MAX_DEPTH`` levels deep. Every problem
+(YAML syntax, unknown key, wrong type, bad pattern/address/port/time, bad
+format string) is a ``ConfigError`` with one line: ``FILE:LINE: key
+'filter.pv': ...``.
 
 ``apply_config(args)`` merges the command line over the file: an option given
 on the command line replaces the file's value for that key (``--pv`` replaces
@@ -39,8 +42,8 @@ from .lazy import lazy_import
 yaml = lazy_import("yaml")      # (loaded when a --config file is read: 12 ms at start-up)
 
 from ..errors import ConfigError
-from ..filters import (FILTER_KEYS, Filter, FilterError, check_pattern, parse_host, parse_port,
-                       parse_when)
+from ..filters import (FILTER_KEYS, MAX_VALUES, Filter, FilterError, check_pattern, parse_host,
+                       parse_port, parse_when)
 from ..output.formatting import FormatError, Template
 
 __all__ = ["Config", "ConfigError", "load_config", "apply_config", "CLI_FILTER_OPTIONS"]
@@ -53,6 +56,45 @@ _SECTIONS = {
     "print": ("format", "json"),
     "annotate": ("comment", "keep_all"),
 }
+
+
+MAX_CONFIG_BYTES = 64 * 1024      # PyYAML's pure-Python parser: 0.4 s at most for this size
+MAX_DEPTH = 16                    # a config is 3 levels deep; the composer recurses per level
+_loader = None
+
+
+def _loader_class():
+    """PyYAML's SafeLoader refusing anchors, aliases and deep nesting as it
+    composes (at the first one, with its line and column), before anything
+    is expanded."""
+    global _loader
+    if _loader is None:
+        class Loader(yaml.SafeLoader):
+            path = ""
+            depth = 0
+
+            def compose_node(self, parent, index):
+                event = self.peek_event()
+                if event.anchor is not None:
+                    mark = event.start_mark
+                    where = f"{self.path}:{mark.line + 1}:{mark.column + 1}"
+                    if isinstance(event, yaml.AliasEvent):
+                        raise ConfigError(f"{where}: YAML aliases (*{event.anchor}) are not "
+                                          f"supported; quote a glob that starts with *: "
+                                          f"\"*:HEARTBEAT\"")
+                    raise ConfigError(f"{where}: YAML anchors (&{event.anchor}) and aliases "
+                                      f"are not supported: write each value out")
+                if self.depth >= MAX_DEPTH:
+                    mark = event.start_mark
+                    raise ConfigError(f"{self.path}:{mark.line + 1}:{mark.column + 1}: nested "
+                                      f"deeper than {MAX_DEPTH} levels")
+                self.depth += 1
+                try:
+                    return super().compose_node(parent, index)
+                finally:
+                    self.depth -= 1
+        _loader = Loader
+    return _loader
 
 
 @dataclass(frozen=True)
@@ -130,6 +172,8 @@ def _items(r: _Reader, node, key: str) -> List:
     """A list (or one scalar) of scalar nodes."""
     if isinstance(node, yaml.SequenceNode):
         items = node.value
+        if len(items) > MAX_VALUES:
+            raise r.error(node, key, f"{len(items)} values: at most {MAX_VALUES} per key")
     else:
         items = [node]
     for item in items:
@@ -190,14 +234,18 @@ def load_config(path: str) -> Config:
     """Read and validate a YAML config file. Raises ConfigError."""
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            data = f.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config file: {exc.strerror or exc}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB, the most a "
+                          f"config file may be (match many PVs with a glob or a re: pattern)")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text: {exc}") from None
-    loader = yaml.SafeLoader(text)
+    loader = _loader_class()(text)
+    loader.path = path
     try:
         try:
             root = loader.get_single_node()

@@ -22,11 +22,14 @@ from ..ca.records import Decoded
 from ..capture.progress import open_with_progress
 from ..capture.reader import CaptureFormatError
 from ..errors import OutputError, UsageError
+from ..escape import printable, printable_json
 from ..filters import FilterError
 from ..items import Problem
 from ..output.formatting import (DEFAULT_FORMAT, SHARK_TOKENS, TOKENS, FormatError, Template,
                                  record_json)
 from .config import ConfigError, apply_config
+
+OUTPUT_BATCH = 1 << 20     # characters of print's lines written at once (or one longer line)
 
 
 @contextlib.contextmanager
@@ -152,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pcapng file to write, or - for stdout; with several IN, a directory")
     a.add_argument("--comment", default=None,
                    help="format of each comment, same tokens as print --format "
-                        "(default: '{pv} {command}', the PV name only when known)")
+                        "(default: '{pv} {command}', the PV name only when known, then a "
+                        "tag for the Wireshark plugin: docs/wireshark.md)")
     a.add_argument("--keep-all", action=argparse.BooleanOptionalAction, default=None,
                    help="with a filter: keep every packet, comment only matching messages")
     _add_common(a)
@@ -178,11 +182,33 @@ def build_parser() -> argparse.ArgumentParser:
                         "searches/s); needs matplotlib: pip install 'pcapca[plot]'")
     _add_common(s)
     _add_filter(s)
+    from ..wireshark.install import add_parser as add_wireshark_parser
+    add_wireshark_parser(sub)
     return parser
 
 
 def _report(problem: Problem) -> None:
-    print(f"pcapca: {problem}", file=sys.stderr, flush=True)
+    # (file names and texts from the capture: escaped, as every message)
+    print(f"pcapca: {printable(str(problem))}", file=sys.stderr, flush=True)
+
+
+def _check_numbers(args) -> None:
+    """argparse checks that a number is an integer; its range is checked here
+    (--top: by stats). A value out of range is a usage error, not a run that
+    skips every message."""
+    if args.max_message < 1:
+        raise UsageError(f"--max-message {args.max_message}: must be 1 or more (bytes of "
+                         f"a message's payload)")
+    for port in args.server_port or ():
+        if not 1 <= port <= 65535:
+            raise UsageError(f"--server-port {port}: expected a port 1..65535")
+
+
+def _report_unshown(decoder: Decoder) -> None:
+    """The one line that counts the problems not shown (``Decoder.shown``)."""
+    line = decoder.counts.unshown_line()
+    if line:
+        print(f"pcapca: {line}", file=sys.stderr)
 
 
 def _decoder(args) -> Decoder:
@@ -231,14 +257,17 @@ def cmd_print(args) -> int:
     else:
         render = record_json
     lines: list = []          # written in batches: one write per line costs as much as the line
+    size = 0                  # their characters: a batch is written beyond OUTPUT_BATCH
 
     def write_lines(flush: bool = False) -> None:
+        nonlocal size
         lines.append("")
         with _writing_stdout():
             write("\n".join(lines))
             if flush:
                 out.flush()
         lines.clear()
+        size = 0
 
     for item in stream:
         cls = item.__class__
@@ -253,8 +282,10 @@ def cmd_print(args) -> int:
                 if not records:
                     continue
             for record in records:
-                lines.append(render(record))
-            if live or len(lines) >= 512:
+                line = render(record)
+                size += len(line)
+                lines.append(line)
+            if live or len(lines) >= 512 or size > OUTPUT_BATCH:
                 write_lines(flush=live)
         elif cls is Problem:
             if lines:                     # (keep the order of output and messages)
@@ -271,6 +302,7 @@ def cmd_print(args) -> int:
         close()
     with _writing_stdout():
         out.flush()
+    _report_unshown(decoder)
     if not args.quiet:
         print(f"pcapca: {decoder.counts.summary()}", file=sys.stderr)
     return 1 if damaged else 0
@@ -310,14 +342,17 @@ def cmd_stats(args) -> int:
         return stop              # --strict: stop at the first problem, report what was read
 
     bars = args.progress and not args.quiet
-    collector.run(args.captures, _decoder(args), on_problem=problem,
+    decoder = _decoder(args)
+    collector.run(args.captures, decoder, on_problem=problem,
                   opener=lambda path: open_with_progress(path, enabled=bars),
                   anchor=anchor_of(args.filter))
+    _report_unshown(decoder)
     report = collector.report()
     with _writing_stdout():
         if args.json:
             import json
-            sys.stdout.write(json.dumps(report, ensure_ascii=False, allow_nan=False, indent=1))
+            sys.stdout.write(printable_json(json.dumps(report, ensure_ascii=False,
+                                                       allow_nan=False, indent=1)))
             sys.stdout.write("\n")
         else:
             sys.stdout.write(render_text(report, top=args.top))
@@ -325,7 +360,7 @@ def cmd_stats(args) -> int:
     if args.plot:
         plot(report, collector.timeline, args.plot)
         if not args.quiet:
-            print(f"pcapca: timeline written to {args.plot}", file=sys.stderr)
+            print(f"pcapca: timeline written to {printable(args.plot)}", file=sys.stderr)
     return 1 if damaged else 0
 
 
@@ -346,11 +381,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         warnings.filterwarnings("ignore", category=UserWarning, message=".*[Dd]eprecated.*")
         logging.getLogger("caproto").setLevel(logging.CRITICAL)
     try:
-        _check_streams(args)
+        if args.cmd != "wireshark":        # (the capture commands' inputs and options)
+            _check_streams(args)
+            _check_numbers(args)
         if args.cmd == "print":
             code = cmd_print(args)
         elif args.cmd == "stats":
             code = cmd_stats(args)
+        elif args.cmd == "wireshark":
+            from ..wireshark.install import run as cmd_wireshark
+            code = cmd_wireshark(args)
         else:
             code = cmd_annotate(args)
     except BrokenPipeError:
@@ -366,7 +406,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (CaptureFormatError, FormatError, UsageError, ConfigError, FilterError) as exc:
         if args.debug:
             raise
-        print(f"pcapca: error: {exc}", file=sys.stderr)
+        print(f"pcapca: error: {printable(str(exc))}", file=sys.stderr)
         return 2
     except OutputError as exc:
         if args.debug:
@@ -384,12 +424,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.debug:
             raise
         where = f"cannot open {exc.filename!r}: " if exc.filename else ""
-        print(f"pcapca: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        print(f"pcapca: error: {printable(where + str(exc.strerror or exc))}", file=sys.stderr)
         return 2
     except Exception as exc:  # a bug: say so in one line
         if args.debug:
             raise
-        print(f"pcapca: internal error: {type(exc).__name__}: {exc} "
+        print(f"pcapca: internal error: {type(exc).__name__}: {printable(str(exc))} "
               f"(run with --debug for the traceback, and please report it)", file=sys.stderr)
         return 3
     return code

@@ -118,6 +118,11 @@ class HalfStream:
         self._drain(out)
         return out
 
+    def give_up(self) -> None:
+        """Forget the segments waiting behind a hole (too much buffered)."""
+        self.pending.clear()
+        self.pending_bytes = 0
+
     def fin(self, seq: int, wire_len: int) -> None:
         """A FIN at ``seq`` after ``wire_len`` data bytes (it takes one sequence number)."""
         self.fin_seq = (seq + wire_len) % MOD

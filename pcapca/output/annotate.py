@@ -24,17 +24,12 @@ from ..capture.sets import Files, probe_all
 from ..errors import OutputError, UsageError
 from ..items import Passthrough, Problem
 from ..pipeline import anchor_of, decode_captures
-from .formatting import Template, record_repr
+from .comments import default_comment, note_comment
+from .formatting import Template
 
 
 class _StrictStop(Exception):
     pass
-
-
-def default_comment(record) -> str:
-    """``{pv} {command}``, without the PV (and its space) when it is unknown."""
-    text = record_repr(record)
-    return f"{record.pv} {text}" if record.pv is not None else text
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -237,6 +232,9 @@ def annotate(args, *, decoder, report: Callable[[Problem], None]) -> int:
     files = Files(inputs)
     comment = (Template(args.comment, files) if getattr(args, "comment", None)
                else default_comment)
+    if comment is default_comment and files.several:
+        def comment(record, _starts=files.starts, _index=files.index):
+            return default_comment(record, _starts[_index(record.packet.frame)])
     flt = getattr(args, "filter", None)
     keep_all = getattr(args, "keep_all", False)
     bars = getattr(args, "progress", False) and not args.quiet
@@ -285,7 +283,7 @@ def annotate(args, *, decoder, report: Callable[[Problem], None]) -> int:
                     records = matching
                 comments = [comment(r) for r in records]
                 if item.notes and flt is None:
-                    comments.extend(item.notes)
+                    comments.extend(map(note_comment, item.notes))
                 try:
                     writer.write_packet(item.packet, comments)
                 except OSError as exc:
@@ -319,6 +317,9 @@ def annotate(args, *, decoder, report: Callable[[Problem], None]) -> int:
         report(Problem(f"{late} messages were completed only at the end of the capture "
                        f"(data waiting behind a hole) and could not be attached to their "
                        f"packets, which were already written", kind="decode"))
+    unshown = decoder.counts.unshown_line()        # (the problems not shown: Decoder.shown)
+    if unshown:
+        print(f"pcapca: {unshown}", file=sys.stderr)
     if not args.quiet:
         print(f"pcapca: {decoder.counts.summary()}", file=sys.stderr)
     return 1 if damaged else 0

@@ -15,6 +15,7 @@ import math
 import string
 import struct
 import sys
+import types
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -24,6 +25,7 @@ from ..ca._caproto import (HEADER_FIELDS, Commands, DbrTypeBase, Message, caprot
 from ..ca.headers import dbr_sizes
 from ..ca.messages import UnknownCommand
 from ..errors import FormatError
+from ..escape import printable, printable_json
 from ..filters import FirstPacket
 
 DEFAULT_FORMAT = "{timestamp} {src}:{transport.sport}->{dst}:{transport.dport} {command}"
@@ -177,8 +179,8 @@ def _plan(cls):
 def _generic(command, name) -> str:
     try:
         return value_repr(getattr(command, name))
-    except Exception as ex:  # as caproto's safe_repr does
-        return f"(repr: {ex})"
+    except Exception as ex:  # as caproto's safe_repr does (the reason escaped)
+        return f"(repr: {printable(str(ex))})"
 
 
 # ------------------------------------------------------------ array repr
@@ -854,7 +856,7 @@ def record_json(record, files=None) -> str:
     if files is not None:
         path, frame = files.locate(record.packet.frame)
         obj = {"frame": record.frame, "file": path, "file_frame": frame, **obj}
-    return _json_line(obj)
+    return printable_json(_json_line(obj))
 
 
 # json.dumps with options builds a new encoder each call
@@ -862,16 +864,6 @@ _json_line = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
 
 
 # --------------------------------------------------------------------- format strings
-def printable(text: str) -> str:
-    """``text`` with each character a terminal would act on or not show
-    (newline, carriage return, escape, other controls and non-printable
-    characters) written as its Python escape (``\\n``, ``\\x1b``): names
-    come from the wire, and one message must stay one line of text."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
 def _opt(value):
     return "" if value is None else value
 
@@ -916,22 +908,35 @@ _SHORTCUTS = {("transport", "sport"): "r.segment.sport", ("transport", "dport"):
 
 def _chain(value, chain):
     """Follow .attr / [key] steps; a field this message does not have (e.g.
-    {command.sid} of a search request) formats as empty."""
+    {command.sid} of a search request) formats as empty, and so does code
+    (a method, a class, a module: not a field, and the way to internals)."""
     try:
         for kind, key in chain:
             value = getattr(value, key) if kind == "." else value[key]
+            if callable(value) or isinstance(value, _CODE):
+                return ""
     except (AttributeError, KeyError, IndexError, TypeError):
         return ""
     return printable(value) if value.__class__ is str else value     # (text from the wire)
 
 
+# objects that lead to code and globals through names without underscores
+# (gi_frame.f_globals, tb_frame...), besides the callables
+_CODE = (types.ModuleType, types.FrameType, types.CodeType, types.GeneratorType,
+         types.CoroutineType, types.AsyncGeneratorType, types.TracebackType)
+
+
 def _command_attributes() -> set:
-    names = set()
+    """The fields of caproto's messages: their public data attributes and
+    properties, not their methods."""
+    names, methods = set(), set()
     for table in Commands.values():
         for cls in table.values():
-            names.update(n for n in dir(cls) if not n.startswith("__"))
+            for n in dir(cls):
+                if not n.startswith("_"):
+                    (methods if callable(getattr(cls, n)) else names).add(n)
     names.update(("header", "buffers", "sender_address"))
-    return names
+    return names - methods
 
 
 def _dpkt_attributes(kind: str) -> Optional[set]:
@@ -943,13 +948,13 @@ def _dpkt_attributes(kind: str) -> Optional[set]:
         return None
     names = set()
     for cls in classes:
-        names.update(n for n in dir(cls) if not n.startswith("__"))
+        names.update(n for n in dir(cls) if not callable(getattr(cls, n)))
         names.update(getattr(cls, "__hdr_fields__", ()))
         for f in getattr(cls, "__hdr__", ()):
             names.add(f[0])
         for subfields in getattr(cls, "__bit_fields__", {}).values():
             names.update(name for name, _bits in subfields)
-    return names
+    return {n for n in names if not n.startswith("_")}
 
 
 def _split_field(field: str) -> Tuple[str, List[Tuple[str, object]]]:
@@ -972,6 +977,24 @@ def _split_field(field: str) -> Tuple[str, List[Tuple[str, object]]]:
             chain.append(("[", int(key) if key.isdigit() else key))
             i = j + 1
     return root, chain
+
+
+def _check_chain(fmt: str, field: str, root: str, chain) -> None:
+    """Fields only, at any depth: no name or key starting with ``_`` (Python's
+    internals: ``__class__``, ``__globals__``), no index of the object itself."""
+    for kind, key in chain:
+        if key == "" or (key.__class__ is str and key.startswith("_")):
+            raise FormatError(f"format string {fmt!r}: '{{{field}}}': {key!r} is not a field "
+                              f"(names starting with _ are Python's internals)" if key else
+                              f"format string {fmt!r}: bad field '{{{field}}}'")
+    if chain and chain[0][0] == "[" and root in ("command", "ethernet", "ip", "transport"):
+        raise FormatError(f"format string {fmt!r}: '{{{field}}}': {{{root}}} has no index; "
+                          f"index a field, e.g. {{command.data[0]}}")
+
+
+# the largest width or precision of a format spec ({frame:>1000}): a line's
+# size is then bounded by the format string's
+MAX_FIELD_WIDTH = 1000
 
 
 class _NoFiles:
@@ -1018,6 +1041,7 @@ class Template:
             if root not in _EXPRESSIONS:
                 raise FormatError(f"format string {fmt!r}: unknown token '{{{root}}}'; "
                                   f"tokens are {', '.join('{' + t + '}' for t in TOKENS)}")
+            _check_chain(fmt, field, root, chain)
             if chain and chain[0][0] == ".":
                 attr = chain[0][1]
                 if root == "command":
@@ -1038,6 +1062,10 @@ class Template:
                 raise FormatError(f"format string {fmt!r}: bad conversion !{conv}")
             if spec and "{" in spec:
                 raise FormatError(f"format string {fmt!r}: nested fields are not supported")
+            if spec and max(map(int, "".join(c if c.isdecimal() else " " for c in spec).split()),
+                            default=0) > MAX_FIELD_WIDTH:
+                raise FormatError(f"format string {fmt!r}: '{{{field}:{spec}}}': a width or "
+                                  f"precision over {MAX_FIELD_WIDTH} is not supported")
             self.parts.append((root, tuple(chain), conv, spec))
         self._render = self._compile()
 

@@ -6,7 +6,7 @@ import os
 from typing import Callable, List, Optional, Sequence
 
 from ..errors import PlotUnavailable
-from ..output.formatting import printable
+from ..escape import printable
 from ..times import utc
 from .collector import TIMELINE_KINDS, Timeline
 
