@@ -76,6 +76,8 @@ import pcapca.output.formatting  # noqa: E402
 import pcapca.fast.skim  # noqa: E402
 from pcapca.capture.reader import CaptureFormatError  # noqa: E402
 from pcapca.ca.circuits import Decoder  # noqa: E402
+import pcapca.ca.shown  # noqa: E402
+import pcapca.ca.tcp_circuits  # noqa: E402
 import pcapca.capture.bulk  # noqa: E402
 import pcapca.capture.pcapng_blocks  # noqa: E402
 from pcapca.filters import Filter  # noqa: E402
@@ -96,9 +98,9 @@ pcapca.capture.bulk.MIN_RECORDS = 1       # (fuzz inputs are short)
 # the bounds of docs/troubleshooting.md#bounds, lowered so that short inputs
 # reach them: bytes buffered over all circuits (with _filtered's --max-message),
 # interfaces per pcapng section (twoif.pcapng has 2), problem lines shown
-pcapca.ca.circuits.MAX_BUFFERED = 1024
+pcapca.ca.tcp_circuits.MAX_BUFFERED = 1024
 pcapca.capture.pcapng_blocks.MAX_INTERFACES = 2
-pcapca.ca.circuits.SHOWN_PER_KIND = 3
+pcapca.ca.shown.SHOWN_PER_KIND = 3
 FUZZ_MAX_MESSAGE = 2048
 _FILTER = Filter.build(pv=["FIX:dbl", "CORPUS:dbl"])
 # every --format token, and fields of caproto's and dpkt's objects
@@ -218,7 +220,7 @@ def _filtered(data: bytes, drops):
                        for r in item.records if _FILTER.matches(r))
     if decoder.buffered > decoder.max_buffered:
         raise AssertionError(f"{decoder.buffered} bytes buffered, over the bound")
-    return out, decoder.stats.summary(), decoder.stats.unshown_line()
+    return out, decoder.counts.summary(), decoder.counts.unshown_line()
 
 
 def _seeds(dirs):

@@ -11,7 +11,7 @@ import struct
 import pytest
 
 from tests.conftest import ROOT, fixture
-from pcapca.ca import circuits as decoder_mod
+from pcapca.ca import shown, tcp_circuits
 from pcapca.capture import pcapng_blocks as pcapng_io
 from pcapca.capture.pcapng_write import PcapngWriter
 from pcapca.cli import main as cli
@@ -105,7 +105,7 @@ def test_lost_fragments_show_10(tmp_path, capsys):
 
 def test_the_kinds_and_senders_shown_are_bounded(tmp_path, capsys, monkeypatch):
     """Junk from many senders: KINDS_SHOWN (kind, sender) pairs get lines."""
-    monkeypatch.setattr(decoder_mod, "KINDS_SHOWN", 3)
+    monkeypatch.setattr(shown, "KINDS_SHOWN", 3)
     d = data("basic.pcap")
     recs = records(d)
     path = tmp_path / "junk.pcap"
@@ -124,7 +124,7 @@ def test_shown_keeps_exit_status_and_fatal_problems():
     assert [dec.shown(p) for p in same] == [True] * 10 + [False] * 2
     assert dec.shown(Problem("x", fatal=True))
     assert dec.shown(Problem("y"))
-    assert dec.stats.unshown == {"other capture problem": 2}
+    assert dec.counts.unshown == {"other capture problem": 2}
     items = list(Decoder().run(iter([Problem("z", topic="t")] * 15)))
     assert len(items) == 10
 
@@ -212,7 +212,7 @@ def test_bytes_buffered_over_all_circuits_are_bounded(monkeypatch):
     """200 circuits each with 1 MiB of an unfinished message took 263 MB.
     (20 circuits with 4000 bytes each, a bound of 20000 bytes here.) The
     least recently active circuits give up their bytes, one line each."""
-    monkeypatch.setattr(decoder_mod, "MAX_BUFFERED", 16000)
+    monkeypatch.setattr(tcp_circuits, "MAX_BUFFERED", 16000)
     dec = Decoder(max_message=10000)
     assert dec.max_buffered == 20000                # (twice --max-message, when more)
     peak, problems = 0, []
@@ -230,15 +230,15 @@ def test_bytes_buffered_over_all_circuits_are_bounded(monkeypatch):
         "CA header (further problems in this stream are only counted)")
     assert [p.split(":")[0] for p in given_up] == ["frame 18"] * 3 + ["frame 27"] * 3 + [
         "frame 36"] * 3 + ["frame 45"]          # (10 of 15 shown: one sender)
-    assert dec.stats.unshown == {"TCP stream problem": 5}
-    assert dec.stats.problems == 15 and dec.buffered == 0 and dec.circuits == {}
+    assert dec.counts.unshown == {"TCP stream problem": 5}
+    assert dec.counts.problems == 15 and dec.buffered == 0 and dec.circuits == {}
 
 
 def test_bytes_buffered_under_the_bound_are_kept(monkeypatch):
     dec = Decoder(max_message=10000)
     problems = [i for i in decode(_unfinished(20, 8000, 4000), decoder=dec)
                 if i.__class__ is Problem]
-    assert problems == [] and dec.stats.cut_messages == 20
+    assert problems == [] and dec.counts.cut_messages == 20
 
 
 # ------------------------------------------------------------ interfaces per pcapng section

@@ -936,7 +936,7 @@ def test_any_data_count_is_decoded_or_reported_and_bounded(index, dtype, count, 
     """Any data type and count in the header of a data message of basic.pcap:
     the message is decoded (its values fit) or one decode problem, and its
     {command} and JSON lines stay short (these payloads are short)."""
-    from pcapca.ca.framing import count_base
+    from pcapca.ca.headers import count_base
     from pcapca.output.formatting import record_json, record_repr
     recs = basic_recs()
     x = recs[index][3]

@@ -90,6 +90,8 @@ def quoted_id(header) -> Optional[Tuple[str, int]]:
 
 
 class CircuitState:
+    """One circuit's channel tables: cids, sids, ioids, subscriptions, creations
+    waiting (each bounded: MAX_CHANNELS or MAX_PENDING, see the module)."""
     __slots__ = ("cids", "sids", "ioids", "subs", "creates", "sids_of", "subs_of")
 
     def __init__(self):
@@ -159,6 +161,9 @@ def _unindex(index: Dict[str, Dict[int, None]], name: Optional[str], key: int) -
 
 
 class ChannelTracker:
+    """The channel state of every live circuit and the searches waiting per
+    client (at most MAX_PENDING clients); pickled without its handler tables."""
+
     def __init__(self):
         self.circuits: Dict[tuple, CircuitState] = {}
         self.searches: Dict[tuple, Dict[int, Tuple[str, int, int]]] = {}  # client -> cid -> (name, frame, ts)
@@ -197,6 +202,13 @@ class ChannelTracker:
             ioid = params.get(id_field(cls, "ioid"))
             if first is not None and (kind != _REQUEST or ioid is not None):
                 self.skim_rules[cls] = (kind, first, ioid)
+
+    def __getstate__(self):
+        return {"circuits": self.circuits, "searches": self.searches}
+
+    def __setstate__(self, state) -> None:
+        self.__init__()                  # (the tables of handlers: built, not pickled)
+        self.circuits, self.searches = state["circuits"], state["searches"]
 
     def run(self, items: Iterable) -> Iterator:
         handlers = self._handlers

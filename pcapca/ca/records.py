@@ -15,7 +15,7 @@ from typing import NamedTuple, Optional, Tuple
 
 from ..items import Packet
 from ..net.link import PROTO_TCP, Segment, dpkt_layers
-from .framing import build_later
+from .messages import build_later
 
 CLIENT_ROLE = "client"
 SERVER_ROLE = "server"

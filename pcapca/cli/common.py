@@ -122,7 +122,7 @@ def report(problem: Problem) -> None:
 
 def report_unshown(decoder: Decoder) -> None:
     """The one line that counts the problems not shown (``Decoder.shown``)."""
-    line = decoder.stats.unshown_line()
+    line = decoder.counts.unshown_line()
     if line:
         print(f"pcapca: {line}", file=sys.stderr)
 
@@ -131,7 +131,7 @@ def summary(args, decoder: Decoder) -> None:
     """The problems not shown, then the summary line (not with --quiet)."""
     report_unshown(decoder)
     if not args.quiet:
-        print(f"pcapca: {decoder.stats.summary()}", file=sys.stderr)
+        print(f"pcapca: {decoder.counts.summary()}", file=sys.stderr)
 
 
 def decoder_of(args) -> Decoder:

@@ -81,6 +81,9 @@ class _Datagram:
 
 
 class Reassembler:
+    """The IPv4 datagrams whose fragments are still coming, oldest first
+    (at most ``max_pending_bytes`` of fragments, each for ``timeout_ns``)."""
+
     def __init__(self, max_pending_bytes: int = MAX_PENDING_BYTES,
                  timeout_ns: int = TIMEOUT_NS) -> None:
         self.max_pending_bytes = max_pending_bytes

@@ -26,6 +26,8 @@ def seq_diff(a: int, b: int) -> int:
 
 
 class HalfStream:
+    """One direction's next expected sequence number and the segments waiting
+    behind a hole (at most MAX_PENDING_BYTES / MAX_PENDING_SEGMENTS)."""
     __slots__ = ("next_seq", "pending", "pending_bytes", "fin_seq", "retransmitted")
 
     def __init__(self) -> None:
@@ -115,6 +117,11 @@ class HalfStream:
         out.append((missing, b"", tag))
         self._drain(out)
         return out
+
+    def give_up(self) -> None:
+        """Forget the segments waiting behind a hole (too much buffered)."""
+        self.pending.clear()
+        self.pending_bytes = 0
 
     def fin(self, seq: int, wire_len: int) -> None:
         """A FIN at ``seq`` after ``wire_len`` data bytes (it takes one sequence number)."""

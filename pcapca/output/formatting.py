@@ -22,7 +22,8 @@ import numpy as np
 
 from ..ca._caproto import (HEADER_FIELDS, Commands, DbrTypeBase, Message, caproto, extract_data,
                            header_field, header_fields, property_code, reads_status_from_header)
-from ..ca.framing import UnknownCommand, dbr_sizes
+from ..ca.headers import dbr_sizes
+from ..ca.messages import UnknownCommand
 from ..errors import FormatError
 from ..escape import printable, printable_json
 from ..items import FirstPacket

@@ -83,7 +83,7 @@ class StatsCollector:
                 break                           # the caller wants to stop (--strict)
         if close is not None:
             close()
-        self.decoder_stats = decoder.stats
+        self.decoder_stats = decoder.counts
 
     def _tap(self, items):
         """The reader's items: each file's packets counted (self.capture)."""

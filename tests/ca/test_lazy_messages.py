@@ -10,7 +10,8 @@ import pytest
 
 import pcapca
 from pcapca.output import formatting
-from pcapca.ca._caproto import header_fields
+from pcapca.ca._caproto import CLIENT, SERVER, header_fields
+from pcapca.ca.messages import build
 from pcapca.ca.channels import ChannelTracker
 from pcapca.ca._caproto import Message
 from pcapca.output.formatting import command_fields, jsonable, record_fields, record_repr

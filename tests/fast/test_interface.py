@@ -22,7 +22,7 @@ def test_the_decoder_counts_and_bounds_what_is_skipped(monkeypatch):
     decoder = Decoder()
     assert decoder.skim_room() == 9           # (the 10th packet: the decoder looks for idle circuits)
     decoder.skimmed(7, 12)
-    assert (decoder.stats.packets, decoder.stats.messages) == (7, 12)
+    assert (decoder.counts.packets, decoder.counts.messages) == (7, 12)
     assert decoder.skim_room() == 2
     decoder.skimmed(3, 0)
     assert decoder.skim_room() == 9

@@ -205,8 +205,9 @@ def test_eviction_packets_are_decoded(skims, capsys, monkeypatch):
     args = (str(fixture("corpus_libca.pcap")), "--format", FORMAT, "--pv", "CORPUS:dbl")
     usual = run(capsys, *args)
     import pcapca.ca.circuits
+    import pcapca.ca.tcp_circuits
     monkeypatch.setattr(pcapca.ca.circuits, "EVICT_EVERY", 5)
-    monkeypatch.setattr(pcapca.ca.circuits, "IDLE_NS", 10**6)    # 1 ms: circuits do go idle
+    monkeypatch.setattr(pcapca.ca.tcp_circuits, "IDLE_NS", 10**6)    # 1 ms: circuits do go idle
     skims.clear()
     fast, slow = both(capsys, monkeypatch, *args)
     assert fast == slow
@@ -275,8 +276,9 @@ def test_good_run_stops_at_the_first_record_the_loop_would_not_take(monkeypatch)
 def test_idle_circuits_use_the_time_of_skipped_packets(idle_ms, skims, capsys, monkeypatch):
     """A circuit's last packet time counts skipped packets too (idle eviction)."""
     import pcapca.ca.circuits
+    import pcapca.ca.tcp_circuits
     monkeypatch.setattr(pcapca.ca.circuits, "EVICT_EVERY", 3)
-    monkeypatch.setattr(pcapca.ca.circuits, "IDLE_NS", int(idle_ms * 10**6))
+    monkeypatch.setattr(pcapca.ca.tcp_circuits, "IDLE_NS", int(idle_ms * 10**6))
     for pv in ("CORPUS:dbl", "CORPUS:str", "NOPE"):
         fast, slow = both(capsys, monkeypatch, str(fixture("corpus_libca.pcap")),
                           "--format", FORMAT, "--pv", pv)
@@ -373,8 +375,9 @@ def test_skipped_data_keeps_a_circuit_alive(skims, capsys, monkeypatch, tmp_path
     (and so the name of X:a) alive."""
     import caproto as ca
     import pcapca.ca.circuits
+    import pcapca.ca.tcp_circuits
     monkeypatch.setattr(pcapca.ca.circuits, "EVICT_EVERY", 3)
-    monkeypatch.setattr(pcapca.ca.circuits, "IDLE_NS", 2_500_000)
+    monkeypatch.setattr(pcapca.ca.tcp_circuits, "IDLE_NS", 2_500_000)
     search = ca_bytes(ca.VersionRequest(priority=0, version=13),
                       ca.SearchRequest(name="Z:c", cid=7, version=13))
     steps = _two_channels(ca)                     # frames 4 and 5

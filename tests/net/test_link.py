@@ -94,8 +94,8 @@ def test_other_link_types_and_ipv6_are_skipped_and_counted():
         dec = Decoder()
         items = list(decode(data, decoder=dec))
         assert not any(getattr(i, "records", ()) for i in items)
-        assert dec.stats.skipped[reason] == len(frames())
-        assert reason in dec.stats.summary()
+        assert dec.counts.skipped[reason] == len(frames())
+        assert reason in dec.counts.summary()
 
 
 def test_frame_numbers_are_one_based_and_consecutive():

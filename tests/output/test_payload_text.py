@@ -16,7 +16,7 @@ from hypothesis import given, settings, strategies as st
 import pcapca
 from pcapca.output import formatting
 from pcapca.ca._caproto import SERVER, CLIENT, Commands
-from pcapca.ca.framing import build
+from pcapca.ca.messages import build
 
 from tests.conftest import FIXTURES, built_now, run_cli
 
@@ -153,7 +153,7 @@ def test_short_payloads_go_to_caproto(count, size, monkeypatch):
     says why it cannot), a count of zero, more elements than numpy prints.
     (The decoder reports a count over the payload, see ca_decode.count_base:
     its check is off here, to make such a message.)"""
-    from pcapca.ca import framing as ca_decode
+    from pcapca.ca import messages as ca_decode
     monkeypatch.setattr(ca_decode, "count_base", lambda data_type: None)
     message = Message(SERVER, 15, 6, count, bytes(size))
     with unchecked():

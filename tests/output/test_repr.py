@@ -12,7 +12,7 @@ from caproto import ChannelType
 
 import pcapca
 from pcapca.ca._caproto import CLIENT, SERVER
-from pcapca.ca.framing import build
+from pcapca.ca.messages import build
 from pcapca.output.formatting import command_repr
 
 from tests.conftest import FIXTURES

@@ -41,7 +41,7 @@ def _report(paths, copy_at=(), how=pickle):
                           else copy.deepcopy(current[0]))
             current[0].capture.start(files)   # (the reader's frame map, which reads on)
         current[0].feed(item)
-    current[0].decoder_stats = decoder.stats
+    current[0].decoder_stats = decoder.counts
     timeline = current[0].timeline
     return json.dumps(current[0].report()), (timeline.width, timeline.bins, timeline.pending)
 
