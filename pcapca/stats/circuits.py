@@ -6,7 +6,7 @@ from typing import Dict, List, Optional
 from caproto import ClientNameRequest, HostNameRequest
 
 from ..ca.channels import c_name
-from ..ca.circuits import IDLE_NS
+from ..ca.tcp_circuits import IDLE_NS
 from ..output.formatting import ts_string
 from ..times import iso
 from . import bounds

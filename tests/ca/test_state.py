@@ -11,7 +11,7 @@ from pcapca.ca.records import Decoded
 from pcapca.capture.reader import read_capture
 from pcapca.items import Packet
 
-from conftest import fixture
+from tests.conftest import fixture
 
 
 def _rows(items):
