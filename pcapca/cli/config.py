@@ -41,10 +41,10 @@ from .lazy import lazy_import
 
 yaml = lazy_import("yaml")      # (loaded when a --config file is read: 12 ms at start-up)
 
-from ..errors import ConfigError
+from ..errors import ConfigError, FormatError
 from ..filters import (FILTER_KEYS, MAX_VALUES, Filter, FilterError, check_pattern, parse_host,
                        parse_port, parse_when)
-from ..output.formatting import FormatError, Template
+from ..output.template import Template
 
 __all__ = ["Config", "ConfigError", "load_config", "apply_config", "CLI_FILTER_OPTIONS"]
 

@@ -21,12 +21,12 @@ from ..ca.framing import DEFAULT_MAX_MESSAGE
 from ..ca.records import Decoded
 from ..capture.progress import open_with_progress
 from ..capture.reader import CaptureFormatError
-from ..errors import OutputError, UsageError
+from ..errors import FormatError, OutputError, UsageError
 from ..escape import printable, printable_json
 from ..filters import FilterError
 from ..items import Problem
-from ..output.formatting import (DEFAULT_FORMAT, SHARK_TOKENS, TOKENS, FormatError, Template,
-                                 record_json)
+from ..output.jsonout import record_json
+from ..output.template import DEFAULT_FORMAT, SHARK_TOKENS, TOKENS, Template
 from .config import ConfigError, apply_config
 
 

@@ -25,7 +25,8 @@ from ..errors import OutputError, UsageError
 from ..escape import printable
 from ..items import Passthrough, Problem
 from ..pipeline import anchor_of, decode_captures
-from .formatting import Template, record_repr
+from .reprs import record_repr
+from .template import Template
 
 
 class _StrictStop(Exception):

@@ -40,7 +40,8 @@ from ..ca.circuits import IDLE_NS, Decoder
 from ..ca.records import Decoded
 from ..capture.reader import labelled, offsets_in, read_capture
 from ..items import CircuitClosed, Packet, Problem
-from ..output.formatting import ts_string, type_name
+from ..output.jsonout import ts_string
+from ..output.values import type_name
 from ..times import iso
 
 RESERVOIR_SIZE = 10_000      # latency samples kept per PV/server and kind
