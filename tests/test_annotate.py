@@ -45,13 +45,22 @@ def frames(tshark, path):
     return out
 
 
-def expected_comments(path):
-    """What `pcapca print --format '{pv} {command}'` prints, per frame."""
-    out = run_cli("print", path, "-q", "--format", "{frame}\t{pv} {command}", check=0)
+def expected_comments(path, starts=(1,)):
+    """What `pcapca print --format '{pv} {command}'` prints, per frame, each
+    with its tag (docs/wireshark.md: the fixtures' PV names need no escape).
+    ``starts``: the first frame of each file of a set annotated into a
+    directory (req= is a frame of the message's own file)."""
+    out = run_cli("print", path, "-q", "--format",
+                  "{frame}\t{role}\t{name}\t{pv}\t{request_frame}\t{latency}\t{pv} {command}",
+                  check=0)
     per_frame = {}
     for line in out.stdout.decode().splitlines():
-        frame, text = line.split("\t", 1)
-        per_frame.setdefault(int(frame), []).append(text.lstrip(" "))
+        frame, role, name, pv, req, lat, text = line.split("\t", 6)
+        first = max(f for f in starts if f <= int(frame))
+        req = str(int(req) - first + 1) if req and int(req) >= first else ""
+        tag = (f" [pcapca/1 role={role} cmd={name}" + (f" pv={pv}" if pv else "")
+               + (f" req={req}" if req else "") + (f" lat={lat}" if lat else "") + "]")
+        per_frame.setdefault(int(frame), []).append(text.lstrip(" ") + tag)
     return per_frame
 
 

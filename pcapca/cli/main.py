@@ -29,7 +29,6 @@ from ..output.jsonout import record_json
 from ..output.template import DEFAULT_FORMAT, SHARK_TOKENS, TOKENS, Template
 from .config import ConfigError, apply_config
 
-
 OUTPUT_BATCH = 1 << 20     # characters of print's lines written at once (or one longer line)
 
 
@@ -156,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pcapng file to write, or - for stdout; with several IN, a directory")
     a.add_argument("--comment", default=None,
                    help="format of each comment, same tokens as print --format "
-                        "(default: '{pv} {command}', the PV name only when known)")
+                        "(default: '{pv} {command}', the PV name only when known, then a "
+                        "tag for the Wireshark plugin: docs/wireshark.md)")
     a.add_argument("--keep-all", action=argparse.BooleanOptionalAction, default=None,
                    help="with a filter: keep every packet, comment only matching messages")
     _add_common(a)
@@ -182,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "searches/s); needs matplotlib: pip install 'pcapca[plot]'")
     _add_common(s)
     _add_filter(s)
+    from ..wireshark.install import add_parser as add_wireshark_parser
+    add_wireshark_parser(sub)
     return parser
 
 
@@ -379,12 +381,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         warnings.filterwarnings("ignore", category=UserWarning, message=".*[Dd]eprecated.*")
         logging.getLogger("caproto").setLevel(logging.CRITICAL)
     try:
-        _check_streams(args)
-        _check_numbers(args)
+        if args.cmd != "wireshark":        # (the capture commands' inputs and options)
+            _check_streams(args)
+            _check_numbers(args)
         if args.cmd == "print":
             code = cmd_print(args)
         elif args.cmd == "stats":
             code = cmd_stats(args)
+        elif args.cmd == "wireshark":
+            from ..wireshark.install import run as cmd_wireshark
+            code = cmd_wireshark(args)
         else:
             code = cmd_annotate(args)
     except BrokenPipeError:

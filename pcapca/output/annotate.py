@@ -22,25 +22,14 @@ from ..ca.records import Decoded
 from ..capture.pcapng import PcapngWriter
 from ..capture.sets import Files, probe_all
 from ..errors import OutputError, UsageError
-from ..escape import printable
 from ..items import Passthrough, Problem
 from ..pipeline import anchor_of, decode_captures
-from .reprs import record_repr
+from .comments import default_comment, note_comment
 from .template import Template
 
 
 class _StrictStop(Exception):
     pass
-
-
-def default_comment(record) -> str:
-    """``{pv} {command}``, without the PV (and its space) when it is unknown;
-    the PV escaped as ``{pv}`` is (caproto's repr escapes its own text)."""
-    text = record_repr(record)
-    pv = record.pv
-    if pv is None:
-        return text
-    return f"{pv if pv.isprintable() else printable(pv)} {text}"
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -243,6 +232,9 @@ def annotate(args, *, decoder, report: Callable[[Problem], None]) -> int:
     files = Files(inputs)
     comment = (Template(args.comment, files) if getattr(args, "comment", None)
                else default_comment)
+    if comment is default_comment and files.several:
+        def comment(record, _starts=files.starts, _index=files.index):
+            return default_comment(record, _starts[_index(record.packet.frame)])
     flt = getattr(args, "filter", None)
     keep_all = getattr(args, "keep_all", False)
     bars = getattr(args, "progress", False) and not args.quiet
@@ -291,7 +283,7 @@ def annotate(args, *, decoder, report: Callable[[Problem], None]) -> int:
                     records = matching
                 comments = [comment(r) for r in records]
                 if item.notes and flt is None:
-                    comments.extend(item.notes)
+                    comments.extend(map(note_comment, item.notes))
                 try:
                     writer.write_packet(item.packet, comments)
                 except OSError as exc:

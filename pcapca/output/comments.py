@@ -1,0 +1,97 @@
+"""annotate's default comments: readable text, then a versioned tag for the Wireshark plugin."""
+from __future__ import annotations
+
+import functools
+from urllib.parse import quote
+
+from ..capture.pcapng import MAX_OPTION_LEN
+from ..escape import printable
+from .reprs import record_repr
+
+# The machine-readable tag that ends each default comment and note, read by
+# the Wireshark plugin (pcapca/wireshark/pcapca.lua); format in docs/wireshark.md,
+# choice in docs/design.md. Bump TAG_VERSION on any incompatible change.
+TAG_VERSION = 1
+_TAG = f" [pcapca/{TAG_VERSION} "
+NOTE_TAG = f" [pcapca/{TAG_VERSION} problem]"
+# PV bytes written as themselves in the tag; any other byte (space, %, [, ],
+# controls, non-ASCII) is %XX, so the tag holds no space or bracket of the wire
+_PV_SAFE = "!\"#$&'()*+,/:;<=>?@\\^`{|}"
+
+
+@functools.lru_cache(maxsize=4096)
+def tag_pv(pv: str) -> str:
+    """``pv`` percent-encoded for the tag (UTF-8; surrogate escapes back to bytes)."""
+    try:
+        return quote(pv, safe=_PV_SAFE, errors="surrogateescape")
+    except UnicodeEncodeError:
+        return quote(pv, safe=_PV_SAFE, errors="replace")
+
+
+# (role, class, PV) -> the tag's start, memoised: the tag must cost little
+# beside the repr. At most _MAX_STARTS entries (then cleared), PV names of
+# at most 256 characters (longer ones, rare and maybe hostile, are not kept)
+_starts: dict = {}
+_MAX_STARTS = 16384
+
+
+def comment_tag(record, first: int = 1) -> str:
+    """`` [pcapca/1 role=R cmd=NAME pv=ESCAPED req=FRAME lat=SECONDS]``; pv, req
+    and lat only when known. ``first``: the first frame of the output file
+    (several captures): req is a frame of that file, absent when the request
+    is in an earlier file (Wireshark opens one file at a time)."""
+    pv = record.pv
+    key = (record.role, record.cls, pv)
+    start = _starts.get(key)
+    if start is None:
+        start = f"{_TAG}role={record.role} cmd={record.cls.__name__}"
+        if pv is not None:
+            start += f" pv={tag_pv(pv)}"
+        if pv is None or len(pv) <= 256:
+            if len(_starts) >= _MAX_STARTS:
+                _starts.clear()
+            _starts[key] = start
+    req = record.request_frame
+    if first != 1 and req is not None:
+        req = req - first + 1 if req >= first else None
+    if req is None:
+        return start + "]" if record.latency is None else f"{start} lat={record.latency:.6f}]"
+    if record.latency is None:
+        return f"{start} req={req}]"
+    return f"{start} req={req} lat={record.latency:.6f}]"
+
+
+def _fit(text: str, tag: str) -> str:
+    """``text + tag``, the text cut as capture.pcapng.cut_comment cuts (which would
+    cut the tag) so that the tag survives pcapng's 65535-byte option limit."""
+    whole = text + tag
+    if len(whole) * 4 <= MAX_OPTION_LEN:       # (no UTF-8 encoding needed)
+        return whole
+    room = MAX_OPTION_LEN - len(tag.encode("utf-8"))
+    enc = text.encode("utf-8", "replace")
+    if len(enc) <= room:
+        return whole
+    n = len(enc) - room
+    while True:                    # (the tail's length depends on n)
+        tail = f"…[cut by pcapca: {n} bytes]"
+        keep = room - len(tail.encode("utf-8"))
+        while keep > 0 and (enc[keep] & 0xC0) == 0x80:
+            keep -= 1              # (never split a UTF-8 character)
+        if len(enc) - keep == n:
+            return enc[:keep].decode("utf-8") + tail + tag
+        n = len(enc) - keep
+
+
+def default_comment(record, first: int = 1) -> str:
+    """``{pv} {command}``, without the PV (and its space) when it is unknown,
+    then the tag (``first``: see comment_tag)."""
+    text = record_repr(record)
+    pv = record.pv
+    if pv is not None:          # (escaped as {pv} is: caproto's repr escapes its own text)
+        text = f"{pv if pv.isprintable() else printable(pv)} {text}"
+    return _fit(text, comment_tag(record, first))
+
+
+def note_comment(note: str) -> str:
+    """A decode problem's comment (``pcapca: TEXT``) with its tag."""
+    return _fit(note, NOTE_TAG)
