@@ -34,9 +34,9 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import struct
 import sys
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 
@@ -44,8 +44,11 @@ import caproto as ca
 from caproto import ChannelType as CT
 from caproto import _dbr as dbr
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # the repository: tests.builders
+from tests import builders  # noqa: E402
+from tests.builders import ACK, FIN, LOCALHOST, PSH, SYN  # noqa: E402
+
 MSS = 65483                        # payload of a full loopback segment (MTU 65536)
-LOCALHOST = bytes([127, 0, 0, 1])
 SERVER_PORT = 5064
 REPEATER_PORT = 5065
 START_US = 1_795_977_600 * 1_000_000   # 2026-11-29T16:00:00Z
@@ -76,15 +79,6 @@ PVS = [
 MISSING = [f"SYN:missing_{i}" for i in range(4)]   # searched, never answered
 
 
-def checksum(data: bytes) -> int:
-    if len(data) & 1:
-        data += b"\0"
-    s = int(np.frombuffer(data, dtype=">u2").sum(dtype=np.uint64))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
-
 class PcapWriter:
     """Legacy pcap, little-endian header, microseconds, LINKTYPE_ETHERNET."""
 
@@ -92,41 +86,27 @@ class PcapWriter:
         self.f = f
         self.packets = 0
         self.ip_id = 0
-        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
+        f.write(builders.pcap_header())
 
     def _frame(self, proto: int, l4: bytes) -> bytes:
         self.ip_id = (self.ip_id + 1) & 0xFFFF
-        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), self.ip_id, 0x4000, 64,
-                         proto, 0, LOCALHOST, LOCALHOST)
-        ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
-        return b"\0" * 12 + b"\x08\x00" + ip + l4
+        return builders.ETHERNET_IPV4 + builders.ipv4(LOCALHOST, LOCALHOST, proto, l4, self.ip_id)
 
     def _write(self, ts_us: int, frame: bytes) -> None:
         sec, usec = divmod(ts_us, 1_000_000)
-        self.f.write(struct.pack("<IIII", sec, usec, len(frame), len(frame)))
-        self.f.write(frame)
+        self.f.write(builders.pcap_record(sec, usec, frame))
         self.packets += 1
 
     def tcp(self, ts_us, sport, dport, seq, ack, flags, payload=b""):
         # SYNs carry MSS 65495 and window scale 7 (as Linux on loopback); the
         # window is then 65535 << 7, so 64 kB segments never fill it.
         opts = b"\x02\x04\xff\xd7\x01\x03\x03\x07" if flags & SYN else b""
-        hdr = struct.pack("!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF,
-                          (5 + len(opts) // 4) << 4, flags, 65535, 0, 0) + opts
-        pseudo = LOCALHOST + LOCALHOST + struct.pack("!BBH", 0, 6, len(hdr) + len(payload))
-        c = checksum(pseudo + hdr + payload)
-        hdr = hdr[:16] + struct.pack("!H", c) + hdr[18:]
-        self._write(ts_us, self._frame(6, hdr + payload))
+        self._write(ts_us, self._frame(6, builders.tcp(LOCALHOST, LOCALHOST, sport, dport, seq,
+                                                       ack, flags, payload, opts)))
 
     def udp(self, ts_us, sport, dport, payload):
-        length = 8 + len(payload)
-        hdr = struct.pack("!HHHH", sport, dport, length, 0)
-        pseudo = LOCALHOST + LOCALHOST + struct.pack("!BBH", 0, 17, length)
-        c = checksum(pseudo + hdr + payload) or 0xFFFF
-        self._write(ts_us, self._frame(17, hdr[:6] + struct.pack("!H", c) + payload))
-
-
-FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
+        self._write(ts_us, self._frame(17, builders.udp(LOCALHOST, LOCALHOST, sport, dport,
+                                                        payload)))
 
 
 class Sim:

@@ -44,16 +44,20 @@ def anchor_of(*users) -> Optional[Callable[[int], None]]:
 
 
 def _stages(read: Callable, decoder: Optional[Decoder], tracker: Optional[ChannelTracker],
-            drops: Optional[Callable], anchor: Optional[Callable] = None) -> Iterator:
+            drops: Optional[Callable], anchor: Optional[Callable] = None,
+            tap: Optional[Callable] = None) -> Iterator:
     """The decoder and the channel state over ``read(skim)``, a reader's
     items (``skim``: the filtered print's shortcut for ``drops``, or None;
-    ``anchor``: see ``first_packet``)."""
+    ``anchor``: see ``first_packet``; ``tap(items)``: the reader's items
+    passed on, seen on the way: stats counts each file's packets)."""
     decoder = decoder or Decoder()
     tracker = tracker or ChannelTracker()
     skim = None
     if drops is not None:
         skim = Skimmer(decoder, tracker, drops)
     items = read(skim)
+    if tap is not None:
+        items = tap(items)
     if anchor is not None:
         items = first_packet(items, anchor)
     return tracker.run(decoder.run(items))
@@ -61,7 +65,8 @@ def _stages(read: Callable, decoder: Optional[Decoder], tracker: Optional[Channe
 
 def decode(source, *, decoder: Optional[Decoder] = None,
            tracker: Optional[ChannelTracker] = None, strict: bool = False,
-           drops: Optional[Callable] = None, anchor: Optional[Callable] = None) -> Iterator:
+           drops: Optional[Callable] = None, anchor: Optional[Callable] = None,
+           tap: Optional[Callable] = None) -> Iterator:
     """Decoded packets (plus Passthrough and Problem items) of a capture.
 
     ``drops``: a ``Filter.drops``; packets whose messages it drops (all of
@@ -69,18 +74,18 @@ def decode(source, *, decoder: Optional[Decoder] = None,
     src = source if isinstance(source, ByteSource) else open_source(source)
     offsets = offsets_in(src)          # (a gzip-compressed capture; before reading starts)
     stream = _stages(lambda skim: read_capture(src, strict=strict, skim=skim),
-                     decoder, tracker, drops, anchor)
+                     decoder, tracker, drops, anchor, tap)
     return label_offsets(stream, offsets) if offsets else stream
 
 
 def decode_files(files: Files, *, opener: Callable, decoder: Optional[Decoder] = None,
                  tracker: Optional[ChannelTracker] = None, strict: bool = False,
-                 drops: Optional[Callable] = None, anchor: Optional[Callable] = None
-                 ) -> Iterator:
+                 drops: Optional[Callable] = None, anchor: Optional[Callable] = None,
+                 tap: Optional[Callable] = None) -> Iterator:
     """``decode`` for several captures read in order as one (see
     ``pcapca.capture_set``): every problem names its file."""
     stream = _stages(lambda skim: read_captures(files, opener=opener, strict=strict, skim=skim),
-                     decoder, tracker, drops, anchor)
+                     decoder, tracker, drops, anchor, tap)
     for item in stream:
         if item.__class__ is Problem:
             # (the decoder's: it knows the frame, not the file)
@@ -90,18 +95,24 @@ def decode_files(files: Files, *, opener: Callable, decoder: Optional[Decoder] =
 
 def decode_captures(files: Files, *, bars: bool, decoder: Optional[Decoder] = None,
                     strict: bool = False, drops: Optional[Callable] = None,
-                    anchor: Optional[Callable] = None):
+                    anchor: Optional[Callable] = None, tracker: Optional[ChannelTracker] = None,
+                    tap: Optional[Callable] = None, opener: Optional[Callable] = None):
     """``decode`` of the one capture of ``files``, or ``decode_files`` of
     several, each file with a progress bar when ``bars`` (and stderr is a
     terminal): (items, tick, close). ``tick()``, when not None, is to be
     called per Decoded item (the bar of one capture moves with them; a set's
-    reader moves its bars itself); ``close()``, when not None, at the end."""
+    reader moves its bars itself); ``close()``, when not None, at the end.
+    ``opener(path)``: the file's Progress, instead of one with a bar when ``bars``."""
+    if opener is None:
+        def opener(path):
+            return open_with_progress(path, enabled=bars)
     if files.several:
-        items = decode_files(files, opener=lambda path: open_with_progress(path, enabled=bars),
-                             decoder=decoder, strict=strict, drops=drops, anchor=anchor)
+        items = decode_files(files, opener=opener, decoder=decoder, tracker=tracker,
+                             strict=strict, drops=drops, anchor=anchor, tap=tap)
         return items, None, None
-    progress = open_with_progress(files.paths[0], enabled=bars)
-    items = decode(progress.src, decoder=decoder, strict=strict, drops=drops, anchor=anchor)
+    progress = opener(files.paths[0])
+    items = decode(progress.src, decoder=decoder, tracker=tracker, strict=strict, drops=drops,
+                   anchor=anchor, tap=tap)
     return items, (progress.update if progress.active else None), progress.close
 
 

@@ -23,34 +23,21 @@ import os
 import struct
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests.builders
+from tests.builders import ETHERNET_IPV4, LOCALHOST, ipv4, pcap_header, tcp  # noqa: E402
+
 CLAIM = 0xFFFFFFF0
-SERVER_IP = bytes([127, 0, 0, 1])
+SERVER_IP = LOCALHOST
 SERVER_PORT = 5064
 START = 1767225600          # 2026-01-01T00:00:00Z
 STEP_US = 10
 
 
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
-
 def frame(src: bytes, dst: bytes, sport: int, dport: int, seq: int, ack: int,
           flags: int, payload: bytes = b"", ip_id: int = 0) -> bytes:
     """Ethernet + IPv4 + TCP (20-byte header), with valid IP and TCP checksums."""
-    tcp = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, 5 << 4, flags, 65535, 0, 0)
-    pseudo = src + dst + struct.pack("!BBH", 0, 6, len(tcp) + len(payload))
-    csum = _checksum(pseudo + tcp + payload)
-    tcp = tcp[:16] + struct.pack("!H", csum) + tcp[18:]
-    total = 20 + len(tcp) + len(payload)
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, total, ip_id & 0xFFFF, 0x4000, 64, 6, 0, src, dst)
-    ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
-    eth = b"\0" * 12 + b"\x08\x00"
-    return eth + ip + tcp + payload
+    return ETHERNET_IPV4 + ipv4(src, dst, 6, tcp(src, dst, sport, dport, seq, ack, flags, payload),
+                                ip_id)
 
 
 def ca_claim(extra: bytes) -> bytes:
@@ -68,7 +55,7 @@ def client(i: int) -> tuple[bytes, int]:
 
 
 def write(out, flows: int) -> int:
-    out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
+    out.write(pcap_header())
     t = START * 1_000_000
     packets = 0
     rec = struct.Struct("<IIII").pack

@@ -37,7 +37,10 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
 import ca_decode  # noqa: E402
-import record_fixtures as rf  # noqa: E402
+from recording.files import join_ring  # noqa: E402
+from recording.netns import lo_like_ethernet  # noqa: E402
+from recording.procs import (PY, Procs, base_env, dumpcap, start_ioc, start_rsrv,  # noqa: E402
+                             tcpdump)
 
 
 def reference(path):
@@ -74,27 +77,27 @@ def one_run(seed, seconds, path, ring=None, searcher=False):
     """Capture a session into ``path``; with ``ring`` (seconds) into a ring
     of files next to it, joined into ``path``: returns the files."""
     tmp = tempfile.mkdtemp(prefix='soak-')
-    procs = rf.Procs(tmp)
+    procs = Procs(tmp)
     try:
-        env = rf.base_env(EPICS_CA_ADDR_LIST='127.0.0.1 127.0.0.1:5066')
-        rf.start_ioc(procs, env)
-        rf.start_rsrv(procs, dict(env, EPICS_CA_SERVER_PORT='5066',
-                                  EPICS_CAS_BEACON_PORT='5099'))
+        env = base_env(EPICS_CA_ADDR_LIST='127.0.0.1 127.0.0.1:5066')
+        start_ioc(procs, env)
+        start_rsrv(procs, dict(env, EPICS_CA_SERVER_PORT='5066',
+                               EPICS_CAS_BEACON_PORT='5099'))
         filt = 'port 5064 or port 5066'
         if searcher:                    # (a fragment after the first has no ports)
             filt += ' or (ip[6:2] & 0x3fff != 0)'
         if ring:
-            cap = rf.dumpcap(procs, path, [('lo', filt)], extra=('-b', f'duration:{ring}'))
+            cap = dumpcap(procs, path, [('lo', filt)], extra=('-b', f'duration:{ring}'))
         else:
-            cap = rf.tcpdump(procs, path, filt=filt)
+            cap = tcpdump(procs, path, filt=filt)
         with cap:
             extra = []
             if searcher:
                 extra.append(subprocess.Popen(
-                    [rf.PY, os.path.join(HERE, 'soak_searcher.py'), str(seed), str(seconds)],
+                    [PY, os.path.join(HERE, 'soak_searcher.py'), str(seed), str(seconds)],
                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             try:
-                subprocess.run([rf.PY, os.path.join(HERE, 'soak_client.py'), str(seed),
+                subprocess.run([PY, os.path.join(HERE, 'soak_client.py'), str(seed),
                                 str(seconds)], env=env, capture_output=True,
                                timeout=seconds + 60, check=True)
                 for proc in extra:
@@ -108,7 +111,7 @@ def one_run(seed, seconds, path, ring=None, searcher=False):
     finally:
         procs.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
-    return rf.join_ring(path) if ring else [path]
+    return join_ring(path) if ring else [path]
 
 
 def main(argv=None):
@@ -125,10 +128,10 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.mtu and not os.environ.get('SOAK_IN_NETNS'):
         cmd = ['unshare', '--net', '--', 'sh', '-c', 'ip link set lo up && exec "$@"', 'sh',
-               rf.PY, os.path.abspath(__file__), *(argv if argv is not None else sys.argv[1:])]
+               PY, os.path.abspath(__file__), *(argv if argv is not None else sys.argv[1:])]
         return subprocess.run(cmd, env=dict(os.environ, SOAK_IN_NETNS='1')).returncode
     if args.mtu:
-        rf.lo_like_ethernet(args.mtu)
+        lo_like_ethernet(args.mtu)
     out = args.keep or tempfile.mkdtemp(prefix='soak-captures-')
     os.makedirs(out, exist_ok=True)
     bad = 0

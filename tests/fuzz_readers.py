@@ -248,11 +248,11 @@ def _hostile_seeds():
     """basic.pcap with shapes that mutations rarely make: a read reply whose
     data_count is far over its payload (extended and plain headers), and a
     long DBR_STRING array (tests/test_robustness.py's)."""
-    from test_robustness import BASIC, _lying_reply, build, data, lying_count_recs
+    from tests.builders import BASIC, build, data, lying_count_recs, lying_reply
     strings = b"".join(b"s%d".ljust(40, b"\0") % i for i in range(1001))
-    replies = {"count-2e32": _lying_reply(2**32 - 1), "count-65535": _lying_reply(65535, 0, False),
-               "count-time-double": _lying_reply(2**31, 20, True, bytes(24)),
-               "strings-1001": _lying_reply(1001, 0, False, strings)}
+    replies = {"count-2e32": lying_reply(2**32 - 1), "count-65535": lying_reply(65535, 0, False),
+               "count-time-double": lying_reply(2**31, 20, True, bytes(24)),
+               "strings-1001": lying_reply(1001, 0, False, strings)}
     return [(f"basic-{name}.pcap", build(data(BASIC)[:24], lying_count_recs(reply)))
             for name, reply in replies.items()]
 

@@ -10,7 +10,7 @@ import struct
 
 import pytest
 
-from conftest import ROOT, fixture
+from tests.conftest import ROOT, fixture
 from pcapca.ca import circuits as decoder_mod
 from pcapca.capture import pcapng as pcapng_io
 from pcapca.cli import main as cli
@@ -18,8 +18,7 @@ from pcapca.ca.circuits import Decoder
 from pcapca.items import Passthrough, Problem
 from pcapca.pipeline import decode
 from pcapca.ca.records import Decoded
-from test_fragments import pieces, set_ip
-from test_robustness import blocks, build, data, records
+from tests.builders import blocks, build, data, pieces, records
 
 PCAP_HEAD = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
 

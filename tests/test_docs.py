@@ -26,119 +26,25 @@ conftest.needs_tshark).
 """
 from __future__ import annotations
 
-import gzip
 import glob
 import os
 import re
 import shlex
 import shutil
-import struct
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import fixture, needs_tshark
-from test_robustness import (_lying_reply, blocks, build, isb_counts, offsets, poke_ca,
-                             records, replace_payload)
+from tests.builders import DAMAGED
+from tests.conftest import needs_tshark
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 CAPTURE = re.compile(r"\.(pcap|pcapng|yaml)$")
 NOT_RUN = ("time ", "capinfos ", "cat ")
 TSHARK_AS_ROOT = 'Running as user "root"'      # tshark's warning in a CI container
-
-
-def _basic(edit, name="basic.pcap") -> bytes:
-    """basic.pcap (or ``name``) with its records (``test_robustness.records``) edited."""
-    d = fixture(name).read_bytes()
-    recs = records(d)
-    edit(recs)
-    return build(d[:24], recs)
-
-
-def _spliced(name: str, frame: int, new, end=None) -> bytes:
-    """A pcap fixture with ``new`` (bytes, or a function of the old record)
-    in place of the bytes from frame ``frame``'s record to frame ``end``'s."""
-    d = fixture(name).read_bytes()
-    offs = offsets(d) + [len(d)]
-    at = offs[frame - 1]
-    upto = offs[end - 1] if end else at
-    return d[:at] + (new(d[at:offs[frame]]) if callable(new) else new) + d[upto:]
-
-
-def _session(edit) -> bytes:
-    """session.pcapng with ``edit(bytearray, [(offset, length)] of its
-    EPBs, [(offset, type, length)] of its blocks)`` applied."""
-    d = bytearray(fixture("session.pcapng").read_bytes())
-    edit(d, [(o, n) for o, t, n in blocks(d) if t == 6], blocks(d))
-    return bytes(d)
-
-
-def _tsresol(d, epbs, all_blocks):
-    idb = next(o for o, t, n in all_blocks if t == 1)
-    i = idb + 16
-    while struct.unpack_from("<H", d, i)[0] != 9:            # if_tsresol
-        length = struct.unpack_from("<H", d, i + 2)[0]
-        i += 4 + length + (-length % 4)
-    d[i + 4] = 0x7F
-
-
-def _drops(d, epbs, all_blocks):
-    (isb,) = [o for o, t, n in all_blocks if t == 5]
-    isb_counts(d, isb, ifrecv=5000, ifdrop=7)
-
-
-_GARBAGE = struct.pack("<IIII", 1, 2, 0x7FFFFFFF, 0x7FFFFFFF) + b"garbage!" * 5
-_EXTENDED_4GIB = (struct.pack(">HHHHII", 15, 0xFFFF, 6, 0, 0, 99)
-                  + struct.pack(">II", 0xFFFFFFF0, 1) + b"abcdefgh")
-def _gz(raw: bytes, edit=None) -> bytes:
-    """``raw`` gzip-compressed without compressing (stored blocks: the same
-    bytes whatever zlib this is, so the docs' compressed offsets hold), then
-    ``edit``ed."""
-    d = bytearray(gzip.compress(raw, compresslevel=0, mtime=0))
-    if edit is not None:
-        edit(d)
-    return bytes(d)
-
-
-# the damaged captures of troubleshooting.md, as its comments describe them
-DAMAGED = {
-    "cut.pcap": lambda: _spliced("basic.pcap", 21, lambda rec: rec[:30], end=55),
-    "cuthdr.pcap": lambda: _spliced("basic.pcap", 21, lambda rec: rec[:7], end=55),
-    "trunc.pcapng": lambda: _session(lambda d, epbs, _: d.__delitem__(
-        slice(epbs[59][0] + epbs[59][1] // 2, None))),
-    "garbage.pcap": lambda: _spliced("basic.pcap", 6, _GARBAGE),
-    "garbage_end.pcap": lambda: _spliced("basic.pcap", 51, _GARBAGE, end=55),
-    "zero.pcap": lambda: _spliced("basic.pcap", 6, lambda rec: rec[:8] + bytes(8)),
-    "blocklen.pcapng": lambda: _session(
-        lambda d, epbs, _: struct.pack_into("<I", d, epbs[39][0] + 4, 13)),
-    "trailer.pcapng": lambda: _session(
-        lambda d, epbs, _: struct.pack_into("<I", d, sum(epbs[39]) - 4, 1234)),
-    "iface.pcapng": lambda: _session(
-        lambda d, epbs, _: struct.pack_into("<I", d, epbs[29][0] + 8, 7)),
-    "tsresol.pcapng": lambda: _session(_tsresol),
-    "bom.pcapng": lambda: _session(lambda d, epbs, _: d.__setitem__(slice(8, 12), b"XXXX")),
-    "hole.pcap": lambda: _basic(lambda recs: recs.__delitem__(19)),
-    "snap.pcap": lambda: _basic(lambda recs: recs[16].__setitem__(3, recs[16][3][:80])),
-    "dbr99.pcap": lambda: _basic(lambda recs: poke_ca(recs, 16, ">H", 4, 99)),
-    "short.pcap": lambda: _basic(lambda recs: poke_ca(recs, 16, ">H", 4, 20)),
-    "cmd200.pcap": lambda: _basic(lambda recs: poke_ca(recs, 15, ">H", 0, 200)),
-    "count.pcap": lambda: _basic(lambda recs: replace_payload(recs, 16, _lying_reply(2**32 - 1))),
-    "claim.pcap": lambda: _basic(lambda recs: replace_payload(recs, 15, _EXTENDED_4GIB)),
-    "udp.pcap": lambda: _basic(lambda recs: recs[0].__setitem__(
-        3, recs[0][3][:42 + 16] + struct.pack(">H", 200) + recs[0][3][42 + 18:])),
-    "dropped.pcapng": lambda: _session(_drops),
-    "nofrag.pcap": lambda: _basic(lambda recs: recs.__delitem__(1), "fragments.pcap"),
-    "basic.pcap.gz": lambda: _gz(fixture("basic.pcap").read_bytes()),
-    "cut.pcap.gz": lambda: _gz(fixture("basic.pcap").read_bytes())[:2000],
-    "flipped.pcap.gz": lambda: _gz(fixture("basic.pcap").read_bytes(),
-                                   lambda d: d.__setitem__(3000, d[3000] ^ 0xFF)),
-    "trailing.pcap.gz": lambda: _gz(fixture("basic.pcap").read_bytes()) + b"x" * 10,
-    "text.gz": lambda: _gz(b"hello\n"),
-    "capture.pcap.zst": lambda: bytes.fromhex("28b52ffd") + b"(not really zstd)",
-}
 
 
 def doc_commands(path: Path):

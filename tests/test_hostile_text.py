@@ -9,7 +9,7 @@ from hypothesis import given, settings, strategies as st
 
 from pcapca.escape import printable
 
-from conftest import fixture, run_cli
+from tests.conftest import fixture, run_cli
 
 # as long as FIX:dbl (so every length in basic.pcap holds): an OSC sequence
 # setting the terminal's title (ESC ... BEL), then byte 0x9b (the 8-bit CSI),
@@ -64,9 +64,11 @@ def test_annotate_default_comment_escapes_the_pv(evil, tmp_path, tshark):
                          capture_output=True, check=True)
     assert _raw_controls(res.stdout) == []
     assert res.stdout.decode().splitlines()[0] == (
-        f"VersionRequest(priority=0, version=13),"
-        f"{EVIL_TEXT} SearchRequest(name='{EVIL_TEXT}', cid=0, version=13, reply=5),"
-        f"FIX:counter SearchRequest(name='FIX:counter', cid=1, version=13, reply=5)")
+        f"VersionRequest(priority=0, version=13) [pcapca/1 role=client cmd=VersionRequest],"
+        f"{EVIL_TEXT} SearchRequest(name='{EVIL_TEXT}', cid=0, version=13, reply=5)"
+        f" [pcapca/1 role=client cmd=SearchRequest pv=%1B%5D0;t%07%C2%9B],"
+        f"FIX:counter SearchRequest(name='FIX:counter', cid=1, version=13, reply=5)"
+        f" [pcapca/1 role=client cmd=SearchRequest pv=FIX:counter]")
 
 
 def test_file_names_in_messages_are_escaped(tmp_path):

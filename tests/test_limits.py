@@ -5,7 +5,7 @@ import pytest
 from pcapca.cli.config import ConfigError, MAX_CONFIG_BYTES, load_config
 from pcapca.filters import MAX_VALUES
 
-from conftest import fixture, run_cli
+from tests.conftest import fixture, run_cli
 
 
 def _laughs() -> str:

@@ -16,120 +16,14 @@ import tracemalloc
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from conftest import ROOT, fixture, run_cli
+from tests.builders import (BASIC, basic_recs, blocks, build, data, isb_counts, lying_count_recs,
+                            lying_reply, offsets, poke_ca, replace_payload, send_in_segments,
+                            tcp_offsets)
+from tests.conftest import FAST, ROOT, fixture, run_cli
 from pcapca.capture.reader import CaptureFormatError
 from pcapca.items import CircuitClosed, Passthrough, Problem
 from pcapca.pipeline import decode
 from pcapca.ca.records import Decoded
-
-FAST = settings(max_examples=60, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-
-
-def data(name: str) -> bytes:
-    return fixture(name).read_bytes()
-
-
-# --------------------------------------------------------------- helpers: pcap
-
-
-def records(d: bytes):
-    """[[sec, frac, orig_len, data], ...] of a little-endian pcap."""
-    off, out = 24, []
-    while off + 16 <= len(d):
-        s, f, cl, length = struct.unpack_from("<IIII", d, off)
-        out.append([s, f, length, d[off + 16:off + 16 + cl]])
-        off += 16 + cl
-    return out
-
-
-def offsets(d: bytes):
-    """Byte offset of every packet record of a pcap."""
-    off, out = 24, []
-    while off + 16 <= len(d):
-        out.append(off)
-        off += 16 + struct.unpack_from("<I", d, off + 8)[0]
-    return out
-
-
-def build(head: bytes, recs) -> bytes:
-    return head + b"".join(struct.pack("<IIII", s, f, len(x), n) + x for s, f, n, x in recs)
-
-
-def tcp_offsets(frame: bytes):
-    """(tcp header offset, payload offset) of an Ethernet/IPv4/TCP frame, or None."""
-    if len(frame) < 34 or frame[12:14] != b"\x08\x00" or frame[23] != 6:
-        return None
-    t = 14 + (frame[14] & 15) * 4
-    return t, t + (frame[t + 12] >> 4) * 4
-
-
-def poke_ca(recs, index: int, fmt: str, at: int, *values) -> None:
-    """struct.pack_into the CA payload of record ``index`` (0-based)."""
-    x = bytearray(recs[index][3])
-    struct.pack_into(fmt, x, tcp_offsets(x)[1] + at, *values)
-    recs[index][3] = bytes(x)
-
-
-def replace_payload(recs, index: int, new: bytes) -> None:
-    """Replace the TCP payload of record ``index`` and shift the sequence
-    numbers (and the peer's acks) of that direction after it."""
-    x = recs[index][3]
-    t, p = tcp_offsets(x)
-    delta = len(new) - (len(x) - p)
-    y = bytearray(x[:p] + new)
-    struct.pack_into(">H", y, 16, len(y) - 14)
-    recs[index][3] = bytes(y)
-    recs[index][2] = len(y)
-    _shift_seq(recs, index + 1, x[26:30] + x[t:t + 2], delta)
-
-
-def send_in_segments(recs, index: int, new: bytes, mss: int = 1448) -> int:
-    """Replace the TCP payload of record ``index`` by ``new`` sent in
-    segments of at most ``mss`` bytes (records inserted after it), shifting
-    that direction's sequence numbers after them; returns how many."""
-    x = recs[index][3]
-    t, p = tcp_offsets(x)
-    seq = struct.unpack_from(">I", x, t + 4)[0]
-    segs = []
-    for at in range(0, len(new), mss):
-        y = bytearray(x[:p] + new[at:at + mss])
-        struct.pack_into(">H", y, 16, len(y) - 14)
-        struct.pack_into(">I", y, t + 4, (seq + at) % 2**32)
-        segs.append([recs[index][0], recs[index][1], len(y), bytes(y)])
-    recs[index:index + 1] = segs
-    _shift_seq(recs, index + len(segs), x[26:30] + x[t:t + 2], len(new) - (len(x) - p))
-    return len(segs)
-
-
-def _shift_seq(recs, start: int, me: bytes, delta: int) -> None:
-    """Add ``delta`` to the sequence numbers sent from ``me`` (address and
-    port) and to the peer's acks of them, in the records from ``start``."""
-    for r in recs[start:]:
-        y = bytearray(r[3])
-        offs = tcp_offsets(y)
-        if offs is None:
-            continue
-        t = offs[0]
-        if y[26:30] + y[t:t + 2] == me:
-            struct.pack_into(">I", y, t + 4, (struct.unpack_from(">I", y, t + 4)[0] + delta) % 2**32)
-        elif y[30:34] + y[t + 2:t + 4] == me:
-            struct.pack_into(">I", y, t + 8, (struct.unpack_from(">I", y, t + 8)[0] + delta) % 2**32)
-        r[3] = bytes(y)
-
-
-# ------------------------------------------------------------- helpers: pcapng
-
-
-def blocks(d: bytes):
-    """[(offset, type, length)] of a little-endian pcapng."""
-    off, out = 0, []
-    while off + 12 <= len(d):
-        btype, blen = struct.unpack_from("<II", d, off)
-        out.append((off, btype, blen))
-        off += blen
-    return out
-
 
 # ------------------------------------------------------------ helpers: running
 
@@ -166,7 +60,6 @@ def frames_of(msgs, lo=None, hi=None):
     return [m for m in msgs if (lo is None or m[0] >= lo) and (hi is None or m[0] <= hi)]
 
 
-BASIC = "basic.pcap"
 INTACT = {}
 
 
@@ -430,9 +323,6 @@ def test_strict_annotate_stops_and_leaves_no_file(tmp_path):
 
 # ================================================================ traffic damage
 
-
-def basic_recs():
-    return records(data(BASIC))
 
 
 def test_tcp_hole_reported_and_decoding_resumes(tmp_path):
@@ -852,24 +742,6 @@ def test_flush_ends_with_a_waiting_segment_at_the_next_sequence_number():
 # ------------------------------------------------------------ the capture's own losses
 
 
-def isb_counts(d: bytearray, isb_offset: int, **values) -> None:
-    """Set the 8-byte counters (``ifrecv``, ``ifdrop``, ``osdrop``) of the
-    Interface Statistics Block at ``isb_offset`` that it already has."""
-    codes = {"ifrecv": 4, "ifdrop": 5, "osdrop": 7}
-    i = isb_offset + 20
-    found = set()
-    while True:
-        code, length = struct.unpack_from("<HH", d, i)
-        if code == 0:
-            break
-        for name, c in codes.items():
-            if c == code and name in values:
-                struct.pack_into("<Q", d, i + 4, values[name])
-                found.add(name)
-        i += 4 + length + (-length % 4)
-    assert found == set(values), found
-
-
 def _isb_osdrop(d: bytes, isb_offset: int, value: int) -> bytes:
     """The ISB with an isb_osdrop option added (dumpcap writes none)."""
     blen = struct.unpack_from("<I", d, isb_offset + 4)[0]
@@ -1008,19 +880,7 @@ def test_a_big_message_in_many_segments_decoded():
     assert rec.command.data.tolist() == list(range(1 << 17)) and rec.pv == "FIX:dbl"
 
 
-def _lying_reply(count: int, dtype: int = 0, extended: bool = True, payload=b"abcdefgh") -> bytes:
-    """A server's ReadNotifyResponse (ioid 0) whose header says ``count``
-    values of ``dtype`` (default DBR_STRING) with ``payload``."""
-    if extended:
-        return struct.pack(">HHHHIIII", 15, 0xFFFF, dtype, 0, 1, 0, len(payload), count) + payload
-    return struct.pack(">HHHHII", 15, len(payload), dtype, count, 1, 0) + payload
 
-
-def lying_count_recs(reply: bytes):
-    """basic.pcap with frame 17 (FIX:dbl's first read reply) replaced by ``reply``."""
-    recs = basic_recs()
-    replace_payload(recs, 16, reply)
-    return recs
 
 
 @pytest.mark.parametrize("count, dtype, extended, size, name", [
@@ -1032,7 +892,7 @@ def lying_count_recs(reply: bytes):
 ])
 def test_data_count_over_the_payload_is_a_decode_problem(count, dtype, extended, size, name):
     msgs, probs = run(build(data(BASIC)[:24], lying_count_recs(
-        _lying_reply(count, dtype, extended, bytes(size)))))
+        lying_reply(count, dtype, extended, bytes(size)))))
     (p,) = probs
     assert p.kind == "decode" and p.frame == 17 and p.message.endswith(
         f"ReadNotifyResponse could not be decoded: data_count {count} is more {name} values "
@@ -1048,13 +908,13 @@ def test_data_count_over_the_payload_is_a_decode_problem(count, dtype, extended,
 def test_data_count_that_fits_is_decoded(count, dtype, size):
     payload = bytes(range(65, 65 + size))
     msgs, probs = run(build(data(BASIC)[:24], lying_count_recs(
-        _lying_reply(count, dtype, False, payload))))
+        lying_reply(count, dtype, False, payload))))
     assert probs == [] and msgs == intact(BASIC)[0]
 
 
 def test_lying_count_cli(tmp_path):
     """print, annotate and stats: one line for it, the rest decoded."""
-    bad = build(data(BASIC)[:24], lying_count_recs(_lying_reply(2**32 - 1)))
+    bad = build(data(BASIC)[:24], lying_count_recs(lying_reply(2**32 - 1)))
     src = tmp_path / "in.pcap"
     src.write_bytes(bad)
     line = ("pcapca: frame 17: 127.0.0.1:5064->127.0.0.1:46778: ReadNotifyResponse could not be "

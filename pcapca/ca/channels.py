@@ -28,7 +28,8 @@ from __future__ import annotations
 from typing import Dict, Iterable, Iterator, Optional, Tuple
 
 from ..items import CircuitClosed
-from ._caproto import Commands, header_field
+from ._caproto import caproto, header_field
+from .commands import dispatch
 from .records import Decoded, Record
 
 _SUB, _SID, _REQUEST, _RESPONSE = range(4)    # kinds of skim_rules
@@ -161,33 +162,25 @@ class ChannelTracker:
     def __init__(self):
         self.circuits: Dict[tuple, CircuitState] = {}
         self.searches: Dict[tuple, Dict[int, Tuple[str, int, int]]] = {}  # client -> cid -> (name, frame, ts)
-        by_name = {
-            "SearchRequest": self._search_request,
-            "SearchResponse": self._search_reply,
-            "NotFoundResponse": self._search_reply,
-            "CreateChanRequest": self._create_request,
-            "CreateChanResponse": self._create_response,
-            "AccessRightsResponse": self._by_cid,
-            "CreateChFailResponse": self._cid_end,
-            "ServerDisconnResponse": self._cid_end,
-            "ReadNotifyRequest": self._io_request,
-            "WriteNotifyRequest": self._io_request,
-            "ReadRequest": self._io_request,
-            "WriteRequest": self._by_sid,
-            "ReadNotifyResponse": self._io_response,
-            "WriteNotifyResponse": self._io_response,
-            "ReadResponse": self._io_response,
-            "EventAddRequest": self._sub_request,
-            "EventCancelRequest": self._by_sid,
-            "EventAddResponse": self._sub_update,
-            "EventCancelResponse": self._sub_cancel,
-            "ClearChannelRequest": self._by_sid,
-            "ClearChannelResponse": self._clear_response,
-            "ErrorResponse": self._error,
-        }
-        classes = [cls for table in Commands.values() for cls in table.values()]
-        self._handlers = {cls: by_name[cls.__name__] for cls in classes
-                          if cls.__name__ in by_name}
+        self._handlers = dispatch({
+            caproto.SearchRequest: self._search_request,
+            (caproto.SearchResponse, caproto.NotFoundResponse): self._search_reply,
+            caproto.CreateChanRequest: self._create_request,
+            caproto.CreateChanResponse: self._create_response,
+            caproto.AccessRightsResponse: self._by_cid,
+            (caproto.CreateChFailResponse, caproto.ServerDisconnResponse): self._cid_end,
+            (caproto.ReadNotifyRequest, caproto.WriteNotifyRequest,
+             caproto.ReadRequest): self._io_request,
+            (caproto.WriteRequest, caproto.EventCancelRequest,
+             caproto.ClearChannelRequest): self._by_sid,
+            (caproto.ReadNotifyResponse, caproto.WriteNotifyResponse,
+             caproto.ReadResponse): self._io_response,
+            caproto.EventAddRequest: self._sub_request,
+            caproto.EventAddResponse: self._sub_update,
+            caproto.EventCancelResponse: self._sub_cancel,
+            caproto.ClearChannelResponse: self._clear_response,
+            caproto.ErrorResponse: self._error,
+        })
         # For ``pcapca.skim``: the messages whose PV and whole effect on this
         # state follow from their parameter1/parameter2 header fields (see
         # ``skim``): class -> (kind, which parameter holds the sid/subscription
@@ -238,7 +231,7 @@ class ChannelTracker:
         this message (of the circuit whose state is ``state``, with its
         ``skim_rules`` entry and its (parameter1, parameter2))? If so (and
         ``apply``), change the state as its handler (_sub_update, _by_sid,
-        _io_request, _io_response) would. tests/test_skim.py compares the
+        _io_request, _io_response) would. tests/fast/test_skim.py compares the
         output with and without skim."""
         kind, first, ioid = rule
         entry = None

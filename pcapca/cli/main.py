@@ -317,7 +317,8 @@ def cmd_annotate(args) -> int:
 def cmd_stats(args) -> int:
     from ..pipeline import anchor_of
     from ..stats.collector import StatsCollector
-    from ..stats.render import PlotUnavailable, check_matplotlib, plot, render_text
+    from ..stats.plot import PlotUnavailable, check_matplotlib, plot
+    from ..stats.render import render_text
     if args.top < 0:
         raise UsageError(f"--top {args.top}: must be 0 (all) or more")
     if args.plot:

@@ -28,7 +28,7 @@ generators). A packet is skipped only if it is:
 What the stages would have done with it is done here: the decoder's
 counters, the circuit's time, the direction's next sequence number and
 framing state, the channel state's table of pending ioids.
-tests/test_skim.py compares the output with and without the shortcut.
+tests/fast/test_skim.py compares the output with and without the shortcut.
 """
 from __future__ import annotations
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, ROOT, run_cli
-from hostile_pcap import search_pcap
+from tests.conftest import FIXTURES, ROOT, run_cli
+from tests.builders import search_pcap
 
 pytestmark = pytest.mark.tshark
 
