@@ -96,7 +96,7 @@ def test_printable_escapes_c0_del_c1_and_bidi_as_python_repr_does():
 def test_a_reason_in_command_is_escaped():
     """{command} writes (repr: REASON) for a field caproto cannot read, as
     caproto does; a reason quoting the wire is escaped."""
-    from pcapca.output.formatting import _generic
+    from pcapca.output.values import _generic
 
     class Broken:
         @property
@@ -159,7 +159,7 @@ def test_code_reached_through_public_names_formats_as_empty():
     """A method, class or module is not a field: {command.data.tolist} printed
     '<built-in method tolist of numpy.ndarray object at 0x...>'."""
     import pcapca
-    from pcapca.output.formatting import Template
+    from pcapca.output.template import Template
     record = next(r for r in pcapca.read(fixture("basic.pcap")) if r.frame == 17)
     t = Template("{command.data.tolist}|{command.data.dtype.type}|{ip.data.unpack}|"
                  "{command.data[0]} {command.data.shape} {ip.data.sport} {command.ioid}")
@@ -175,7 +175,8 @@ _STEP = st.one_of(_NAME.map(lambda n: "." + n), _NAME.map(lambda n: f"[{n}]"),
 @given(st.sampled_from(["command", "ip", "transport", "ethernet", "pv", "frame"]),
        st.lists(_STEP, max_size=4), st.sampled_from(["__", "_"]), _NAME, st.lists(_STEP, max_size=3))
 def test_a_private_name_anywhere_in_a_field_is_refused(root, before, prefix, name, after):
-    from pcapca.output.formatting import FormatError, Template
+    from pcapca.errors import FormatError
+    from pcapca.output.template import Template
     step = f".{prefix}{name}" if len(before) % 2 else f"[{prefix}{name}]"
     with pytest.raises(FormatError):
         Template("{" + root + "".join(before) + step + "".join(after) + "}")

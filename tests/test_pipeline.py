@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import pcapca
-from pcapca.output import formatting
+from pcapca.output import reprs
 from pcapca.capture.reader import CaptureFormatError, read_capture
 from pcapca.items import Packet, Passthrough
 
@@ -230,7 +230,7 @@ def test_searches_over_tcp_to_a_name_server():
     reply = next(x for x in r if x.name == "SearchResponse")
     assert reply.command.header.payload_size == 0 and reply.latency == pytest.approx(51e-6)
     # caproto's repr of a reply without the version: its safe_repr's text
-    assert formatting.record_repr(reply) == repr(reply.command) == (
+    assert reprs.record_repr(reply) == repr(reply.command) == (
         "SearchResponse(port=5064, ip='255.255.255.255', cid=1, version=(repr: "
         "Buffer size too small (0 instead of at least 2 bytes)))")
     stats = json.loads(run_cli("stats", "--json", fixture("nameserver.pcap"), check=0).stdout)

@@ -937,7 +937,8 @@ def test_any_data_count_is_decoded_or_reported_and_bounded(index, dtype, count, 
     the message is decoded (its values fit) or one decode problem, and its
     {command} and JSON lines stay short (these payloads are short)."""
     from pcapca.ca.headers import count_base
-    from pcapca.output.formatting import record_json, record_repr
+    from pcapca.output.jsonout import record_json
+    from pcapca.output.reprs import record_repr
     recs = basic_recs()
     x = recs[index][3]
     p = tcp_offsets(x)[1]

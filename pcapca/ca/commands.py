@@ -4,10 +4,10 @@ from __future__ import annotations
 from typing import Callable, Dict, Mapping, Tuple, Union
 
 from caproto import (Beacon, CreateChanRequest, CreateChanResponse, CreateChFailResponse,
-                     EchoRequest, EchoResponse, ErrorResponse, EventAddRequest,
-                     EventAddResponse, EventCancelResponse, NotFoundResponse, ReadNotifyRequest,
-                     ReadNotifyResponse, ReadRequest, ReadResponse, SearchRequest,
-                     SearchResponse, WriteNotifyRequest, WriteNotifyResponse, WriteRequest)
+                     EchoRequest, EchoResponse, ErrorResponse, EventAddRequest, EventAddResponse,
+                     EventCancelResponse, NotFoundResponse, ReadNotifyRequest, ReadNotifyResponse,
+                     ReadRequest, ReadResponse, SearchRequest, SearchResponse, WriteNotifyRequest,
+                     WriteNotifyResponse, WriteRequest)
 
 from ._caproto import Commands
 

@@ -12,8 +12,8 @@ from typing import List, Optional, Tuple, Union
 from ._caproto import (CLIENT, EXTENDED_HEADER_SIZE, HEADER_SIZE, SERVER, Commands,
                        EventCancelResponse)
 from .command_ids import EVENT_ADD, READ_SYNC, VERSION
-from .headers import (DEFAULT_MAX_MESSAGE, count_base, dbr_sizes, known, plausible,
-                      split_header, unpack_extension, unpack_header)
+from .headers import (DEFAULT_MAX_MESSAGE, count_base, dbr_sizes, known, plausible, split_header,
+                      unpack_extension, unpack_header)
 from .messages import LATER, LATER_DATA, LATER_NO_PAYLOAD, UNKNOWN, WHEN, DecodeError, build
 
 

@@ -13,8 +13,8 @@ from typing import BinaryIO, Iterator, Optional, Union
 from ..items import Interface, Packet, Passthrough, Problem
 from . import pcapng_blocks
 from .bulk import Skim
-from .pcapng_blocks import (BOM_BE, BOM_LE, EPB, IDB, ISB, NS, PB, SHB, SHB_MAGIC, SPB,
-                            bad_length, decode_idb, isb_loss)
+from .pcapng_blocks import (BOM_BE, BOM_LE, EPB, IDB, ISB, NS, PB, SHB, SHB_MAGIC, SPB, bad_length,
+                            decode_idb, isb_loss)
 from .pcapng_input import CountingReader, resync
 from .pcapng_runs import epb_run, skim_run
 

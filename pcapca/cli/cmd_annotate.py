@@ -10,10 +10,10 @@ from ..errors import UsageError
 from ..items import Problem
 from ..output.annotate import write_annotated
 from ..output.comments import default_comment
-from ..output.formatting import Template
+from ..output.template import Template
 from ..pipeline import anchor_of, decode_captures
-from .common import (CAPTURE_HELP, DAMAGED, OK, add_captures, add_common, add_filter,
-                     check_numbers, check_streams, decoder_of, report, summary)
+from .common import (CAPTURE_HELP, DAMAGED, OK, add_captures, add_common, add_filter, check_numbers,
+                     check_streams, decoder_of, report, summary)
 from .config import apply_config
 from .outfile import Outputs, signals_held, unwind_on_signals
 

@@ -8,7 +8,8 @@ from ..ca.records import Decoded
 from ..capture.sets import FileFrames
 from ..errors import UsageError
 from ..items import Problem
-from ..output.formatting import DEFAULT_FORMAT, SHARK_TOKENS, TOKENS, Template, record_json
+from ..output.jsonout import record_json
+from ..output.template import DEFAULT_FORMAT, SHARK_TOKENS, TOKENS, Template
 from ..pipeline import anchor_of, decode_captures
 from .common import (DAMAGED, OK, add_captures, add_common, add_filter, check_numbers,
                      check_streams, decoder_of, probe_captures, report, summary, writing_stdout)

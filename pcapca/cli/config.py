@@ -39,10 +39,10 @@ import sys
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
-from ..errors import ConfigError
+from ..errors import ConfigError, FormatError
 from ..filters import (FILTER_KEYS, MAX_VALUES, Filter, FilterError, check_pattern, parse_host,
                        parse_port, parse_when)
-from ..output.formatting import FormatError, Template
+from ..output.template import Template
 
 
 def _lazy_import(name: str):

@@ -6,7 +6,7 @@ from urllib.parse import quote
 
 from ..capture.pcapng_blocks import MAX_OPTION_LEN
 from ..escape import printable
-from .formatting import record_repr
+from .reprs import record_repr
 
 # The machine-readable tag that ends each default comment and note, read by
 # the Wireshark plugin (pcapca/wireshark/pcapca.lua); format in docs/wireshark.md,

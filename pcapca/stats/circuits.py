@@ -7,7 +7,7 @@ from caproto import ClientNameRequest, HostNameRequest
 
 from ..ca.channels import c_name
 from ..ca.tcp_circuits import IDLE_NS
-from ..output.formatting import ts_string
+from ..output.jsonout import ts_string
 from ..times import iso
 from . import bounds
 from .bounds import add_bounded

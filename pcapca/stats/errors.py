@@ -3,11 +3,10 @@ from __future__ import annotations
 
 from typing import List, Optional
 
-from caproto import (CreateChFailResponse, ErrorResponse, ReadNotifyResponse,
-                     WriteNotifyResponse)
+from caproto import CreateChFailResponse, ErrorResponse, ReadNotifyResponse, WriteNotifyResponse
 
 from ..ca._caproto import CLIENT, command_class, eca_value_to_status, reads_status_from_header
-from ..output.formatting import ts_string
+from ..output.jsonout import ts_string
 from ..times import iso
 from . import bounds
 from .rows import addr, c_text

@@ -5,7 +5,7 @@ from typing import List
 
 from caproto import EventsOffRequest, EventsOnRequest
 
-from ..output.formatting import ts_string
+from ..output.jsonout import ts_string
 from ..times import iso
 from .rows import addr
 

@@ -5,7 +5,7 @@ from typing import Dict, List, Optional
 
 from ..ca.channels import message_id, quoted_id
 from ..ca.commands import ANSWER_ID, REQUEST_ID
-from ..output.formatting import ts_string
+from ..output.jsonout import ts_string
 from ..times import iso
 from . import bounds
 from .rows import addr

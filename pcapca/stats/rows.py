@@ -5,7 +5,7 @@ import math
 import random
 from typing import Dict, List, Optional, Sequence
 
-from ..output.formatting import ts_string
+from ..output.jsonout import ts_string
 from ..times import iso
 from . import bounds
 

@@ -5,7 +5,7 @@ from typing import Dict, List, Tuple
 
 from caproto import NotFoundResponse, SearchRequest, SearchResponse
 
-from ..output.formatting import ts_string
+from ..output.jsonout import ts_string
 from ..times import iso
 from . import bounds
 from .bounds import add_bounded, fold

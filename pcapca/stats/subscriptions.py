@@ -6,7 +6,8 @@ from typing import Dict, List, Optional
 from caproto import EventAddRequest, EventAddResponse, EventCancelRequest
 
 from ..ca.channels import message_id
-from ..output.formatting import ts_string, type_name
+from ..output.jsonout import ts_string
+from ..output.values import type_name
 from . import bounds
 from .rows import addr, t
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 import random
 from typing import Dict, List, Optional, Tuple
 
-from caproto import (CreateChanRequest, CreateChanResponse, CreateChFailResponse,
-                     EventAddRequest, EventAddResponse, ReadNotifyRequest, ReadNotifyResponse,
-                     ReadRequest, ReadResponse, WriteNotifyRequest, WriteNotifyResponse,
-                     WriteRequest)
+from caproto import (CreateChanRequest, CreateChanResponse, CreateChFailResponse, EventAddRequest,
+                     EventAddResponse, ReadNotifyRequest, ReadNotifyResponse, ReadRequest,
+                     ReadResponse, WriteNotifyRequest, WriteNotifyResponse, WriteRequest)
 
 from . import bounds
 from .bounds import add_bounded, fold

@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 
 import pcapca
-from pcapca.output import formatting
+from pcapca.output import jsonout, reprs
 from pcapca.ca._caproto import CLIENT, SERVER, header_fields
 from pcapca.ca.messages import build
 from pcapca.ca.channels import ChannelTracker
 from pcapca.ca._caproto import Message
-from pcapca.output.formatting import command_fields, jsonable, record_fields, record_repr
+from pcapca.output.jsonout import command_fields, record_fields
+from pcapca.output.reprs import record_repr
+from pcapca.output.values import jsonable
 
 from tests.conftest import FIXTURES, built_now
 
@@ -33,7 +35,7 @@ def tcp_records(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_repr_from_fields_is_caproto_repr(name):
-    formatting._data_texts.clear()
+    reprs._data_texts.clear()
     records = tcp_records(name)
     for record in records:
         expected = repr(built_now(record))
@@ -100,7 +102,7 @@ def test_laziness_survives_instrumented_bytecode():
 
 
 def test_repr_memo_answers_without_building():
-    formatting._data_texts.clear()
+    reprs._data_texts.clear()
     records = [r for r in tcp_records("corpus_libca.pcap")
                if r.cls.__name__ == "ReadNotifyResponse"]
     assert len(records) > 50
@@ -114,7 +116,7 @@ def test_repr_memo_answers_without_building():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_json_fields_from_header_fields_are_caproto_fields(name):
-    formatting._data_values.clear()
+    jsonout._data_values.clear()
     for _ in range(2):                         # the second time from the memo
         for record in tcp_records(name):
             now = built_now(record)

@@ -390,7 +390,7 @@ def test_a_set_of_mixed_formats(tmp_path):
 
 # ---------------------------------------------------------------- property
 def _records(items):
-    from pcapca.output.formatting import record_repr
+    from pcapca.output.reprs import record_repr
     from pcapca.ca.records import Decoded
     return [(r.frame, r.name, r.pv, r.request_frame, r.latency, r.role, record_repr(r))
             for item in items if item.__class__ is Decoded for r in item.records]

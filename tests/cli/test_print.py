@@ -10,7 +10,7 @@ from hypothesis import given, settings, strategies as st
 
 import pcapca
 from pcapca.escape import printable
-from pcapca.output.formatting import command_repr
+from pcapca.output.reprs import command_repr
 
 from tests.conftest import ROOT, fixture, live_print, run_cli
 
@@ -348,7 +348,7 @@ def test_time_relative_of_several_captures_counts_from_the_first_file():
 
 
 def test_time_relative_without_an_anchor_counts_from_the_first_record():
-    from pcapca.output.formatting import Template
+    from pcapca.output.template import Template
     records = list(pcapca.read(fixture("noise.pcap")))
     t = Template("{time_relative}")
     assert [t(r) for r in records[:2]] == ["0.000000000", "0.000000000"]

@@ -1,4 +1,4 @@
-"""formatting._payload_texts / _payload_values write the data and metadata of
+"""payload._payload_texts / _payload_values write the data and metadata of
 numeric messages from their payload bytes, without caproto's objects: the
 texts must be caproto's, byte for byte, and the JSON values those of caproto's
 objects, for every DBR type they take, any payload bytes (NaN, infinities,
@@ -14,14 +14,14 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import pcapca
-from pcapca.output import formatting
+from pcapca.output import arrays, payload, values as field_values
 from pcapca.ca._caproto import SERVER, CLIENT, Commands
 from pcapca.ca.messages import build
 
 from tests.conftest import FIXTURES, built_now, run_cli
 
 NAMES = sorted(p.name for p in FIXTURES.iterdir() if p.suffix in (".pcap", ".pcapng"))
-DATA_TYPES = sorted(formatting._layouts)
+DATA_TYPES = sorted(payload._layouts)
 CLASSES = [(SERVER, 1), (SERVER, 15), (SERVER, 3), (CLIENT, 19), (CLIENT, 4)]   # with data
 
 
@@ -34,12 +34,14 @@ def no_wrap():
 @contextlib.contextmanager
 def unchecked():
     """The fast texts themselves, not the first ones compared with caproto's."""
-    saved = formatting._VERIFY_FIRST
-    formatting._VERIFY_FIRST = 0
+    saved = payload._VERIFY_FIRST
+    for module in (arrays, field_values, payload):     # (each checks its own fast path)
+        module._VERIFY_FIRST = 0
     try:
         yield
     finally:
-        formatting._VERIFY_FIRST = saved
+        for module in (arrays, field_values, payload):
+            module._VERIFY_FIRST = saved
 
 
 class Message:
@@ -75,7 +77,7 @@ SPECIAL = [struct.pack(">d", x) for x in
 @st.composite
 def payloads(draw):
     data_type = draw(st.sampled_from(DATA_TYPES))
-    md_size, _, _, dtype, *_ = formatting._layouts[data_type]
+    md_size, _, _, dtype, *_ = payload._layouts[data_type]
     count = draw(st.sampled_from([1, 1, 1, 2, 3, 10, 63, 64, 100, 1000]))
     data = draw(st.one_of(
         st.binary(min_size=count * dtype.itemsize, max_size=count * dtype.itemsize),
@@ -96,7 +98,7 @@ def payloads(draw):
 
 
 def caproto_values(command):
-    return json.dumps([formatting._field_json(command, name) for name in ("data", "metadata")])
+    return json.dumps([field_values._field_json(command, name) for name in ("data", "metadata")])
 
 
 @pytest.mark.filterwarnings("ignore:ReadResponse was deprecated")
@@ -104,15 +106,15 @@ def caproto_values(command):
 @given(payloads())
 def test_payload_texts_and_values_are_caprotos(message):
     with unchecked():
-        texts = formatting._payload_texts(message, ("data", "metadata"))
-        values = formatting._payload_values(message, ("data", "metadata"))
+        texts = payload._payload_texts(message, ("data", "metadata"))
+        values = payload._payload_values(message, ("data", "metadata"))
     if texts is None or values is None:
         assert texts is None and values is None
         # only alarm values caproto has no name for (it logs them and leaves them out)
-        assert formatting._layouts[message.fields[2]][2] is not None
+        assert payload._layouts[message.fields[2]][2] is not None
         status, severity = struct.unpack_from(">hh", message.msg, 16)
-        assert (status not in formatting._ALARM_STATUS_REPR
-                or severity not in formatting._ALARM_SEVERITY_REPR)
+        assert (status not in field_values._ALARM_STATUS_REPR
+                or severity not in field_values._ALARM_SEVERITY_REPR)
     else:
         assert texts == caproto_texts(message.command)
         assert json.dumps(list(values)) == caproto_values(message.command)
@@ -122,8 +124,8 @@ def test_json_takes_arrays_longer_than_numpy_prints():
     data = np.arange(5000, dtype=">f8").tobytes()
     message = Message(SERVER, 15, 6, 5000, data)
     with unchecked():
-        assert formatting._payload_texts(message, ("data", "metadata")) is None
-        values = formatting._payload_values(message, ("data", "metadata"))
+        assert payload._payload_texts(message, ("data", "metadata")) is None
+        values = payload._payload_values(message, ("data", "metadata"))
     assert values[0] == list(range(5000)) and values[1] is None
     assert json.dumps(list(values)) == caproto_values(message.command)
 
@@ -134,12 +136,12 @@ def test_enum_metadata_caproto_cannot_write(no_str):
     metadata = struct.pack(">hhh", 0, 0, no_str).ljust(422, b"x")
     message = Message(SERVER, 15, 31, 1, metadata + b"\0\2" + bytes(4))
     with unchecked():
-        texts = formatting._payload_texts(message, ("data", "metadata"))
+        texts = payload._payload_texts(message, ("data", "metadata"))
     assert texts == caproto_texts(message.command)
     if no_str > 16:
         assert texts[1].startswith("(repr: ")
     with unchecked():
-        values = formatting._payload_values(message, ("data", "metadata"))
+        values = payload._payload_values(message, ("data", "metadata"))
     assert json.dumps(list(values)) == caproto_values(message.command)
 
 
@@ -157,25 +159,26 @@ def test_short_payloads_go_to_caproto(count, size, monkeypatch):
     monkeypatch.setattr(ca_decode, "count_base", lambda data_type: None)
     message = Message(SERVER, 15, 6, count, bytes(size))
     with unchecked():
-        assert formatting._payload_texts(message, ("data", "metadata")) is None
+        assert payload._payload_texts(message, ("data", "metadata")) is None
 
 
 def test_a_difference_turns_it_off(monkeypatch):
     message = Message(SERVER, 15, 20, 1, struct.pack(">hhIIid", 0, 0, 1, 2, 0, 1.5))
     key = (False, message.cls, 20)
-    monkeypatch.setattr(formatting, "_layout_verified", {})
-    monkeypatch.setattr(formatting, "_layout_off", set())
-    monkeypatch.setattr(formatting, "_unix_time", lambda s, ns: 0.0)   # a wrong timestamp
-    assert formatting._payload_texts(message, ("data", "metadata")) == caproto_texts(message.command)
-    assert key in formatting._layout_off
+    monkeypatch.setattr(payload, "_layout_verified", {})
+    monkeypatch.setattr(payload, "_layout_off", set())
+    monkeypatch.setattr(payload, "_unix_time", lambda s, ns: 0.0)   # a wrong timestamp
+    assert payload._payload_texts(message, ("data", "metadata")) == caproto_texts(message.command)
+    assert key in payload._layout_off
     with unchecked():
-        assert formatting._payload_texts(message, ("data", "metadata")) is None
-    monkeypatch.setattr(formatting, "_ALARM_STATUS_NAME", {0: "WRONG"})
-    assert json.dumps(formatting._payload_values(message, ("data", "metadata"))) == caproto_values(
+        assert payload._payload_texts(message, ("data", "metadata")) is None
+    for module in (payload, field_values):
+        monkeypatch.setattr(module, "_ALARM_STATUS_NAME", {0: "WRONG"})
+    assert json.dumps(payload._payload_values(message, ("data", "metadata"))) == caproto_values(
         message.command)
-    assert (True, message.cls, 20) in formatting._layout_off
+    assert (True, message.cls, 20) in payload._layout_off
     with unchecked():
-        assert formatting._payload_values(message, ("data", "metadata")) is None
+        assert payload._payload_values(message, ("data", "metadata")) is None
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -186,13 +189,13 @@ def test_every_fixture_message(name):
         if record.msg is None or record.cls not in {Commands[r][c] for r, c in CLASSES}:
             continue
         with unchecked():
-            texts = formatting._payload_texts(record, ("data", "metadata"))
+            texts = payload._payload_texts(record, ("data", "metadata"))
         if texts is not None:
             taken += 1
             now = built_now(record)
             assert texts == caproto_texts(now), record
             with unchecked():
-                values = formatting._payload_values(record, ("data", "metadata"))
+                values = payload._payload_values(record, ("data", "metadata"))
             assert json.dumps(list(values)) == caproto_values(now), record
     assert taken == TAKEN[name], taken
 
@@ -208,16 +211,16 @@ TAKEN = {'basic.pcap': 10, 'bigarray.pcap': 0, 'corpus_libca.pcap': 235, 'libca.
 
 
 def test_metadata_memo_is_bounded(monkeypatch):
-    monkeypatch.setattr(formatting, "_metadata_memo", {})
-    monkeypatch.setattr(formatting, "_METADATA_MEMO_MAX", 50)
+    monkeypatch.setattr(payload, "_metadata_memo", {})
+    monkeypatch.setattr(payload, "_METADATA_MEMO_MAX", 50)
     for precision in range(120):          # CTRL_DOUBLE metadata, all different
         metadata = struct.pack(">hhh", 0, 0, precision).ljust(80, b"\0")
         message = Message(SERVER, 15, 34, 1, metadata + struct.pack(">d", 1.5))
         with unchecked():
-            texts = formatting._payload_texts(message, ("data", "metadata"))
+            texts = payload._payload_texts(message, ("data", "metadata"))
         assert texts == caproto_texts(message.command)
         assert f"precision={precision}," in texts[1]
-        assert 0 < len(formatting._metadata_memo) <= 50
+        assert 0 < len(payload._metadata_memo) <= 50
 
 
 def test_json_keeps_an_alarm_value_caproto_has_no_name_for(tmp_path):
@@ -244,5 +247,5 @@ def test_json_keeps_an_alarm_value_caproto_has_no_name_for(tmp_path):
     assert run_cli("print", path, "-q", check=0).stdout.decode().endswith(line["repr"] + "\n")
     # a known status still goes by its name, in caproto's order
     metadata.status = 3
-    assert formatting._metadata_json(metadata) == {"status": "HIHI", "severity": "MINOR_ALARM",
+    assert field_values._metadata_json(metadata) == {"status": "HIHI", "severity": "MINOR_ALARM",
                                                    "timestamp": 631153000.0}

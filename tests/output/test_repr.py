@@ -1,4 +1,4 @@
-"""formatting.command_repr is a faster way to write caproto's repr(): it must
+"""reprs.command_repr is a faster way to write caproto's repr(): it must
 give the same text, byte for byte, for every class, DBR type, array, enum,
 string and status."""
 import sys
@@ -13,7 +13,7 @@ from caproto import ChannelType
 import pcapca
 from pcapca.ca._caproto import CLIENT, SERVER
 from pcapca.ca.messages import build
-from pcapca.output.formatting import command_repr
+from pcapca.output.reprs import command_repr
 
 from tests.conftest import FIXTURES
 
@@ -146,7 +146,7 @@ def test_metadata_types():
 # ---- the fast array repr, element by element against numpy (no runtime check)
 from hypothesis.extra import numpy as hnp  # noqa: E402
 
-from pcapca.output.formatting import _fast_float, _fast_int, array_repr  # noqa: E402
+from pcapca.output.arrays import _fast_float, _fast_int, array_repr  # noqa: E402
 
 FLOATS = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False, width=64),
@@ -212,7 +212,7 @@ def test_fast_fixed_long_arrays(values):
 # ---- DBR_TIME_* metadata written from its parts (no runtime check here)
 from caproto._dbr import DBR_TYPES  # noqa: E402
 
-from pcapca.output import formatting
+from pcapca.output import values as field_values
 
 TIME_TYPES = [ChannelType.TIME_STRING, ChannelType.TIME_INT, ChannelType.TIME_FLOAT,
               ChannelType.TIME_ENUM, ChannelType.TIME_CHAR, ChannelType.TIME_LONG,
@@ -220,7 +220,7 @@ TIME_TYPES = [ChannelType.TIME_STRING, ChannelType.TIME_INT, ChannelType.TIME_FL
 
 
 def test_every_time_type_takes_the_fast_path():
-    assert {DBR_TYPES[t] for t in TIME_TYPES} == formatting._time_classes
+    assert {DBR_TYPES[t] for t in TIME_TYPES} == field_values._time_classes
 
 
 @settings(max_examples=300, deadline=None)
@@ -230,18 +230,18 @@ def test_time_metadata_repr(dbr_type, status, severity, seconds, nanoseconds):
     md = DBR_TYPES[dbr_type]()
     md.status, md.severity = status, severity
     md.secondsSinceEpoch, md.nanoSeconds = seconds, nanoseconds
-    saved = formatting._time_verified[0]
-    formatting._time_verified[0] = formatting._VERIFY_FIRST     # the fast text itself
+    saved = field_values._time_verified[0]
+    field_values._time_verified[0] = field_values._VERIFY_FIRST     # the fast text itself
     try:
-        assert formatting.value_repr(md) == repr(md)
+        assert field_values.value_repr(md) == repr(md)
     finally:
-        formatting._time_verified[0] = saved
+        field_values._time_verified[0] = saved
 
 
 def test_time_metadata_with_unknown_alarm_values_is_caproto_repr():
     md = DBR_TYPES[ChannelType.TIME_DOUBLE]()
     md.status, md.severity = 999, 7             # caproto leaves them out of its repr
-    assert formatting.value_repr(md) == repr(md)
+    assert field_values.value_repr(md) == repr(md)
 
 
 # ---- one value (most messages): its own shortcut, against numpy
