@@ -28,8 +28,8 @@ from __future__ import annotations
 from typing import Dict, Iterable, Iterator, Optional, Tuple
 
 from ..items import CircuitClosed
-from ._caproto import caproto, header_field
-from .commands import dispatch
+from ._caproto import caproto
+from .commands import dispatch, id_field, message_id, quoted_id
 from .records import Decoded, Record
 
 _SUB, _SID, _REQUEST, _RESPONSE = range(4)    # kinds of skim_rules
@@ -49,44 +49,6 @@ def _trim(d: dict, limit: Optional[int] = None) -> None:
     if len(d) > (MAX_PENDING if limit is None else limit):
         for key in list(d)[:len(d) // 2]:
             del d[key]
-
-
-_id_fields: Dict[tuple, Optional[int]] = {}     # (class, id name) -> HEADER_FIELDS index
-
-
-def id_field(cls, name: str) -> Optional[int]:
-    """Index in a record's ``fields`` of the message's ``cid``/``sid``/
-    ``ioid``/``subscriptionid`` when caproto's property is that header field
-    as it is (all of them, in caproto 1.3), else None."""
-    index = _id_fields.get((cls, name), _id_fields)
-    if index is _id_fields:
-        index = _id_fields[(cls, name)] = header_field(cls, name)
-    return index
-
-
-def message_id(record: Record, name: str) -> int:
-    """The message's ``cid``/``sid``/``ioid``/``subscriptionid``, from its
-    header fields where they serve: no caproto object needed."""
-    index = _id_fields.get((record.cls, name), _id_fields)
-    if index is _id_fields:
-        index = id_field(record.cls, name)
-    if index is None:
-        return getattr(record.command, name)
-    return record.fields[index]
-
-
-# The id by which an ErrorResponse's quoted request header names the request
-# it answers: its command -> (id name, header field): create channel by cid,
-# event add by subscription id, read / read notify / write notify by ioid.
-_QUOTED_IDS = {18: ("cid", "parameter1"), 1: ("subscriptionid", "parameter2"),
-               3: ("ioid", "parameter2"), 15: ("ioid", "parameter2"), 19: ("ioid", "parameter2")}
-
-
-def quoted_id(header) -> Optional[Tuple[str, int]]:
-    """(id name, id) of the request whose header an ErrorResponse quotes
-    (``original_request``), or None for a request with no answer to pair."""
-    how = _QUOTED_IDS.get(header.command)
-    return None if how is None else (how[0], getattr(header, how[1]))
 
 
 class CircuitState:

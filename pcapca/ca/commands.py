@@ -1,7 +1,7 @@
 """CA protocol facts per caproto command class, and the dispatch tables built from them."""
 from __future__ import annotations
 
-from typing import Callable, Dict, Mapping, Tuple, Union
+from typing import Callable, Dict, Mapping, Optional, Tuple, Union
 
 from caproto import (Beacon, CreateChanRequest, CreateChanResponse, CreateChFailResponse,
                      EchoRequest, EchoResponse, ErrorResponse, EventAddRequest, EventAddResponse,
@@ -9,15 +9,8 @@ from caproto import (Beacon, CreateChanRequest, CreateChanResponse, CreateChFail
                      ReadRequest, ReadResponse, SearchRequest, SearchResponse, WriteNotifyRequest,
                      WriteNotifyResponse, WriteRequest)
 
-from ._caproto import Commands
-
-# Command ids by name (caproto's own: each class's ID)
-EVENT_ADD = EventAddRequest.ID              # 1
-READ = ReadRequest.ID                       # 3
-SEARCH = SearchRequest.ID                   # 6
-READ_NOTIFY = ReadNotifyRequest.ID          # 15
-CREATE_CHAN = CreateChanRequest.ID          # 18
-WRITE_NOTIFY = WriteNotifyRequest.ID        # 19
+from ._caproto import Commands, header_field
+from .command_ids import CREATE_CHAN, EVENT_ADD, READ, READ_NOTIFY, WRITE_NOTIFY
 
 # Every class the decoder gives a record (caproto's, by role and command id)
 CLASSES = tuple(dict.fromkeys(cls for table in Commands.values() for cls in table.values()))
@@ -28,7 +21,7 @@ REQUEST_ID = {ReadNotifyRequest: "ioid", ReadRequest: "ioid", WriteNotifyRequest
               EventAddRequest: "subscriptionid", CreateChanRequest: "cid",
               EchoRequest: "echo"}
 # ... and their answers; an ErrorResponse (None) answers the request whose
-# header it quotes (channels.quoted_id)
+# header it quotes (quoted_id, below)
 ANSWER_ID = {ReadNotifyResponse: "ioid", ReadResponse: "ioid", WriteNotifyResponse: "ioid",
              EventAddResponse: "subscriptionid", EventCancelResponse: "subscriptionid",
              CreateChanResponse: "cid", CreateChFailResponse: "cid", ErrorResponse: None,
@@ -71,3 +64,43 @@ class _each:
 
     def __reduce__(self):
         return _each, (self.calls,)
+
+
+# ------------------------------------------------------------------ ids from headers
+_id_fields: Dict[tuple, Optional[int]] = {}     # (class, id name) -> HEADER_FIELDS index
+
+
+def id_field(cls, name: str) -> Optional[int]:
+    """Index in a record's ``fields`` of the message's ``cid``/``sid``/
+    ``ioid``/``subscriptionid`` when caproto's property is that header field
+    as it is (all of them, in caproto 1.3), else None."""
+    index = _id_fields.get((cls, name), _id_fields)
+    if index is _id_fields:
+        index = _id_fields[(cls, name)] = header_field(cls, name)
+    return index
+
+
+def message_id(record, name: str) -> int:
+    """The message's ``cid``/``sid``/``ioid``/``subscriptionid``, from its
+    header fields where they serve: no caproto object needed."""
+    index = _id_fields.get((record.cls, name), _id_fields)
+    if index is _id_fields:
+        index = id_field(record.cls, name)
+    if index is None:
+        return getattr(record.command, name)
+    return record.fields[index]
+
+
+# The id by which an ErrorResponse's quoted request header names the request
+# it answers: its command -> (id name, header field): create channel by cid,
+# event add by subscription id, read / read notify / write notify by ioid.
+_QUOTED_IDS = {CREATE_CHAN: ("cid", "parameter1"), EVENT_ADD: ("subscriptionid", "parameter2"),
+               READ: ("ioid", "parameter2"), READ_NOTIFY: ("ioid", "parameter2"),
+               WRITE_NOTIFY: ("ioid", "parameter2")}
+
+
+def quoted_id(header) -> Optional[Tuple[str, int]]:
+    """(id name, id) of the request whose header an ErrorResponse quotes
+    (``original_request``), or None for a request with no answer to pair."""
+    how = _QUOTED_IDS.get(header.command)
+    return None if how is None else (how[0], getattr(header, how[1]))

@@ -281,25 +281,12 @@ class CircuitTable:
 
     def _hold(self, circuit: Circuit, packet: Packet, problems) -> None:
         """Count the bytes ``circuit`` buffers; over ``max_buffered`` for all
-        circuits, those of the least recently active ones are given up (down
-        to three quarters of it: each look at the circuits frees that much)."""
+        circuits, some are given up (``_free``)."""
         held = circuit.buffered()
         self.buffered += held - circuit.held
         circuit.held = held
-        if self.buffered <= self.max_buffered:
-            return
-        for victim in sorted((c for c in self._unique_circuits() if c.held), key=_last_ts):
-            if self.buffered <= self.max_buffered * 3 // 4:
-                break
-            for side in (0, 1):
-                n = victim.give_up(side)
-                if n:
-                    self._report(victim, side, f"{victim.label(side == 0)}: {n} bytes waiting "
-                                 f"to be decoded were given up: over the {self.max_buffered}-"
-                                 f"byte limit for all circuits; decoding resumes at the next "
-                                 f"CA header", packet, problems)
-            self.buffered -= victim.held
-            victim.held = 0
+        if self.buffered > self.max_buffered:
+            _free(self, packet, problems)
 
     def _close(self, circuit: Circuit) -> list:
         """Deliver what waits behind holes (as late ``Decoded`` items for the
@@ -359,6 +346,23 @@ class CircuitTable:
             out.extend(self._close(c))
         return out
 
+
+
+def _free(table: CircuitTable, packet: Packet, problems) -> None:
+    """Give up the bytes of the least recently active circuits, down to three
+    quarters of the bound (so that each look at the circuits frees that much)."""
+    for victim in sorted((c for c in table._unique_circuits() if c.held), key=_last_ts):
+        if table.buffered <= table.max_buffered * 3 // 4:
+            break
+        for side in (0, 1):
+            n = victim.give_up(side)
+            if n:
+                table._report(victim, side, f"{victim.label(side == 0)}: {n} bytes waiting "
+                              f"to be decoded were given up: over the {table.max_buffered}-"
+                              f"byte limit for all circuits; decoding resumes at the next "
+                              f"CA header", packet, problems)
+        table.buffered -= victim.held
+        victim.held = 0
 
 def _last_ts(circuit: Circuit) -> int:
     return circuit.last_ts

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional
 
-from ..ca.channels import message_id, quoted_id
-from ..ca.commands import ANSWER_ID, REQUEST_ID
+from ..ca.commands import ANSWER_ID, REQUEST_ID, message_id, quoted_id
 from ..output.jsonout import ts_string
 from ..times import iso
 from . import bounds

@@ -5,7 +5,7 @@ from typing import Dict, List, Optional
 
 from caproto import EventAddRequest, EventAddResponse, EventCancelRequest
 
-from ..ca.channels import message_id
+from ..ca.commands import message_id
 from ..output.jsonout import ts_string
 from ..output.values import type_name
 from . import bounds
