@@ -1,4 +1,4 @@
-"""The bounds of the stats tables (issue 21), and the two helpers that keep them.
+"""The bounds of the stats tables, and the two helpers that keep them.
 
 Collectors read these as ``bounds.NAME`` when a table grows, so a test can
 lower one with monkeypatch.
