@@ -82,6 +82,8 @@ import pcapca.ca.shown  # noqa: E402
 import pcapca.ca.tcp_circuits  # noqa: E402
 import pcapca.capture.bulk  # noqa: E402
 import pcapca.capture.pcapng_blocks  # noqa: E402
+import pcapca.ca.channels  # noqa: E402
+import pcapca.stats.bounds  # noqa: E402
 from pcapca.filters import Filter  # noqa: E402
 from pcapca.items import CircuitClosed, Passthrough, Problem  # noqa: E402
 from pcapca.output.comments import default_comment  # noqa: E402
@@ -100,10 +102,13 @@ _KINDS = (Decoded, Passthrough, Problem, CircuitClosed)
 pcapca.capture.bulk.MIN_RECORDS = 1       # (fuzz inputs are short)
 # the bounds of docs/troubleshooting.md#bounds, lowered so that short inputs
 # reach them: bytes buffered over all circuits (with _filtered's --max-message),
-# interfaces per pcapng section (twoif.pcapng has 2), problem lines shown
+# interfaces per pcapng section (twoif.pcapng has 2), problem lines shown,
+# stats' rows per table (folded past it) and channels per circuit
 pcapca.ca.tcp_circuits.MAX_BUFFERED = 1024
 pcapca.capture.pcapng_blocks.MAX_INTERFACES = 2
 pcapca.ca.shown.SHOWN_PER_KIND = 3
+pcapca.stats.bounds.MAX_ROWS = 4
+pcapca.ca.channels.MAX_CHANNELS = 4
 FUZZ_MAX_MESSAGE = 2048
 _FILTER = Filter.build(pv=["FIX:dbl", "CORPUS:dbl"])
 # every --format token, and fields of caproto's and dpkt's objects

@@ -14,6 +14,7 @@ from ..ca.channels import ChannelTracker
 from ..ca.circuits import Decoder
 from ..ca.commands import CLASSES, KIND, KINDS, dispatch
 from ..ca.records import Decoded
+from ..capture.progress import open_with_progress
 from ..capture.sets import FileFrames
 from ..items import CircuitClosed, Problem
 from ..pipeline import decode_captures
@@ -72,7 +73,11 @@ class StatsCollector:
         ``on_problem`` gets every Problem and may return True to stop reading
         (the report then covers what was read). ``opener(path)``: a
         ``Progress`` for each file (a bar); ``anchor``: ``pipeline.first_packet``'s."""
-        self.capture.start(FileFrames(paths))
+        frames = FileFrames(paths)
+        if opener is None:              # (a binary stream given for a path is read as it is)
+            sources = dict(zip(frames.paths, paths))
+            opener = lambda path: open_with_progress(sources[path], enabled=False)  # noqa: E731
+        self.capture.start(frames)
         items, tick, close = decode_captures(self.capture.frames, bars=False, decoder=decoder,
                                              tracker=tracker, anchor=anchor, tap=self._tap,
                                              opener=opener)

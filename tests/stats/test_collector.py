@@ -1333,3 +1333,16 @@ def test_ports_per_beacon_host_are_bounded(tmp_path, monkeypatch):
         (f"10.0.0.1:{port}", others) for port, others in
         [(6000, [6001, 7000])] + [(6001, [6000, 7000])]
         + [(6000 + i, [6000, 6001, 7000]) for i in range(2, 10)] + [(7000, [6000, 6001])]]
+
+
+def test_collect_reads_a_binary_stream_as_a_path():
+    """pcapca.stats.collector.collect() takes open binary streams too (the fuzzer
+    feeds it bytes): the report's rows are those of the file read by its path."""
+    import io
+    path = fixture("twoservers.pcap")
+    by_path = collect([str(path)])
+    by_stream = collect([io.BytesIO(path.read_bytes())])
+    for key in ("pvs", "servers", "unanswered_searches", "name_conflicts", "circuits", "beacons"):
+        assert by_stream[key] == by_path[key], key
+    assert by_path["pvs"] and by_path["name_conflicts"]
+    assert by_stream["capture"]["packets"] == by_path["capture"]["packets"] > 0
