@@ -1342,7 +1342,7 @@ def test_collect_reads_a_binary_stream_as_a_path():
     path = fixture("twoservers.pcap")
     by_path = collect([str(path)])
     by_stream = collect([io.BytesIO(path.read_bytes())])
-    for key in ("pvs", "servers", "unanswered_searches", "name_conflicts", "circuits", "beacons"):
+    for key in ("pvs", "servers", "unanswered_searches", "name_conflicts", "circuits"):
         assert by_stream[key] == by_path[key], key
     assert by_path["pvs"] and by_path["name_conflicts"]
     assert by_stream["capture"]["packets"] == by_path["capture"]["packets"] > 0
