@@ -68,26 +68,14 @@ class CircuitState:
         self.subs_of: Dict[str, Dict[int, None]] = {}
 
     def set_sid(self, sid: int, name: str) -> None:
-        old = self.sids.get(sid)
-        if old != name:
-            _unindex(self.sids_of, old, sid)
-        self.sids[sid] = name
-        self.sids_of.setdefault(name, {})[sid] = None
-        if len(self.sids) > MAX_CHANNELS:
-            _trim_indexed(self.sids, self.sids_of)
+        _put(self.sids, self.sids_of, sid, name)
 
     def sid_of(self, name: Optional[str]) -> Optional[int]:
         """The first sid that names ``name``, or None."""
         return next(iter(self.sids_of.get(name, ())), None)
 
     def subscribe(self, sub: int, name: str) -> None:
-        old = self.subs.get(sub)
-        if old != name:
-            _unindex(self.subs_of, old, sub)
-        self.subs[sub] = name
-        self.subs_of.setdefault(name, {})[sub] = None
-        if len(self.subs) > MAX_CHANNELS:
-            _trim_indexed(self.subs, self.subs_of)
+        _put(self.subs, self.subs_of, sub, name)
 
     def unsubscribe(self, sub: int) -> Optional[str]:
         name = self.subs.pop(sub, None)
@@ -105,6 +93,18 @@ class CircuitState:
         if name is not None:
             for sub in self.subs_of.pop(name, ()):
                 del self.subs[sub]
+
+
+def _put(table: Dict[int, str], index: Dict[str, Dict[int, None]], key: int, name: str) -> None:
+    """``table[key] = name`` with ``index`` (name -> keys) in step; past
+    MAX_CHANNELS the oldest half is forgotten."""
+    old = table.get(key)
+    if old != name:
+        _unindex(index, old, key)
+    table[key] = name
+    index.setdefault(name, {})[key] = None
+    if len(table) > MAX_CHANNELS:
+        _trim_indexed(table, index)
 
 
 def _trim_indexed(d: Dict[int, str], index: Dict[str, Dict[int, None]]) -> None:
