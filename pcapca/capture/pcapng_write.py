@@ -20,19 +20,19 @@ from .pcapng_blocks import (EPB, EPB_STRUCTS, EPB_TYPE, HH, IDB, MARKER_PEN, MAR
                             pack_epb_raw, pack_options, parse_options)
 
 
-def cut_comment(text: str) -> bytes:
-    """UTF-8 encode a comment, cut to fit a pcapng option (65535 bytes).
+def cut_comment(text: str, limit: int = MAX_OPTION_LEN) -> bytes:
+    """UTF-8 encode a comment, cut to fit ``limit`` bytes (a pcapng option: 65535).
 
     A cut comment ends with ``…[cut by pcapca: N bytes]`` (N: bytes removed);
     a UTF-8 character is never split.
     """
     enc = text.encode("utf-8", "replace")
-    if len(enc) <= MAX_OPTION_LEN:
+    if len(enc) <= limit:
         return enc
-    n = len(enc) - MAX_OPTION_LEN
+    n = len(enc) - limit
     while True:
         tail = f"…[cut by pcapca: {n} bytes]".encode("utf-8")
-        keep = MAX_OPTION_LEN - len(tail)
+        keep = limit - len(tail)
         while keep > 0 and (enc[keep] & 0xC0) == 0x80:
             keep -= 1
         if len(enc) - keep == n:

@@ -5,6 +5,7 @@ import functools
 from urllib.parse import quote
 
 from ..capture.pcapng_blocks import MAX_OPTION_LEN
+from ..capture.pcapng_write import cut_comment
 from ..escape import printable
 from .reprs import record_repr
 
@@ -62,24 +63,13 @@ def comment_tag(record, first: int = 1) -> str:
 
 
 def _fit(text: str, tag: str) -> str:
-    """``text + tag``, the text cut as capture.pcapng.cut_comment cuts (which would
-    cut the tag) so that the tag survives pcapng's 65535-byte option limit."""
+    """``text + tag``, the text cut (``cut_comment``) so that the tag survives
+    pcapng's 65535-byte option limit."""
     whole = text + tag
     if len(whole) * 4 <= MAX_OPTION_LEN:       # (no UTF-8 encoding needed)
         return whole
     room = MAX_OPTION_LEN - len(tag.encode("utf-8"))
-    enc = text.encode("utf-8", "replace")
-    if len(enc) <= room:
-        return whole
-    n = len(enc) - room
-    while True:                    # (the tail's length depends on n)
-        tail = f"…[cut by pcapca: {n} bytes]"
-        keep = room - len(tail.encode("utf-8"))
-        while keep > 0 and (enc[keep] & 0xC0) == 0x80:
-            keep -= 1              # (never split a UTF-8 character)
-        if len(enc) - keep == n:
-            return enc[:keep].decode("utf-8") + tail + tag
-        n = len(enc) - keep
+    return cut_comment(text, room).decode("utf-8") + tag
 
 
 def default_comment(record, first: int = 1) -> str:
