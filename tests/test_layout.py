@@ -6,8 +6,10 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "pcapca"
 MAX_MODULE_LINES = 400
 MAX_CLASS_LINES = 250
-# optional dependencies, imported when their feature is used
-LATE_IMPORTS = {("stats/plot.py", "matplotlib"), ("stats/plot.py", "matplotlib.pyplot")}
+# dependencies imported when their feature is used: an optional one, and one
+# whose import is a large part of start-up (docs/design.md, "Start-up")
+LATE_IMPORTS = {("stats/plot.py", "matplotlib"), ("stats/plot.py", "matplotlib.pyplot"),
+                ("capture/progress.py", "tqdm")}
 # each stage may import the stages before it, never one after it
 ORDER = ["errors", "times", "escape", "items", "capture", "net", "ca", "filters", "fast", "pipeline",
          "output", "stats", "wireshark", "cli"]

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import sys
 
-from tqdm import tqdm
-
 from ..escape import printable
 from .sources import ByteSource, open_source
 
@@ -45,6 +43,7 @@ def open_with_progress(path: str, *, enabled: bool = True) -> Progress:
         except OSError:
             size = None
         if size:
+            from tqdm import tqdm     # (only for a bar: its import costs ~50 ms of start-up)
             bar = tqdm(total=size, unit="B", unit_scale=True, leave=False,
                        desc=printable(os.path.basename(path)), file=sys.stderr)
     return Progress(src, bar)

@@ -29,11 +29,43 @@ def tag_pv(pv: str) -> str:
         return quote(pv, safe=_PV_SAFE, errors="replace")
 
 
-# (role, class, PV) -> the tag's start, memoised: the tag must cost little
-# beside the repr. At most _MAX_STARTS entries (then cleared), PV names of
-# at most 256 characters (longer ones, rare and maybe hostile, are not kept)
+# (role, class, PV) -> (the PV as {pv} shows it and a space, or "", the tag's
+# start), memoised: the tag must cost little beside the repr. At most
+# _MAX_STARTS entries (then cleared), PV names of at most 256 characters
+# (longer ones, rare and maybe hostile, are not kept)
 _starts: dict = {}
 _MAX_STARTS = 16384
+_SHORT = MAX_OPTION_LEN // 4         # characters that fit whatever their UTF-8 size
+
+
+def _start(record) -> tuple:
+    pv = record.pv
+    key = (record.role, record.cls, pv)
+    found = _starts.get(key)
+    if found is None:
+        start = f"{_TAG}role={record.role} cmd={record.cls.__name__}"
+        if pv is None:
+            found = ("", start)
+        else:                   # (escaped as {pv} is: caproto's repr escapes its own text)
+            found = (f"{pv if pv.isprintable() else printable(pv)} ", f"{start} pv={tag_pv(pv)}")
+        if pv is None or len(pv) <= 256:
+            if len(_starts) >= _MAX_STARTS:
+                _starts.clear()
+            _starts[key] = found
+    return found
+
+
+def _end(record, first: int) -> str:
+    """The tag's end: `` req=FRAME lat=SECONDS]``, each when known."""
+    req = record.request_frame
+    if first != 1 and req is not None:
+        req = req - first + 1 if req >= first else None
+    latency = record.latency
+    if req is None:
+        return "]" if latency is None else f" lat={latency:.6f}]"
+    if latency is None:
+        return f" req={req}]"
+    return f" req={req} lat={latency:.6f}]"
 
 
 def comment_tag(record, first: int = 1) -> str:
@@ -41,32 +73,14 @@ def comment_tag(record, first: int = 1) -> str:
     and lat only when known. ``first``: the first frame of the output file
     (several captures): req is a frame of that file, absent when the request
     is in an earlier file (Wireshark opens one file at a time)."""
-    pv = record.pv
-    key = (record.role, record.cls, pv)
-    start = _starts.get(key)
-    if start is None:
-        start = f"{_TAG}role={record.role} cmd={record.cls.__name__}"
-        if pv is not None:
-            start += f" pv={tag_pv(pv)}"
-        if pv is None or len(pv) <= 256:
-            if len(_starts) >= _MAX_STARTS:
-                _starts.clear()
-            _starts[key] = start
-    req = record.request_frame
-    if first != 1 and req is not None:
-        req = req - first + 1 if req >= first else None
-    if req is None:
-        return start + "]" if record.latency is None else f"{start} lat={record.latency:.6f}]"
-    if record.latency is None:
-        return f"{start} req={req}]"
-    return f"{start} req={req} lat={record.latency:.6f}]"
+    return _start(record)[1] + _end(record, first)
 
 
 def _fit(text: str, tag: str) -> str:
     """``text + tag``, the text cut (``cut_comment``) so that the tag survives
     pcapng's 65535-byte option limit."""
     whole = text + tag
-    if len(whole) * 4 <= MAX_OPTION_LEN:       # (no UTF-8 encoding needed)
+    if len(whole) <= _SHORT:            # (no UTF-8 encoding needed)
         return whole
     room = MAX_OPTION_LEN - len(tag.encode("utf-8"))
     return cut_comment(text, room).decode("utf-8") + tag
@@ -75,11 +89,12 @@ def _fit(text: str, tag: str) -> str:
 def default_comment(record, first: int = 1) -> str:
     """``{pv} {command}``, without the PV (and its space) when it is unknown,
     then the tag (``first``: see comment_tag)."""
-    text = record_repr(record)
-    pv = record.pv
-    if pv is not None:          # (escaped as {pv} is: caproto's repr escapes its own text)
-        text = f"{pv if pv.isprintable() else printable(pv)} {text}"
-    return _fit(text, comment_tag(record, first))
+    prefix, start = _start(record)
+    text = prefix + record_repr(record)
+    tag = start + _end(record, first)
+    if len(text) + len(tag) <= _SHORT:
+        return text + tag
+    return _fit(text, tag)
 
 
 def note_comment(note: str) -> str:
