@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 CAPTURE ?= fixtures/basic.pcap
 CORPUS ?= ../shared/corpus
 
-.PHONY: demo test bench fuzz fixtures check-corpus compare soak clean
+.PHONY: demo test bench instructions fuzz fixtures check-corpus compare soak clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,9 @@ test: $(VENV)/.test-installed
 
 bench: $(VENV)/.test-installed
 	$(PY) bench/bench.py $(BENCH_ARGS)
+
+instructions: $(VENV)/.test-installed
+	$(PY) bench/instructions.py --rev $${REV:-HEAD} $(INSTRUCTIONS_ARGS)
 
 fuzz: $(VENV)/.test-installed
 	$(PY) -m pip install --quiet atheris
