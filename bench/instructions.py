@@ -4,13 +4,13 @@
     python bench/instructions.py --rev REV [CAPTURE] [--packets N] [--cases a,b] [-j N]
 
 Wall-clock ratios on a shared machine move by 10 % from run to run; the count of
-instructions a process executes (cachegrind's ``I refs``) moves by well under
-0.1 %, so it tells a 2 % regression from noise in one run. It does not see
+instructions a process executes (cachegrind's ``I refs``, the hash seed fixed)
+moves by well under 1 %, so it tells a 2 % regression from noise in one run. It does not see
 cache misses or I/O: ``make bench`` stays the measure of speed, this one the
 check that a change costs what it should (docs/performance.md). The revision's
 ``pcapca/`` is taken with ``git archive`` into a temporary directory; both
-trees are byte-compiled first, as an installed package is. Without CAPTURE:
-the first --packets packets of ../shared/corpus/ca_large.pcap (editcap),
+trees are byte-compiled first, as an installed package is (a random hash seed
+alone moves start-up by 4 %, so it is 0). Without CAPTURE: the first --packets packets of ../shared/corpus/ca_large.pcap (editcap),
 else bench/synthetic.pcap.
 """
 from __future__ import annotations
@@ -30,7 +30,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
-from bench import CA_LARGE, NO_PV, SYNTHETIC, choose_pv, to_pcapng  # noqa: E402
+from bench import (CA_LARGE, NO_PV, SYNTHETIC, SYNTHETIC_PACKETS, choose_pv,  # noqa: E402
+                   ensure_synthetic, to_pcapng)
 
 
 def cases(capture: Path, pcapng: Path, out: Path, pv: str) -> dict:
@@ -49,7 +50,7 @@ def cases(capture: Path, pcapng: Path, out: Path, pv: str) -> dict:
 
 def instructions(tree: Path, args: list) -> int:
     """I refs of ``python -m pcapca ARGS`` with ``tree`` first on the path."""
-    env = dict(os.environ, PYTHONPATH=str(tree), PYTHONDONTWRITEBYTECODE="1")
+    env = dict(os.environ, PYTHONPATH=str(tree), PYTHONDONTWRITEBYTECODE="1", PYTHONHASHSEED="0")
     p = subprocess.run(["valgrind", "--tool=cachegrind", "--cache-sim=no",
                         "--cachegrind-out-file=/dev/null", sys.executable, "-m", "pcapca", *args],
                        env=env, cwd=str(tree), stdout=subprocess.DEVNULL,
@@ -93,6 +94,7 @@ def main(argv=None) -> int:
                                 f"1-{args.packets}"], check=True)
             else:
                 capture = SYNTHETIC
+                ensure_synthetic(capture, SYNTHETIC_PACKETS)
         pcapng = work / "capture.pcapng"
         if not to_pcapng(capture, pcapng):
             raise SystemExit("instructions.py: needs editcap or tshark for the pcapng case")

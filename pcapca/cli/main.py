@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import signal
@@ -12,29 +13,33 @@ from typing import List, Optional
 import numpy
 
 from .. import __version__
-from ..wireshark import install as cmd_wireshark
-from . import cmd_annotate, cmd_print, cmd_stats
 from .common import OK, SIGNALLED, error_status
 
 # name -> module with add_parser(subparsers), which adds the command of that
-# name and its options, and run(args) -> exit status
+# name and its options, and run(args) -> exit status; a run imports only the
+# module of its command (start-up: docs/design.md)
 COMMANDS = {
-    "print": cmd_print,
-    "annotate": cmd_annotate,
-    "stats": cmd_stats,
-    "wireshark": cmd_wireshark,
+    "print": ".cmd_print",
+    "annotate": ".cmd_annotate",
+    "stats": ".cmd_stats",
+    "wireshark": "..wireshark.install",
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def command(name: str):
+    return importlib.import_module(COMMANDS[name], __package__)
+
+
+def build_parser(argv: Optional[List[str]] = None) -> argparse.ArgumentParser:
+    """The parser of every command, or of the one ``argv`` starts with."""
     parser = argparse.ArgumentParser(
         prog="pcapca",
         description="Read EPICS Channel Access traffic in packet captures (pcap, pcapng).")
     parser.add_argument("--version", action="version", version=f"pcapca {__version__}")
     sub = parser.add_subparsers(dest="cmd", metavar="COMMAND")
     sub.required = True
-    for command in COMMANDS.values():
-        command.add_parser(sub)
+    for name in [argv[0]] if argv and argv[0] in COMMANDS else COMMANDS:
+        command(name).add_parser(sub)
     return parser
 
 
@@ -65,13 +70,15 @@ def _quiet_libraries() -> None:
 
 def main(argv: Optional[List[str]] = None) -> int:
     _reopen_closed_streams()
-    args = build_parser().parse_args(argv)
+    if argv is None:
+        argv = sys.argv[1:]
+    args = build_parser(argv).parse_args(argv)
     # numpy wraps long arrays over several lines; one message is one line
     numpy.set_printoptions(linewidth=sys.maxsize)
     if not args.debug:
         _quiet_libraries()
     try:
-        return COMMANDS[args.cmd].run(args)
+        return command(args.cmd).run(args)
     except BrokenPipeError:
         # `pcapca print ... | head`: the reader went away; end quietly
         try:

@@ -1,5 +1,6 @@
 """The command table (a command is one module and one line in
 ``cli.main.COMMANDS``) and the exit status of each way a command ends."""
+import os
 import signal
 import subprocess
 import sys
@@ -9,20 +10,35 @@ import pytest
 
 from pcapca.cli import common, main
 from pcapca.cli.outfile import Interrupted
-from pcapca.errors import (CaptureFormatError, ConfigError, FilterError, FormatError,
-                           OutputError, UsageError)
+from pcapca.errors import (CaptureFormatError, ConfigError, FilterError, FormatError, OutputError,
+                           UsageError)
+from tests.conftest import FIXTURES, ROOT
 
 
-def command(name, run, declare=common.add_common):
-    """A command module: add_parser and run."""
-    return SimpleNamespace(add_parser=lambda sub: declare(sub.add_parser(name, help="test")),
-                           run=run)
+def command(monkeypatch, name, run, declare=common.add_common):
+    """A command module (add_parser and run) in the table, as the table
+    names one: by its module name."""
+    module = SimpleNamespace(add_parser=lambda sub: declare(sub.add_parser(name, help="test")),
+                             run=run)
+    monkeypatch.setitem(sys.modules, f"pcapca_test_{name}", module)
+    monkeypatch.setitem(main.COMMANDS, name, f"pcapca_test_{name}")
 
 
 def test_the_table_is_the_commands():
     assert list(main.COMMANDS) == ["print", "annotate", "stats", "wireshark"]
     sub = next(a for a in main.build_parser()._actions if a.dest == "cmd")
     assert list(sub.choices) == ["print", "annotate", "stats", "wireshark"]
+
+
+def test_a_run_imports_only_its_command(tmp_path):
+    """(start-up: the other commands' modules are not loaded)"""
+    code = ("import sys; from pcapca.cli import main; main.main(['print', sys.argv[1], '-q']); "
+            "print(sorted(m for m in sys.modules if m.startswith(('pcapca.stats', "
+            "'pcapca.wireshark', 'pcapca.cli.cmd_', 'tqdm'))))")
+    out = subprocess.run([sys.executable, "-c", code, str(FIXTURES / "basic.pcap")],
+                         capture_output=True, text=True, check=True,
+                         env=dict(os.environ, PYTHONPATH=str(ROOT))).stdout
+    assert out.splitlines()[-1] == "['pcapca.cli.cmd_print']"
 
 
 def test_a_command_is_one_module_and_one_line_in_the_table(monkeypatch, capsys):
@@ -33,7 +49,7 @@ def test_a_command_is_one_module_and_one_line_in_the_table(monkeypatch, capsys):
     def run(args):
         print(f"hello {args.name}")
         return common.OK
-    monkeypatch.setitem(main.COMMANDS, "hello", command("hello", run, declare))
+    command(monkeypatch, "hello", run, declare)
     assert main.main(["hello", "world"]) == 0
     assert capsys.readouterr().out == "hello world\n"
 
@@ -55,7 +71,7 @@ def test_each_error_ends_in_one_line_and_its_exit_status(monkeypatch, capsys, er
                                                           line):
     def run(args):
         raise error
-    monkeypatch.setitem(main.COMMANDS, "fail", command("fail", run))
+    command(monkeypatch, "fail", run)
     assert main.main(["fail"]) == status
     assert capsys.readouterr() == ("", line + "\n")
     with pytest.raises(type(error)):
@@ -69,14 +85,15 @@ def test_each_error_ends_in_one_line_and_its_exit_status(monkeypatch, capsys, er
 def test_signals_and_a_reader_gone_away(monkeypatch, capsys, error, status):
     def run(args):
         raise error
-    monkeypatch.setitem(main.COMMANDS, "fail", command("fail", run))
+    command(monkeypatch, "fail", run)
     monkeypatch.setattr(sys, "stdout", open("/dev/null", "w"))
     assert main.main(["fail"]) == status
     assert capsys.readouterr().err == ""
 
 
 def test_yaml_is_loaded_only_when_a_config_file_is_read():
-    code = ("import sys, pcapca.cli.main; m = sys.modules['yaml']; "
+    code = ("import sys, pcapca.cli.config; m = sys.modules['yaml']; "
             "print(type(m).__name__, 'yaml.reader' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert out.stdout == "_LazyModule False\n"
