@@ -56,7 +56,10 @@ def _start(record) -> tuple:
 
 
 def _end(record, first: int) -> str:
-    """The tag's end: `` req=FRAME lat=SECONDS]``, each when known."""
+    """The tag's end: `` req=FRAME lat=SECONDS]``, each when known. ``first``:
+    the first frame of the output file (several captures): req is a frame of
+    that file, absent when the request is in an earlier file (Wireshark opens
+    one file at a time)."""
     req = record.request_frame
     if first != 1 and req is not None:
         req = req - first + 1 if req >= first else None
@@ -66,14 +69,6 @@ def _end(record, first: int) -> str:
     if latency is None:
         return f" req={req}]"
     return f" req={req} lat={latency:.6f}]"
-
-
-def comment_tag(record, first: int = 1) -> str:
-    """`` [pcapca/1 role=R cmd=NAME pv=ESCAPED req=FRAME lat=SECONDS]``; pv, req
-    and lat only when known. ``first``: the first frame of the output file
-    (several captures): req is a frame of that file, absent when the request
-    is in an earlier file (Wireshark opens one file at a time)."""
-    return _start(record)[1] + _end(record, first)
 
 
 def _fit(text: str, tag: str) -> str:
@@ -88,13 +83,10 @@ def _fit(text: str, tag: str) -> str:
 
 def default_comment(record, first: int = 1) -> str:
     """``{pv} {command}``, without the PV (and its space) when it is unknown,
-    then the tag (``first``: see comment_tag)."""
+    then the tag `` [pcapca/1 role=R cmd=NAME pv=ESCAPED req=FRAME lat=SECONDS]``,
+    pv, req and lat only when known (``first``: see _end)."""
     prefix, start = _start(record)
-    text = prefix + record_repr(record)
-    tag = start + _end(record, first)
-    if len(text) + len(tag) <= _SHORT:
-        return text + tag
-    return _fit(text, tag)
+    return _fit(prefix + record_repr(record), start + _end(record, first))
 
 
 def note_comment(note: str) -> str:

@@ -1,4 +1,4 @@
-"""The tag at the end of annotate's comments (pcapca.output.comments.comment_tag)."""
+"""The tag at the end of annotate's comments (pcapca.output.comments)."""
 from pcapca.output.comments import _fit, tag_pv
 from pcapca.capture.pcapng_write import cut_comment
 
