@@ -3,15 +3,17 @@
 
     python bench/instructions.py --rev REV [CAPTURE] [--packets N] [--cases a,b] [-j N]
 
-Wall-clock ratios on a shared machine move by 10 % from run to run; the count of
-instructions a process executes (cachegrind's ``I refs``, the hash seed fixed)
-moves by well under 1 %, so it tells a 2 % regression from noise in one run. It does not see
-cache misses or I/O: ``make bench`` stays the measure of speed, this one the
-check that a change costs what it should (docs/performance.md). The revision's
-``pcapca/`` is taken with ``git archive`` into a temporary directory; both
-trees are byte-compiled first, as an installed package is (a random hash seed
-alone moves start-up by 4 %, so it is 0). Without CAPTURE: the first --packets packets of ../shared/corpus/ca_large.pcap (editcap),
-else bench/synthetic.pcap.
+Wall-clock ratios on a shared machine move by 10 % from run to run; the count
+of instructions a process executes (cachegrind's ``I refs``, the hash seed
+fixed) moves by well under 1 %, so one run tells a 2 % regression from noise.
+It does not see cache misses or I/O: ``make bench`` stays the measure of
+speed, this one the check that a change costs what it should
+(docs/performance.md). The cases are bench.py's (``build_cases``), and
+start-up. The revision's ``pcapca/`` is taken with ``git archive`` into a
+temporary directory; both trees are byte-compiled first, as an installed
+package is; the hash seed is 0 (a random one alone moves start-up by 4 %).
+Without CAPTURE: the first --packets packets of
+../shared/corpus/ca_large.pcap (editcap), else bench/synthetic.pcap.
 """
 from __future__ import annotations
 
@@ -22,7 +24,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,46 +31,43 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
-from bench import (CA_LARGE, NO_PV, SYNTHETIC, SYNTHETIC_PACKETS, choose_pv,  # noqa: E402
-                   ensure_synthetic, to_pcapng)
+from bench import (CA_LARGE, SYNTHETIC, SYNTHETIC_PACKETS, build_cases,  # noqa: E402
+                   ensure_synthetic, pcapca_cmd)
 
 
-def cases(capture: Path, pcapng: Path, out: Path, pv: str) -> dict:
-    """name -> pcapca arguments; names as in bench.py, plus start-up alone."""
-    return {
-        "start-up (fixtures/basic.pcap)": ["print", str(ROOT / "fixtures" / "basic.pcap")],
-        "print": ["print", str(capture)],
-        "print --json": ["print", str(capture), "--json"],
-        "print --pv": ["print", str(capture), "--pv", pv],
-        "floor: print {frame}": ["print", str(capture), "--format", "{frame}"],
-        "floor: --pv (none)": ["print", str(capture), "--pv", NO_PV],
-        "annotate": ["annotate", str(capture), str(out)],
-        "print (pcapng)": ["print", str(pcapng)],
-    }
+START_UP = "start-up (fixtures/basic.pcap)"
 
 
-def instructions(tree: Path, args: list) -> int:
-    """I refs of ``python -m pcapca ARGS`` with ``tree`` first on the path."""
+def commands(capture: Path, work: Path) -> dict:
+    """case name -> command: bench.py's pcapca cases (caproto-shark and the
+    unavailable left out), their files in ``work``, then start-up alone."""
+    work.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    found = {c.name: c.cmd for c in build_cases(capture, work, env, None)
+             if c.cmd and not c.unavailable and c.name != "caproto-shark"}
+    found[START_UP] = pcapca_cmd("print", str(ROOT / "fixtures" / "basic.pcap"))
+    return found
+
+
+def instructions(tree: Path, cmd: list) -> int:
+    """I refs of ``cmd`` (``python -m pcapca ...``) with ``tree`` first on the path."""
     env = dict(os.environ, PYTHONPATH=str(tree), PYTHONDONTWRITEBYTECODE="1", PYTHONHASHSEED="0")
     p = subprocess.run(["valgrind", "--tool=cachegrind", "--cache-sim=no",
-                        "--cachegrind-out-file=/dev/null", sys.executable, "-m", "pcapca", *args],
+                        "--cachegrind-out-file=/dev/null", *cmd],
                        env=env, cwd=str(tree), stdout=subprocess.DEVNULL,
                        stderr=subprocess.PIPE, text=True)
     found = re.search(r"I\s+refs:\s+([\d,]+)", p.stderr)
     if p.returncode not in (0, 1) or not found:
-        raise SystemExit(f"instructions.py: {args} in {tree} failed: {p.stderr[-500:]}")
+        raise SystemExit(f"instructions.py: {cmd[3:]} in {tree} failed: {p.stderr[-500:]}")
     return int(found.group(1).replace(",", ""))
 
 
 def checkout(rev: str, into: Path) -> None:
     """``pcapca/`` of ``rev`` into ``into``."""
     into.mkdir()
-    archive = into / "rev.tar"
-    subprocess.run(["git", "-C", str(ROOT), "archive", "-o", str(archive), rev, "pcapca"],
-                   check=True)
-    with tarfile.open(archive) as tar:
-        tar.extractall(into, filter="data")
-    archive.unlink()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "pcapca"],
+                             check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
 
 
 def main(argv=None) -> int:
@@ -95,21 +93,17 @@ def main(argv=None) -> int:
             else:
                 capture = SYNTHETIC
                 ensure_synthetic(capture, SYNTHETIC_PACKETS)
-        pcapng = work / "capture.pcapng"
-        if not to_pcapng(capture, pcapng):
-            raise SystemExit("instructions.py: needs editcap or tshark for the pcapng case")
         old = work / "rev"
         checkout(args.rev, old)
         for tree in (ROOT, old):
             compileall.compile_dir(str(tree / "pcapca"), quiet=1)
-        pv, _ = choose_pv(capture, dict(os.environ, PYTHONPATH=str(ROOT)))
-        tables = {tree: cases(capture, pcapng, work / f"out-{tree.name}.pcapng", pv or NO_PV)
-                  for tree in (ROOT, old)}
+        tables = {tree: commands(capture, work / f"cases-{tree.name}") for tree in (ROOT, old)}
         names = args.cases.split(",") if args.cases else list(tables[ROOT])
         jobs = [(tree, name) for name in names for tree in (old, ROOT)]
         with ThreadPoolExecutor(max(1, args.j)) as pool:
             counts = dict(zip(jobs, pool.map(lambda j: instructions(j[0], tables[j[0]][j[1]]),
                                              jobs)))
+        pv = tables[ROOT].get("print --pv", ["(none)"])[-1]
     print(f"Instructions (valgrind cachegrind, I refs) on {args.capture or capture.name}"
           f"{'' if args.capture else f' ({args.packets:,} packets)'}; --pv {pv}\n")
     print(f"| case | {args.rev} | this tree | change |\n|---|---|---|---|")
